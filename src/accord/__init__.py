@@ -1,0 +1,73 @@
+"""accord: a concurrency toolkit for multi-agent systems that share state.
+
+Open a store, take a session per agent, and every write is guarded::
+
+    import accord
+
+    store = accord.open()                      # ./.accord/state.db, or ACCORD_URL
+    a = store.session("agent-a")
+    doc = a.read("docs/plan.md")
+    a.write("docs/plan.md", doc.value + "more", expect=doc.version)
+
+Users import from ``accord`` only; the modules behind it are implementation.
+"""
+
+from .errors import (
+    AccordError,
+    BackendUnavailable,
+    Conflict,
+    Deadlock,
+    Fenced,
+    HistoryFormatError,
+    IdempotencyMismatch,
+    InvalidKey,
+    InvalidValue,
+    LeaseError,
+    LeaseLost,
+    LeaseTimeout,
+    ManifestError,
+    NotFound,
+    NotWriter,
+    PolicyViolation,
+    PreconditionFailed,
+    PreconditionRequired,
+    RetriesExhausted,
+    Timeout,
+    UsageError,
+)
+from .records import Doc, Event
+from .session import Operation, Session
+from .store import Store, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccordError",
+    "BackendUnavailable",
+    "Conflict",
+    "Deadlock",
+    "Doc",
+    "Event",
+    "Fenced",
+    "HistoryFormatError",
+    "IdempotencyMismatch",
+    "InvalidKey",
+    "InvalidValue",
+    "LeaseError",
+    "LeaseLost",
+    "LeaseTimeout",
+    "ManifestError",
+    "NotFound",
+    "NotWriter",
+    "Operation",
+    "PolicyViolation",
+    "PreconditionFailed",
+    "PreconditionRequired",
+    "RetriesExhausted",
+    "Session",
+    "Store",
+    "Timeout",
+    "UsageError",
+    "__version__",
+    "open",
+]

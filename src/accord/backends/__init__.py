@@ -1,0 +1,1 @@
+"""Storage backends. Pick one with :func:`accord.open` by URL scheme."""

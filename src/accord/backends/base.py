@@ -1,0 +1,230 @@
+"""The backend contract: one small Protocol, and the logic all backends share.
+
+A backend stores records and history and offers one atomic primitive,
+:meth:`Backend.txn`: check every compare, then apply the ``success`` ops
+(or the ``failure`` ops when a compare fails), append their history events,
+and commit it all at once. Leases, queues, branches and idempotency records
+are records like any other, written through ``txn``; that is what lets one
+conformance suite prove every backend.
+
+Backends import only this module, :mod:`accord.records` and
+:mod:`accord.errors`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..records import (
+    NOW,
+    Append,
+    Compare,
+    Delete,
+    Op,
+    Put,
+    Record,
+    TxnResult,
+    decode_value,
+    value_hash,
+)
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a storage engine must offer accord.
+
+    ``spans_processes`` and ``spans_hosts`` state where the backend can be
+    shared: memory spans neither, SQLite spans processes on one machine,
+    PostgreSQL spans hosts.
+    """
+
+    url: str
+    spans_processes: ClassVar[bool]
+    spans_hosts: ClassVar[bool]
+
+    def get(self, key: str) -> Record | None:
+        """The record of ``key`` (tombstones included), or None."""
+
+    def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        """Live records whose key starts with ``prefix``, in key order."""
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """Atomically: if every compare holds apply ``success``, else ``failure``."""
+
+    def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """History events with ``rev > since``, oldest first (optionally one key)."""
+
+    def revision(self) -> int:
+        """The store revision now."""
+
+    def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+    ) -> int:
+        """Block until a record in ``keys`` or under ``prefixes`` changes after
+        revision ``since``, or ``timeout`` seconds pass. Returns the revision now.
+
+        A wake-up is a hint: callers re-read and decide; a spurious wake-up is
+        allowed, a missed change within ``timeout`` is not.
+        """
+
+    def now(self) -> float:
+        """The store's clock, in seconds since the epoch. Every TTL uses it."""
+
+    def purge_expired(self, prefix: str, before: float) -> int:
+        """Remove live records under ``prefix`` whose ``expires`` < ``before``."""
+
+    def close(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+
+
+# --- shared logic ----------------------------------------------------------
+
+
+def iso_time(ts: float) -> str:
+    """RFC 3339 UTC time with microseconds, as history events carry it."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:
+    """Evaluate one compare against the current record of its key."""
+    expected = now if cmp.value == NOW else cmp.value
+    if cmp.target == "version":
+        actual: Any = 0 if record is None or record.deleted else record.version
+    elif cmp.target == "expires":
+        actual = math.inf if record is None or record.expires is None else record.expires
+        if record is None or record.deleted:
+            actual = -math.inf
+        if expected is None:
+            expected = math.inf
+    elif cmp.target == "holder":
+        if record is None or record.deleted:
+            return True
+        if record.expires is not None and record.expires <= now:
+            return True
+        return record.author == expected
+    elif cmp.target == "value":
+        actual = None if record is None or record.deleted else decode_value(record.kind, record.data)
+    else:  # pragma: no cover - guarded by the type
+        raise ValueError(f"unknown compare target {cmp.target!r}")
+    return _OPS[cmp.op](actual, expected)
+
+
+def plan_ops(
+    ops: Iterable[Op],
+    current: dict[str, Record | None],
+    revision: int,
+    now: float,
+) -> tuple[list[tuple[str, Record | None]], list[dict[str, Any]], int]:
+    """Work out what ``ops`` do, given the records they touch.
+
+    Returns the rows to store (``None`` means remove the row), the events to
+    append (fields filled in), and the new store revision. Every op consumes
+    one revision. ``current`` is updated in place, so several ops on one key
+    in one transaction see each other.
+    """
+    writes: list[tuple[str, Record | None]] = []
+    events: list[dict[str, Any]] = []
+    stamp = iso_time(now)
+    for op in ops:
+        revision += 1
+        if isinstance(op, Append):
+            events.append(_stamp(op.event, revision, stamp, None, None, None))
+            continue
+        old = current.get(op.key)
+        # The version chain runs through tombstones, so ``prev`` of a
+        # re-create is the delete's version and the chain has no gaps.
+        base = prev = 0 if old is None else old.version
+        if isinstance(op, Put):
+            new: Record | None = Record(
+                key=op.key,
+                kind=op.kind,
+                data=op.data,
+                version=base + 1,
+                revision=revision,
+                author=op.author,
+                lamport=op.lamport,
+                clock=op.clock,
+                deleted=False,
+                expires=None if op.ttl is None else now + op.ttl,
+            )
+            if op.event is not None:
+                events.append(_stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data)))
+        elif isinstance(op, Delete):
+            if op.purge:
+                new = None
+            elif old is None or old.deleted:
+                new = old
+            else:
+                new = Record(
+                    key=op.key,
+                    kind=old.kind,
+                    data=b"",
+                    version=base + 1,
+                    revision=revision,
+                    author=op.author,
+                    lamport=op.lamport,
+                    clock=op.clock,
+                    deleted=True,
+                    expires=None,
+                )
+            if op.event is not None:
+                version = None if new is None else new.version
+                events.append(_stamp(op.event, revision, stamp, version, prev, None))
+        else:  # pragma: no cover - guarded by the type
+            raise TypeError(f"unknown op {op!r}")
+        current[op.key] = new
+        if new is not old:
+            writes.append((op.key, new))
+    return writes, events, revision
+
+
+def _stamp(
+    event: dict[str, Any],
+    rev: int,
+    stamp: str,
+    version: int | None,
+    prev: int | None,
+    hash_: str | None,
+) -> dict[str, Any]:
+    out = dict(event)
+    out["rev"] = rev
+    out["time"] = stamp
+    if version is not None and "version" not in out:
+        out["version"] = version
+    if prev is not None and "prev" not in out:
+        out["prev"] = prev
+    if hash_ is not None and "hash" not in out:
+        out["hash"] = hash_
+    return out
+
+
+def touched_keys(compares: Sequence[Compare], *branches: Sequence[Op]) -> list[str]:
+    """Every key a transaction reads or writes, in first-seen order."""
+    seen: dict[str, None] = {}
+    for cmp in compares:
+        seen.setdefault(cmp.key, None)
+    for ops in branches:
+        for op in ops:
+            if not isinstance(op, Append):
+                seen.setdefault(op.key, None)
+    return list(seen)

@@ -1,0 +1,491 @@
+"""Embedded backend on one SQLite file: the default.
+
+URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+``sqlite:///:memory:``-style paths are refused (use ``memory://``). Query
+options: ``?synchronous=full`` for fsync on every commit (default
+``normal``: a committed write survives a process crash, and a power loss may
+drop the last commits), ``?busy_timeout=SECONDS`` (default 30).
+
+Many processes on one machine may share the file (WAL mode). Every write
+transaction starts with ``BEGIN IMMEDIATE``, so the write lock is taken
+before anything is read and two writers can never interleave a check and a
+write. It spans processes, not hosts: a SQLite file on a network share is
+not safe to share between machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import BackendUnavailable, UsageError
+from ..records import Compare, Op, Record, TxnResult
+from .base import check_compare, plan_ops, touched_keys
+
+APPLICATION_ID = 0x41434344  # "ACCD"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accord_meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accord_records (
+    key      TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    data     BLOB NOT NULL,
+    version  INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    author   TEXT NOT NULL,
+    lamport  INTEGER NOT NULL,
+    clock    TEXT NOT NULL,
+    deleted  INTEGER NOT NULL,
+    expires  REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accord_events (
+    rev  INTEGER PRIMARY KEY,
+    key  TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accord_events_key ON accord_events (key, rev);
+INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('revision', 0);
+INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('purged', 0);
+"""
+
+_COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
+_BUSY_RETRIES = 20
+
+
+def _row_to_record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        key=row[0],
+        kind=row[1],
+        data=row[2],
+        version=row[3],
+        revision=row[4],
+        author=row[5],
+        lamport=row[6],
+        clock=row[7],
+        deleted=bool(row[8]),
+        expires=row[9],
+    )
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix + "\U0010ffff"
+
+
+class SQLiteBackend:
+    """One SQLite file, one connection per thread."""
+
+    spans_processes: ClassVar[bool] = True
+    spans_hosts: ClassVar[bool] = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        raw = parts.path
+        if parts.netloc:
+            raise UsageError(
+                f"Unknown SQLite URL {url!r}: use sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (three or four slashes)."
+            )
+        path = raw[1:] if raw.startswith("/") else raw
+        if not path or path == ":memory:":
+            raise UsageError(
+                f"SQLite URL {url!r} names no file. Use sqlite:///.accord/state.db, or "
+                "memory:// for an in-process store."
+            )
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.path = Path(path)
+        self._synchronous = options.get("synchronous", "normal").upper()
+        if self._synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise UsageError(f"synchronous={self._synchronous.lower()} is not one of normal, full.")
+        self._busy_timeout = float(options.get("busy_timeout", 30))
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._prepare()
+
+    # --- connections -------------------------------------------------------
+
+    def _prepare(self) -> None:
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"Cannot create the store directory {str(parent)!r}: {exc.strerror}. "
+                "Create it yourself, or point ACCORD_URL / --store at a writable place.",
+            ) from exc
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise BackendUnavailable(
+                f"The store file {str(self.path)!r} is read-only. Give this user write access "
+                "to it (and its directory, for the WAL files), or open another store."
+            )
+        conn = self._conn()
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise BackendUnavailable(
+                f"{str(self.path)!r} is not an accord store (SQLite says: {exc}). "
+                "Point the store URL at a new file, or at one accord created."
+            ) from exc
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise BackendUnavailable(
+                f"{str(self.path)!r} is a SQLite database that accord did not create. "
+                "accord will not write into it; use a new file such as .accord/state.db."
+            )
+        try:
+            self._execute_script(conn)
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc, "creating the schema") from exc
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise BackendUnavailable(
+                f"{str(self.path)!r} was written by a newer accord (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}). Upgrade accord to open it."
+            )
+
+    def _execute_script(self, conn: sqlite3.Connection) -> None:
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise BackendUnavailable("This store was closed; open it again with accord.open().")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "opening the store") from exc
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _translate(self, exc: sqlite3.Error, doing: str) -> BackendUnavailable:
+        """Map a sqlite3 error to the accord tree: one place, most specific first."""
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            hint = "The store file or its directory is read-only: give this user write access."
+        elif _is_busy(exc):
+            hint = (
+                "Another process held the write lock for longer than the busy timeout "
+                f"({self._busy_timeout:g} s). Nothing was written; retry, or raise "
+                "?busy_timeout= in the store URL."
+            )
+        elif "not a database" in text or "malformed" in text:
+            hint = "The file is not an accord store or is damaged; point the URL at another file."
+        elif "unable to open" in text:
+            hint = "Check that the path exists and is writable."
+        else:
+            hint = "Nothing was written by the failed operation; retry once the cause is fixed."
+        return BackendUnavailable(
+            f"SQLite store {str(self.path)!r} failed while {doing}: {text}. {hint}"
+        )
+
+    # --- the contract ------------------------------------------------------
+
+    def now(self) -> float:
+        # Every process sharing the file runs on this machine, so they share
+        # this clock; TTLs never use a clock that differs between agents.
+        return time.time()
+
+    def get(self, key: str) -> Record | None:
+        try:
+            row = (
+                self._conn()
+                .execute(f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?", (key,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._translate(exc, f"reading {key!r}") from exc
+        return None if row is None else _row_to_record(row)
+
+    def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        sql = (
+            f"SELECT {_COLUMNS} FROM accord_records WHERE key >= ? AND key < ? AND deleted = 0 "
+            "ORDER BY key"
+        )
+        params: tuple[Any, ...] = (prefix, _prefix_end(prefix))
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc, f"scanning {prefix!r}") from exc
+        return [_row_to_record(r) for r in rows]
+
+    def revision(self) -> int:
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT value FROM accord_meta WHERE name = 'revision'")
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "reading the revision") from exc
+        return int(row[0])
+
+    def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        conn = self._conn()
+        keys = touched_keys(compares, success, failure)
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                # BEGIN IMMEDIATE failing means nothing ran: always safe to retry.
+                if _is_busy(exc) and attempt < _BUSY_RETRIES - 1:
+                    time.sleep(0.005 * (attempt + 1))
+                    continue
+                raise self._translate(exc, "starting a write") from exc
+            try:
+                result = self._txn_locked(conn, keys, compares, success, failure)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc, "writing") from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _txn_locked(
+        self,
+        conn: sqlite3.Connection,
+        keys: list[str],
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op],
+    ) -> TxnResult:
+        if len(keys) == 1:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?", keys
+            ).fetchall()
+        else:
+            marks = ",".join("?" * len(keys))
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM accord_records WHERE key IN ({marks})", keys
+            ).fetchall()
+        current: dict[str, Record | None] = dict.fromkeys(keys)
+        for row in rows:
+            current[row[0]] = _row_to_record(row)
+        revision = conn.execute("SELECT value FROM accord_meta WHERE name = 'revision'").fetchone()[0]
+        now = self.now()
+        ok = all(check_compare(c, current[c.key], now) for c in compares)
+        writes, events, new_revision = plan_ops(success if ok else failure, current, revision, now)
+        upserts = []
+        for key, rec in writes:
+            if rec is None:
+                conn.execute("DELETE FROM accord_records WHERE key = ?", (key,))
+            else:
+                upserts.append(
+                    (
+                        rec.key,
+                        rec.kind,
+                        rec.data,
+                        rec.version,
+                        rec.revision,
+                        rec.author,
+                        rec.lamport,
+                        rec.clock,
+                        int(rec.deleted),
+                        rec.expires,
+                    )
+                )
+        if upserts:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO accord_records ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                upserts,
+            )
+        if events:
+            conn.executemany(
+                "INSERT INTO accord_events (rev, key, body) VALUES (?, ?, ?)",
+                [(e["rev"], e.get("key"), json.dumps(e, separators=(",", ":"))) for e in events],
+            )
+        if new_revision != revision:
+            conn.execute(
+                "UPDATE accord_meta SET value = ? WHERE name = 'revision'", (new_revision,)
+            )
+        return TxnResult(ok, new_revision, current, events)
+
+    def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        # Stream in pages so a long history never sits in memory at once.
+        page = 2000
+        seen = 0
+        while True:
+            want = page if limit is None else min(page, limit - seen)
+            if want <= 0:
+                return
+            try:
+                if key is None:
+                    rows = (
+                        self._conn()
+                        .execute(
+                            "SELECT rev, body FROM accord_events WHERE rev > ? ORDER BY rev LIMIT ?",
+                            (since, want),
+                        )
+                        .fetchall()
+                    )
+                else:
+                    rows = (
+                        self._conn()
+                        .execute(
+                            "SELECT rev, body FROM accord_events WHERE key = ? AND rev > ? "
+                            "ORDER BY rev LIMIT ?",
+                            (key, since, want),
+                        )
+                        .fetchall()
+                    )
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "reading history") from exc
+            for rev, body in rows:
+                yield json.loads(body)
+                since = rev
+            seen += len(rows)
+            if len(rows) < want:
+                return
+
+    def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+    ) -> int:
+        # SQLite has no notifications across processes. PRAGMA data_version is
+        # a cheap per-connection counter that moves when another connection
+        # commits, so the poll costs almost nothing until something changes;
+        # only then do we look at the keys we care about.
+        conn = self._conn()
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        last_version = None
+        while True:
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last_version:
+                    last_version = version
+                    revision = self.revision()
+                    if revision > since and self._changed(conn, keys, prefixes, since):
+                        return revision
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "waiting for a change") from exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.revision()
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.02)
+
+    def _changed(
+        self, conn: sqlite3.Connection, keys: Sequence[str], prefixes: Sequence[str], since: int
+    ) -> bool:
+        purged = conn.execute("SELECT value FROM accord_meta WHERE name = 'purged'").fetchone()[0]
+        if purged > since:
+            return True
+        for key in keys:
+            row = conn.execute(
+                "SELECT 1 FROM accord_records WHERE key = ? AND revision > ?", (key, since)
+            ).fetchone()
+            if row is not None:
+                return True
+            row = conn.execute(
+                "SELECT 1 FROM accord_events WHERE key = ? AND rev > ? LIMIT 1", (key, since)
+            ).fetchone()
+            if row is not None:
+                return True
+        for prefix in prefixes:
+            row = conn.execute(
+                "SELECT 1 FROM accord_records WHERE key >= ? AND key < ? AND revision > ? LIMIT 1",
+                (prefix, _prefix_end(prefix), since),
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
+
+    def purge_expired(self, prefix: str, before: float) -> int:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "DELETE FROM accord_records WHERE key >= ? AND key < ? "
+                    "AND expires IS NOT NULL AND expires < ?",
+                    (prefix, _prefix_end(prefix), before),
+                )
+                count = cur.rowcount
+                if count:
+                    conn.execute(
+                        "UPDATE accord_meta SET value = value + 1 WHERE name = 'revision'"
+                    )
+                    conn.execute(
+                        "UPDATE accord_meta SET value = (SELECT value FROM accord_meta "
+                        "WHERE name = 'revision') WHERE name = 'purged'"
+                    )
+                conn.execute("COMMIT")
+                return count
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "purging expired records") from exc
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing is best effort
+                pass
+        self._local = threading.local()
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)

@@ -1,0 +1,105 @@
+"""What every CLI command shares: --store, --agent, --json, errors, exit codes.
+
+Exit codes: 0 ok, 1 usage error, 2 store unavailable, 3 conflict or
+precondition failed, 4 lease or fencing refused, 5 anomalies found (check),
+6 plan violations.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from ..errors import AccordError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_UNAVAILABLE = 2
+EXIT_CONFLICT = 3
+EXIT_LEASE = 4
+EXIT_ANOMALIES = 5
+EXIT_PLAN = 6
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def store_option(fn: F) -> F:
+    return click.option(
+        "--store",
+        "store_url",
+        envvar="ACCORD_URL",
+        default=None,
+        metavar="URL",
+        help="Store URL (default: ACCORD_URL, else sqlite:///.accord/state.db).",
+    )(fn)
+
+
+def agent_option(fn: F) -> F:
+    return click.option(
+        "--agent",
+        envvar="ACCORD_AGENT",
+        default=None,
+        metavar="NAME",
+        help="Agent name (default: ACCORD_AGENT).",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")(fn)
+
+
+def common(fn: F) -> F:
+    """--store, --agent and --json, and the error handling every command wants."""
+    return store_option(agent_option(json_option(handle_errors(fn))))
+
+
+def handle_errors(fn: F) -> F:
+    """Turn accord errors into a message on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AccordError as exc:
+            if kwargs.get("as_json"):
+                payload = {"error": type(exc).__name__, "message": exc.message}
+                for name in ("key", "expected", "current", "writers"):
+                    if hasattr(exc, name):
+                        payload[name] = getattr(exc, name)
+                click.echo(json.dumps(payload, default=str))
+            else:
+                err_console.print(f"[bold red]{type(exc).__name__}:[/] ", end="")
+                err_console.out(exc.message)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_store(store_url: str | None, **kwargs: Any) -> Any:
+    from ..store import open as open_
+
+    return open_(store_url, **kwargs)
+
+
+def require_agent(agent: str | None) -> str:
+    if not agent:
+        raise UsageError("Name the agent: pass --agent NAME or set ACCORD_AGENT.")
+    return agent
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=str, indent=None))
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -1,0 +1,72 @@
+"""Logical clocks: Lamport time and vector clocks for happened-before.
+
+Each session keeps a Lamport counter and a vector clock (agent -> count).
+A write ticks the agent's own entry and is stored with the clock; a read
+merges the clock stored with the version it read. So "B read what A wrote"
+makes A's write happen-before everything B does next, and two writes whose
+clocks are concurrent were made without either agent seeing the other's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+
+
+def encode_clock(clock: Mapping[str, int]) -> str:
+    return json.dumps(dict(clock), sort_keys=True, separators=(",", ":"))
+
+
+def decode_clock(text: str | None) -> dict[str, int]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return {str(k): int(v) for k, v in value.items()}
+
+
+def happened_before(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """True if the event with clock ``a`` happened before the one with ``b``."""
+    return all(v <= b.get(k, 0) for k, v in a.items()) and dict(a) != dict(b)
+
+
+def concurrent(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """True if neither clock happened before the other (and they differ)."""
+    return not happened_before(a, b) and not happened_before(b, a) and dict(a) != dict(b)
+
+
+class AgentClock:
+    """One agent's Lamport time and vector clock, safe across threads."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        self.lamport = 0
+        self.vector: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._merged: dict[str, str] = {}
+
+    def tick(self) -> tuple[int, dict[str, int]]:
+        """Advance for a local event; returns (lamport, vector) after it."""
+        with self._lock:
+            self.lamport += 1
+            self.vector[self.agent] = self.vector.get(self.agent, 0) + 1
+            return self.lamport, dict(self.vector)
+
+    def observe(self, key: str, lamport: int, clock_text: str) -> None:
+        """Merge the clock stored with a version this agent read."""
+        if self._merged.get(key) is clock_text:
+            # The same stored clock was merged already: nothing can change.
+            with self._lock:
+                self.lamport = max(self.lamport, lamport)
+            return
+        other = decode_clock(clock_text)
+        with self._lock:
+            self.lamport = max(self.lamport, lamport)
+            for agent, count in other.items():
+                if count > self.vector.get(agent, 0):
+                    self.vector[agent] = count
+            self._merged[key] = clock_text
+
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        with self._lock:
+            return self.lamport, dict(self.vector)

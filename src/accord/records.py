@@ -1,0 +1,255 @@
+"""Plain data: what the store keeps and what the API hands out.
+
+Nothing here talks to a backend. ``Record`` is the backend's row,
+``Doc`` is what a session returns to an agent, ``Event`` is one line of
+history, and ``Compare``/``Put``/``Delete``/``Append`` are the words of the
+one atomic primitive, ``Backend.txn``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["text", "json", "bytes"]
+Value = Any  # str | bytes | JSON data
+
+
+def encode_value(value: Value) -> tuple[Kind, bytes]:
+    """Encode a value for storage, keeping its type.
+
+    ``str`` is text, ``bytes`` is bytes, and dict, list, int, float, bool or
+    None are JSON. Anything else raises :class:`accord.InvalidValue`.
+    """
+    if isinstance(value, str):
+        return "text", value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes", bytes(value)
+    if value is None or isinstance(value, (dict, list, int, float, bool)):
+        try:
+            data = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            from .errors import InvalidValue
+
+            raise InvalidValue(
+                f"Value is not JSON-serialisable ({exc}). Store text (str), bytes, or "
+                "JSON data made of dict, list, str, int, float, bool and None."
+            ) from exc
+        return "json", data.encode("utf-8")
+    from .errors import InvalidValue
+
+    raise InvalidValue(
+        f"Cannot store a value of type {type(value).__name__}. Store text (str), bytes, "
+        "or JSON data (dict, list, int, float, bool, None); convert the value first."
+    )
+
+
+def decode_value(kind: str, data: bytes) -> Value:
+    """Inverse of :func:`encode_value`."""
+    if kind == "text":
+        return data.decode("utf-8")
+    if kind == "json":
+        return json.loads(data)
+    return bytes(data)
+
+
+def value_hash(data: bytes) -> str:
+    """The content hash recorded in history events."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One key as a backend stores it.
+
+    ``version`` counts writes to the key and is never reused: a delete
+    leaves a tombstone (``deleted=True``) that keeps the version, so a
+    re-create continues from it. ``revision`` is the store revision of the
+    last change. ``expires`` is an optional deadline on the store's clock
+    (used by leases and other records with a TTL). ``clock`` is the vector
+    clock of the writer as JSON text, ``lamport`` its Lamport time.
+    """
+
+    key: str
+    kind: str
+    data: bytes
+    version: int
+    revision: int
+    author: str = ""
+    lamport: int = 0
+    clock: str = "{}"
+    deleted: bool = False
+    expires: float | None = None
+
+    @property
+    def value(self) -> Value:
+        return decode_value(self.kind, self.data)
+
+    @property
+    def live(self) -> bool:
+        return not self.deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """A version of a key as an agent sees it.
+
+    ``value`` is str, bytes or JSON data, as written. ``version`` is the
+    key's version, ``revision`` the store revision of the write, ``author``
+    the agent that wrote it.
+    """
+
+    key: str
+    value: Value
+    version: int
+    revision: int
+    author: str
+    kind: str = "text"
+    lamport: int = 0
+    clock: dict[str, int] = field(default_factory=dict)
+
+
+# --- the words of the atomic primitive -------------------------------------
+
+NOW = "$now"
+"""A compare value that the backend replaces with its own clock, inside the
+transaction, so TTL checks never depend on an agent's clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """One condition of a transaction.
+
+    ``target`` is ``"version"`` (0 when absent or deleted), ``"expires"``
+    (None compares as +infinity: no deadline; absent as -infinity),
+    ``"value"`` (the decoded value; absent is None), or ``"holder"``: true
+    when the record is absent, deleted or expired, or its ``author`` equals
+    ``value`` (a role or lock that is free or held by this agent; ``op`` is
+    ignored). ``op`` is one of ``== != < <= > >=``. ``value``
+    may be :data:`NOW` to mean the backend's clock at commit.
+    """
+
+    key: str
+    target: Literal["version", "expires", "value", "holder"]
+    op: Literal["==", "!=", "<", "<=", ">", ">="]
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Write ``data`` to ``key``; the backend sets version = previous + 1.
+
+    ``ttl`` (seconds on the store's clock) sets ``expires``. If ``event`` is
+    given, the backend appends it with ``rev``, ``time``, ``version``,
+    ``prev`` and ``hash`` filled in.
+    """
+
+    key: str
+    kind: str
+    data: bytes
+    author: str = ""
+    lamport: int = 0
+    clock: str = "{}"
+    ttl: float | None = None
+    event: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete ``key``: its version moves on by one and a tombstone keeps it.
+
+    Deleting an absent key is a no-op (no version change) unless ``event``
+    is given, in which case the event is still appended. ``purge`` removes
+    the row entirely (internal records only: it resets the version).
+    """
+
+    key: str
+    author: str = ""
+    lamport: int = 0
+    clock: str = "{}"
+    event: dict[str, Any] | None = None
+    purge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append a history event that changes no key."""
+
+    event: dict[str, Any]
+
+
+Op = Put | Delete | Append
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """What ``Backend.txn`` returns.
+
+    ``succeeded`` tells which branch ran. ``records`` maps every key that
+    was compared or written to its record after the transaction (None when
+    there is no row). ``revision`` is the store revision after it; ``events``
+    are the events appended, with their fields filled in.
+    """
+
+    succeeded: bool
+    revision: int
+    records: dict[str, Record | None]
+    events: list[dict[str, Any]]
+
+
+# --- history ---------------------------------------------------------------
+
+EVENT_FIELDS = (
+    "rev",
+    "time",
+    "agent",
+    "op",
+    "key",
+    "version",
+    "prev",
+    "based_on",
+    "check",
+    "outcome",
+    "hash",
+    "lamport",
+    "clock",
+    "lease",
+    "idem",
+    "request",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of history (see docs/history.md for every field)."""
+
+    rev: int
+    time: str
+    agent: str
+    op: str
+    key: str | None
+    version: int | None = None
+    prev: int | None = None
+    based_on: int | None = None
+    check: str = "none"
+    outcome: str = "ok"
+    hash: str | None = None
+    lamport: int = 0
+    clock: dict[str, int] = field(default_factory=dict)
+    lease: int | None = None
+    idem: str | None = None
+    request: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        known = {name: data[name] for name in EVENT_FIELDS if name in data}
+        extra = {k: v for k, v in data.items() if k not in EVENT_FIELDS}
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in EVENT_FIELDS}
+        out.update(self.extra)
+        return out

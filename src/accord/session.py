@@ -1,0 +1,636 @@
+"""The front door: one agent's handle on a store.
+
+A :class:`Session` knows who the agent is, what it has read (so every write
+records ``based_on``, the version the agent built on), and its logical
+clocks. Every operation passes :meth:`Session._intercept`, the one point
+where policy (the manifest), history and test schedulers hook in.
+
+The write path, in one place, decides what guards a write:
+
+* ``expect=v``: the store compares the key's version with ``v`` inside the
+  same transaction that writes (optimistic concurrency);
+* ``lease=lease``: the store checks that the lease is the key's live lease
+  (fencing), see :mod:`accord.strategies.lease`;
+* ``force=True``: an explicit blind write, recorded with ``check: none``;
+* nothing: create-only. A write to an existing key with no guard is refused
+  with :class:`PreconditionRequired`, because a blind write is how updates
+  get lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .clock import AgentClock, decode_clock, encode_clock
+from .diff import describe_change
+from .errors import (
+    Conflict,
+    IdempotencyMismatch,
+    InvalidValue,
+    NotFound,
+    PreconditionRequired,
+    RetriesExhausted,
+    UsageError,
+    ValueTooLarge,
+)
+from .keys import internal, validate_key
+from .records import NOW, Append, Compare, Delete, Doc, Op, Put, Record, Value, encode_value
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .strategies.branch import Branch
+    from .strategies.lease import Lease
+    from .strategies.queue import Request
+
+_MAX_IDEM_LENGTH = 256
+
+
+@dataclass
+class Operation:
+    """What an agent is about to do, as hooks see it.
+
+    Hooks (``Store.add_hook``) run before the operation touches the store and
+    may raise to refuse it. ``allow_blind`` may be set by a policy that lets
+    this agent write the key without ``expect`` (an owner, say).
+    """
+
+    session: Session
+    op: str
+    key: str
+    info: dict[str, Any] = field(default_factory=dict)
+    allow_blind: bool = False
+
+    @property
+    def agent(self) -> str:
+        return self.session.agent
+
+
+class Session:
+    """One agent's handle: identity, clocks, and what it has read.
+
+    Create with :meth:`Store.session`. A session may be used from several
+    threads at once. Each agent name should have one live session at a time
+    (its clocks live in the session).
+    """
+
+    def __init__(self, store: Store, agent: str) -> None:
+        self.store = store
+        self.agent = agent
+        self.clock = AgentClock(agent)
+        self._seen: dict[str, tuple[int, Any]] = {}
+        self._seen_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Session(agent={self.agent!r}, store={self.store.url!r})"
+
+    # --- interception ------------------------------------------------------
+
+    def _intercept(self, op: str, key: str, **info: Any) -> Operation:
+        operation = Operation(self, op, key, info)
+        for hook in self.store._hooks:
+            hook(operation)
+        return operation
+
+    def _remember(self, key: str, version: int, value: Any) -> None:
+        with self._seen_lock:
+            self._seen[key] = (version, value)
+
+    def seen_version(self, key: str) -> int | None:
+        """The version of ``key`` this agent last read or wrote, or None."""
+        entry = self._seen.get(key)
+        return None if entry is None else entry[0]
+
+    # --- reads -------------------------------------------------------------
+
+    def read(self, key: str) -> Doc:
+        """Read the current version of ``key``.
+
+        Raises :class:`NotFound` if the key is absent (never written, or
+        deleted). The session remembers the version it read: a later write
+        records it as ``based_on``, and the stored vector clock is merged into
+        the agent's, so the read is part of happened-before.
+        """
+        validate_key(key)
+        self._intercept("read", key)
+        rec = self.store.backend.get(key)
+        if rec is None or rec.deleted:
+            self._remember(key, 0 if rec is None else rec.version, None)
+            if self.store.record_reads:
+                self._record_read(key, rec)
+            raise NotFound(
+                f"{key} does not exist"
+                + (f" (it was deleted at version {rec.version})" if rec is not None else "")
+                + ". Create it with write(key, value, expect=0).",
+                key=key,
+            )
+        self.clock.observe(key, rec.lamport, rec.clock)
+        doc = self.store._doc(rec)
+        self._remember(key, rec.version, doc.value)
+        if self.store.record_reads:
+            self._record_read(key, rec)
+        return doc
+
+    def _record_read(self, key: str, rec: Record | None) -> None:
+        lamport, vector = self.clock.tick()
+        version = 0 if rec is None or rec.deleted else rec.version
+        event = self._event("read", key, lamport, vector, check="none")
+        event["version"] = version
+        if rec is not None and not rec.deleted:
+            from .records import value_hash
+
+            event["hash"] = value_hash(rec.data)
+        self.store.backend.txn([], [Append(event)])
+
+    def scan(self, prefix: str = "") -> list[Doc]:
+        """Every live key starting with ``prefix`` (agent keys only), in key order."""
+        from .keys import RESERVED_PREFIX, validate_prefix
+
+        validate_prefix(prefix)
+        out = []
+        for rec in self.store.backend.scan(prefix):
+            if rec.key.startswith(RESERVED_PREFIX):
+                continue
+            self.clock.observe(rec.key, rec.lamport, rec.clock)
+            doc = self.store._doc(rec)
+            self._remember(rec.key, rec.version, doc.value)
+            out.append(doc)
+        return out
+
+    # --- writes ------------------------------------------------------------
+
+    def write(
+        self,
+        key: str,
+        value: Value,
+        *,
+        expect: int | None = None,
+        force: bool = False,
+        lease: Lease | int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Doc:
+        """Write ``value`` to ``key`` and return the new :class:`Doc`.
+
+        Pass ``expect=v`` to write only if the key is still at version ``v``
+        (``expect=0``: only if it is absent), ``lease=`` to write under a
+        lease (refused with :class:`Fenced` unless it is the key's live
+        lease), or ``force=True`` for an explicit blind write. With none of
+        them the write only creates: an existing key gives
+        :class:`PreconditionRequired`. ``idempotency_key`` makes the call safe
+        to repeat: a replay returns the first result and writes nothing.
+
+        Raises :class:`Conflict` when the version moved; its message tells
+        the agent what changed and how to retry.
+        """
+        validate_key(key)
+        kind, data = self.store._encode(key, value)
+        return self._mutate(
+            "write", key, value, kind, data, expect, force, lease, idempotency_key, None
+        )
+
+    def delete(
+        self,
+        key: str,
+        *,
+        expect: int | None = None,
+        force: bool = False,
+        lease: Lease | int | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Delete ``key``; returns the version of the delete.
+
+        The same guards as :meth:`write` apply, and one is required: a delete
+        with no ``expect``, ``lease`` or ``force`` is refused. The version
+        moves on (a later re-create continues from it, so a version is never
+        reused). Raises :class:`NotFound` if the key is absent.
+        """
+        validate_key(key)
+        doc = self._mutate("delete", key, None, "text", b"", expect, force, lease, idempotency_key, None)
+        return doc.version
+
+    def _mutate(
+        self,
+        op: str,
+        key: str,
+        value: Value,
+        kind: str,
+        data: bytes,
+        expect: int | None,
+        force: bool,
+        lease: Lease | int | None,
+        idempotency_key: str | None,
+        extra: dict[str, Any] | None,
+    ) -> Doc:
+        if expect is not None and (not isinstance(expect, int) or expect < 0):
+            raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
+        operation = self._intercept(
+            op, key, expect=expect, force=force, lease=lease, idempotency_key=idempotency_key
+        )
+        idem = None
+        if idempotency_key is not None:
+            idem = self._idempotency(op, key, kind, data, idempotency_key)
+            replay = self._replay(idem, key, value)
+            if replay is not None:
+                return replay
+
+        compares: list[Compare] = []
+        token: int | None = None
+        if lease is not None:
+            from .strategies import lease as lease_mod
+
+            lease_compares, token = lease_mod.fence_compares(self, key, lease)
+            compares.extend(lease_compares)
+            check = "lease"
+        elif expect is not None:
+            check = "version"
+        elif force or operation.allow_blind:
+            check = "none"
+        else:
+            check = "create"
+        if expect is not None:
+            compares.append(Compare(key, "version", "==", expect))
+        elif check == "create":
+            compares.append(Compare(key, "version", "==", 0))
+        if op == "delete" and expect is None:
+            if check == "create":
+                raise PreconditionRequired(
+                    f"Refusing to delete {key} without a guard. Read it and delete with "
+                    "expect=<version>, hold its lease, or pass force=True to delete blindly.",
+                    key=key,
+                )
+            compares.append(Compare(key, "version", "!=", 0))
+        compares.extend(self.store._guards(self, key))
+
+        lamport, vector = self.clock.tick()
+        seen = self.seen_version(key)
+        # based_on is what the agent built on: the version it named, or for a
+        # create the tombstone it saw (so the version chain stays unbroken),
+        # or for an unguarded write whatever it last read. That last case is
+        # what makes a lost update visible in the history.
+        if expect:
+            based_on: int | None = expect
+        elif expect == 0 or check == "create":
+            based_on = seen or 0
+        else:
+            based_on = seen
+        event = self._event(
+            op,
+            key,
+            lamport,
+            vector,
+            check="version" if check == "create" else check,
+            based_on=based_on,
+            lease=token,
+            idem=idempotency_key,
+        )
+        if extra:
+            event.update(extra)
+        clock_text = encode_clock(vector)
+        success: list[Op]
+        if op == "delete":
+            success = [Delete(key, self.agent, lamport, clock_text, event=event)]
+        else:
+            success = [Put(key, kind, data, self.agent, lamport, clock_text, event=event)]
+        if idem is not None:
+            success.append(idem[1])
+            compares.append(Compare(idem[0], "expires", "<", NOW))
+        failed = dict(event)
+        failed["outcome"] = "fenced" if check == "lease" else "conflict"
+        if expect is not None:
+            failed["expected"] = expect
+        result = self.store.backend.txn(compares, success, [Append(failed)])
+        if result.succeeded:
+            ev = result.events[0]
+            doc = Doc(
+                key=key,
+                value=value,
+                version=ev["version"],
+                revision=ev["rev"],
+                author=self.agent,
+                kind=kind,
+                lamport=lamport,
+                clock=vector,
+            )
+            self._remember(key, doc.version, value if op == "write" else None)
+            return doc
+        return self._refused(op, key, value, expect, check, lease, idem, result.records)
+
+    def _refused(
+        self,
+        op: str,
+        key: str,
+        value: Value,
+        expect: int | None,
+        check: str,
+        lease: Lease | int | None,
+        idem: tuple[str, Put, str] | None,
+        records: dict[str, Record | None],
+    ) -> Doc:
+        if idem is not None:
+            replay = self._replay(idem, key, value, records.get(idem[0]))
+            if replay is not None:
+                return replay
+        self.store._explain_guard_failure(self, key, records)
+        if check == "lease":
+            from .strategies import lease as lease_mod
+
+            raise lease_mod.fenced_error(self, key, lease, records)
+        rec = records.get(key)
+        current = 0 if rec is None or rec.deleted else rec.version
+        if check == "create":
+            raise PreconditionRequired(
+                f"{key} already exists (version {current}, by {rec.author if rec else '?'}). "
+                f"A write without expect only creates. Read it and write with expect={current}, "
+                "use update(), hold its lease, or pass force=True to overwrite blindly.",
+                key=key,
+                current=current,
+            )
+        if op == "delete" and current == 0 and expect is None:
+            raise NotFound(f"{key} does not exist; there is nothing to delete.", key=key)
+        raise self._conflict(key, expect if expect is not None else 0, rec)
+
+    def _conflict(self, key: str, expected: int, rec: Record | None) -> Conflict:
+        current = 0 if rec is None or rec.deleted else rec.version
+        value = None if rec is None or rec.deleted else rec.value
+        writers = self.store._writers_between(key, expected, rec)
+        seen = self._seen.get(key)
+        if rec is not None and rec.deleted:
+            state = f"it was deleted (delete is version {rec.version})"
+        elif current == 0:
+            state = "it does not exist"
+        else:
+            state = f"it is at version {current}"
+        if expected == 0:
+            lead = f"Conflict on {key}: you wrote to create it (expect=0), but {state}"
+        else:
+            lead = f"Conflict on {key}: you wrote based on version {expected}, but {state}"
+        who = ", ".join(f"v{v} by {a}" for v, a in writers)
+        message = lead + (f" ({who})." if who else ".")
+        if current == 0:
+            message += " Re-read it, and create it again with expect=0 if it should exist."
+        else:
+            message += (
+                f" Re-read it, apply your change on top, and write with expect={current}."
+            )
+        diff = ""
+        if seen is not None and seen[0] == expected and value is not None and seen[1] is not None:
+            diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
+            message += f" Changed since version {expected}:\n{diff}"
+        elif value is not None and expected != 0:
+            message += f" (Version {expected}'s value is not known to this session, so no diff.)"
+        # The agent now knows the current version: the message carries it.
+        if rec is not None:
+            self._remember(key, rec.version, value)
+            self.clock.observe(key, rec.lamport, rec.clock)
+        return Conflict(
+            message,
+            key=key,
+            expected=expected,
+            current=current,
+            writers=writers,
+            value=value,
+            diff=diff,
+        )
+
+    # --- idempotency -------------------------------------------------------
+
+    def _idempotency(
+        self, op: str, key: str, kind: str, data: bytes, idem_key: str
+    ) -> tuple[str, Put, str]:
+        if not isinstance(idem_key, str) or not idem_key or len(idem_key) > _MAX_IDEM_LENGTH:
+            raise UsageError(
+                f"An idempotency key must be a non-empty string of at most {_MAX_IDEM_LENGTH} "
+                f"characters, not {idem_key!r}. Use one unique id per logical change."
+            )
+        digest = hashlib.sha256()
+        for part in (op, key, kind):
+            digest.update(part.encode() + b"\0")
+        digest.update(data)
+        fingerprint = digest.hexdigest()
+        record_key = internal("idem", hashlib.sha256(idem_key.encode()).hexdigest())
+        payload = {"idem": idem_key, "op": op, "key": key, "fingerprint": fingerprint}
+        put = Put(
+            record_key,
+            "json",
+            json.dumps(payload).encode(),
+            self.agent,
+            ttl=self.store.idempotency_window,
+        )
+        self.store._maybe_purge_idempotency()
+        return record_key, put, fingerprint
+
+    def _replay(
+        self,
+        idem: tuple[str, Put, str],
+        key: str,
+        value: Value,
+        rec: Record | None = None,
+    ) -> Doc | None:
+        record_key, _, fingerprint = idem
+        if rec is None:
+            rec = self.store.backend.get(record_key)
+        if rec is None or rec.deleted:
+            return None
+        if rec.expires is not None and rec.expires < self.store.backend.now():
+            return None
+        stored = rec.value
+        idem_key = stored["idem"]
+        if stored["fingerprint"] != fingerprint:
+            raise IdempotencyMismatch(
+                f"Idempotency key {idem_key!r} was first used for a different change "
+                f"({stored['op']} of {stored['key']}). A replay must repeat the same call with "
+                "the same value; use a new idempotency key for a new change.",
+                idempotency_key=idem_key,
+            )
+        result = stored.get("result")
+        if result is None:
+            # The record and the write commit together, so the first call's
+            # result is the write the record was committed with: find it.
+            result = self.store._idempotent_result(idem_key, key)
+        return Doc(
+            key=key,
+            value=value if stored["op"] == "write" else None,
+            version=result["version"],
+            revision=result["rev"],
+            author=result["agent"],
+            kind=rec.kind if stored["op"] != "write" else _kind_of(value),
+            lamport=result.get("lamport", 0),
+            clock=result.get("clock", {}),
+        )
+
+    # --- read-modify-write -------------------------------------------------
+
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Value],
+        *,
+        retries: int = 8,
+        backoff: float = 0.005,
+        max_backoff: float = 0.5,
+        idempotency_key: str | None = None,
+    ) -> Doc:
+        """Read ``key``, compute ``fn(old_value)`` and write it with ``expect``.
+
+        ``fn`` receives None when the key is absent, and must be safe to call
+        again: on a :class:`Conflict` the loop re-reads and calls it with the
+        new value, after a jittered exponential backoff (full jitter, from
+        ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
+        lost attempts it raises :class:`RetriesExhausted`.
+        """
+        if retries < 0:
+            raise UsageError("retries must be 0 or more.")
+        last: Conflict | None = None
+        for attempt in range(retries + 1):
+            try:
+                doc: Doc | None = self.read(key)
+            except NotFound:
+                doc = None
+            expect = doc.version if doc is not None else 0
+            new_value = fn(None if doc is None else doc.value)
+            try:
+                return self.write(key, new_value, expect=expect, idempotency_key=idempotency_key)
+            except Conflict as exc:
+                last = exc
+                if attempt < retries:
+                    time.sleep(random.uniform(0, min(max_backoff, backoff * 2**attempt)))
+        assert last is not None
+        raise RetriesExhausted(
+            f"update() of {key} lost {retries + 1} attempts in a row to other writers "
+            f"(last: {last.message.splitlines()[0]}). The key is hot: retry later, raise "
+            "retries=, or use a lease or a queue for it.",
+            key=key,
+            attempts=retries + 1,
+        )
+
+    # --- strategies (recipes over the primitive) ---------------------------
+
+    def acquire(
+        self,
+        key: str,
+        *,
+        ttl: float = 30,
+        wait: float = 10,
+        mode: str = "exclusive",
+        keepalive: bool = False,
+    ) -> Lease:
+        """Acquire a lease on ``key``; you *must* release it (or let it expire).
+
+        See :mod:`accord.strategies.lease`. Raises :class:`LeaseTimeout` if it
+        is not granted within ``wait`` seconds.
+        """
+        from .strategies import lease as lease_mod
+
+        return lease_mod.acquire(self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
+
+    def lease(
+        self,
+        key: str,
+        *,
+        ttl: float = 30,
+        wait: float = 10,
+        mode: str = "exclusive",
+        keepalive: bool = False,
+    ) -> Lease:
+        """A lease as a context manager: ``with session.lease(key) as lease:``.
+
+        Leaving the block releases it, and raises :class:`LeaseLost` if the
+        lease lapsed inside the block.
+        """
+        return self.acquire(key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
+
+    def lease_all(
+        self,
+        keys: Sequence[str],
+        *,
+        ttl: float = 30,
+        wait: float = 10,
+        mode: str = "exclusive",
+    ) -> Any:
+        """Leases on several keys, taken in one canonical order (no deadlock)."""
+        from .strategies import lease as lease_mod
+
+        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode)
+
+    def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
+        """Submit a change request for ``key`` to its writer (queue strategy)."""
+        from .strategies import queue
+
+        return queue.submit(self, key, change, idempotency_key=idempotency_key)
+
+    def requests(self, key: str, *, timeout: float = 5) -> Iterator[Request]:
+        """Pending requests for ``key``, oldest first; claims the writer role."""
+        from .strategies import queue
+
+        return queue.requests(self, key, timeout=timeout)
+
+    def accept(self, request: Request, new_value: Value) -> Request:
+        """Accept ``request``: write ``new_value`` and mark the request accepted."""
+        from .strategies import queue
+
+        return queue.accept(self, request, new_value)
+
+    def reject(self, request: Request, reason: str) -> Request:
+        """Reject ``request`` with ``reason``; nothing is written."""
+        from .strategies import queue
+
+        return queue.reject(self, request, reason)
+
+    def serve(self, key: str, apply: Callable[[Any, Any], Value], **kwargs: Any) -> int:
+        """Run the writer loop for ``key``: ``apply(current_value, change)``."""
+        from .strategies import queue
+
+        return queue.serve(self, key, apply, **kwargs)
+
+    def fork(self, key: str) -> Branch:
+        """A private copy of ``key`` based on its current version."""
+        from .strategies import branch
+
+        return branch.fork(self, key)
+
+    # --- helpers -----------------------------------------------------------
+
+    def _event(
+        self,
+        op: str,
+        key: str | None,
+        lamport: int,
+        vector: dict[str, int],
+        *,
+        check: str = "none",
+        based_on: int | None = None,
+        lease: int | None = None,
+        idem: str | None = None,
+        request: str | None = None,
+        outcome: str = "ok",
+    ) -> dict[str, Any]:
+        """A history event of this agent; the backend adds rev, time, version."""
+        return {
+            "agent": self.agent,
+            "op": op,
+            "key": key,
+            "based_on": based_on,
+            "check": check,
+            "outcome": outcome,
+            "lamport": lamport,
+            "clock": vector,
+            "lease": lease,
+            "idem": idem,
+            "request": request,
+        }
+
+
+def _kind_of(value: Value) -> str:
+    try:
+        return encode_value(value)[0]
+    except InvalidValue:  # pragma: no cover - the value was stored once already
+        return "bytes"
+
+
+__all__ = ["Operation", "Session", "decode_clock"]

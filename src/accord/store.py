@@ -1,0 +1,321 @@
+"""Open a store by URL, and the Store object agents share.
+
+``accord.open()`` picks a backend from the URL scheme, as tooz picks a
+driver: ``memory://``, ``sqlite:///path`` and ``postgresql://...``. Without a
+URL it uses ``ACCORD_URL``, else the SQLite file ``./.accord/state.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .backends.base import Backend
+from .clock import decode_clock
+from .errors import BackendUnavailable, InvalidValue, UsageError, ValueTooLarge
+from .records import Compare, Doc, Event, Record, Value, decode_value, encode_value
+from .session import Operation, Session
+
+if TYPE_CHECKING:
+    from .records import Put  # noqa: F401
+    from .strategies.branch import Branch, Merge
+
+DEFAULT_URL = "sqlite:///.accord/state.db"
+DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
+
+Hook = Callable[[Operation], None]
+Guard = Callable[[Session, str], list[Compare]]
+
+
+def open(  # noqa: A001 - the public name is accord.open, like io.open
+    url: str | None = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    record_reads: bool = False,
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+    clock: Callable[[], float] | None = None,
+) -> Store:
+    """Open the store at ``url`` and return a :class:`Store`.
+
+    ``url`` defaults to ``ACCORD_URL``, else ``sqlite:///.accord/state.db``.
+    ``manifest`` (or ``ACCORD_MANIFEST``) names an accord.toml whose policy
+    the store enforces. ``max_value_size`` (bytes, default 16 MiB) refuses
+    larger values with :class:`ValueTooLarge`. ``record_reads`` appends a
+    history event for every read (off by default, so reads stay reads).
+    ``idempotency_window`` is how long, in seconds, an idempotency key is
+    remembered (default 24 hours). ``clock`` replaces the store clock of the
+    memory backend (simulation only).
+
+    You *must* close the store (``store.close()`` or ``with``) when done.
+    """
+    manifest_path = manifest if manifest is not None else os.environ.get("ACCORD_MANIFEST")
+    policy = None
+    if manifest_path:
+        from .policy import load_policy
+
+        policy = load_policy(manifest_path)
+        if url is None and policy.store_url:
+            url = policy.store_url
+    if url is None:
+        url = os.environ.get("ACCORD_URL") or DEFAULT_URL
+    backend = _backend_for(url, clock)
+    store = Store(
+        backend,
+        max_value_size=max_value_size,
+        record_reads=record_reads,
+        idempotency_window=idempotency_window,
+    )
+    if policy is not None:
+        policy.install(store)
+    return store
+
+
+def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
+    if not isinstance(url, str) or "://" not in url:
+        raise UsageError(
+            f"Unknown store URL {url!r}. Use memory://, sqlite:///path/state.db or "
+            "postgresql://user@host:5432/db."
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "memory":
+        from .backends.memory import MemoryBackend
+
+        return MemoryBackend(url, clock=clock)
+    if clock is not None:
+        raise UsageError("clock= replaces the clock of memory:// stores only.")
+    if scheme == "sqlite":
+        from .backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from .backends.postgres import PostgresBackend
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "The PostgreSQL backend needs psycopg 3: pip install 'accord[postgres]'."
+            ) from exc
+        return PostgresBackend(url)
+    raise UsageError(
+        f"Unknown store URL scheme {scheme!r} in {url!r}. Use memory://, "
+        "sqlite:///path/state.db or postgresql://user@host:5432/db."
+    )
+
+
+class Store:
+    """A versioned store shared by agents. Get one with :func:`accord.open`.
+
+    A Store and its sessions may be used from several threads at once.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        record_reads: bool = False,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+    ) -> None:
+        if max_value_size <= 0:
+            raise UsageError("max_value_size must be a positive number of bytes.")
+        if idempotency_window <= 0:
+            raise UsageError("idempotency_window must be a positive number of seconds.")
+        self.backend = backend
+        self.max_value_size = max_value_size
+        self.record_reads = record_reads
+        self.idempotency_window = float(idempotency_window)
+        self.policy: Any = None
+        self._hooks: list[Hook] = []
+        self._guard_fns: list[tuple[Guard, Callable[[Session, str, dict[str, Record | None]], None]]] = []
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._idem_writes = 0
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the backend's connections. The store is unusable afterwards."""
+        self.backend.close()
+
+    # --- sessions and hooks --------------------------------------------------
+
+    def session(self, agent: str) -> Session:
+        """The session of ``agent`` (one per agent name and store object).
+
+        Agent names are 1 to 128 characters without control characters. A
+        store opened with a manifest that lists agents refuses unknown ones
+        with :class:`PolicyViolation`.
+        """
+        if not isinstance(agent, str) or not agent.strip() or len(agent) > 128 or any(
+            ord(c) < 32 for c in agent
+        ):
+            raise UsageError(
+                f"Invalid agent name {agent!r}: use 1 to 128 printable characters, such as "
+                "'agent-a'. Set it with store.session(NAME), --agent or ACCORD_AGENT."
+            )
+        if self.policy is not None:
+            self.policy.check_agent(agent)
+        with self._lock:
+            session = self._sessions.get(agent)
+            if session is None:
+                session = self._sessions[agent] = Session(self, agent)
+            return session
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook(operation)`` before every session operation; it may raise."""
+        self._hooks.append(hook)
+
+    def add_guard(
+        self,
+        guard: Guard,
+        explain: Callable[[Session, str, dict[str, Record | None]], None],
+    ) -> None:
+        """Add compares to every write (``guard(session, key)``).
+
+        When a write fails, ``explain(session, key, records)`` runs first and
+        raises its own error if one of its compares is what failed.
+        """
+        self._guard_fns.append((guard, explain))
+
+    def _guards(self, session: Session, key: str) -> list[Compare]:
+        out: list[Compare] = []
+        for guard, _ in self._guard_fns:
+            out.extend(guard(session, key))
+        return out
+
+    def _explain_guard_failure(
+        self, session: Session, key: str, records: dict[str, Record | None]
+    ) -> None:
+        for _, explain in self._guard_fns:
+            explain(session, key, records)
+
+    # --- values --------------------------------------------------------------
+
+    def _encode(self, key: str, value: Value) -> tuple[str, bytes]:
+        try:
+            kind, data = encode_value(value)
+        except InvalidValue:
+            raise
+        if len(data) > self.max_value_size:
+            raise ValueTooLarge(
+                f"The value for {key} is {len(data):,} bytes, over this store's limit of "
+                f"{self.max_value_size:,} bytes; nothing was written. Split it across several "
+                "keys, or open the store with a larger max_value_size=.",
+                key=key,
+                size=len(data),
+                limit=self.max_value_size,
+            )
+        return kind, data
+
+    def _doc(self, rec: Record) -> Doc:
+        return Doc(
+            key=rec.key,
+            value=decode_value(rec.kind, rec.data),
+            version=rec.version,
+            revision=rec.revision,
+            author=rec.author,
+            kind=rec.kind,
+            lamport=rec.lamport,
+            clock=decode_clock(rec.clock),
+        )
+
+    # --- history -------------------------------------------------------------
+
+    def history(self, key: str | None = None, since: int = 0) -> Iterator[Event]:
+        """Every history event with revision > ``since``, oldest first."""
+        for data in self.backend.history(since=since, key=key):
+            yield Event.from_dict(data)
+
+    def export_history(self, path: str | os.PathLike[str], *, since: int = 0) -> int:
+        """Write the history as JSONL (see docs/history.md); returns the count."""
+        count = 0
+        target = Path(path)
+        with target.open("w", encoding="utf-8") as out:
+            for data in self.backend.history(since=since):
+                out.write(json.dumps(_ordered(data), separators=(", ", ": ")) + "\n")
+                count += 1
+        return count
+
+    def revision(self) -> int:
+        """The store revision now (strictly increasing)."""
+        return self.backend.revision()
+
+    def _writers_between(
+        self, key: str, expected: int, rec: Record | None
+    ) -> list[tuple[int, str]]:
+        """(version, agent) of each committed change after ``expected``."""
+        if rec is None:
+            return []
+        out: list[tuple[int, str]] = []
+        for ev in self.backend.history(key=key):
+            if ev.get("outcome") != "ok" or ev.get("op") not in ("write", "delete", "accept", "merge"):
+                continue
+            version = ev.get("version")
+            if isinstance(version, int) and expected < version <= rec.version:
+                out.append((version, ev["agent"]))
+        return out[-20:]
+
+    def _idempotent_result(self, idem_key: str, key: str) -> dict[str, Any]:
+        for ev in self.backend.history(key=key):
+            if ev.get("idem") == idem_key and ev.get("outcome") == "ok":
+                return ev
+        raise BackendUnavailable(
+            f"The idempotency record of {idem_key!r} exists but its write is missing from the "
+            "history; the store is damaged."
+        )
+
+    def _maybe_purge_idempotency(self) -> None:
+        # Expired idempotency records are ignored on read; purging them now and
+        # then keeps the table small without a background thread.
+        with self._lock:
+            self._idem_writes += 1
+            due = self._idem_writes % 512 == 1
+        if due:
+            self.backend.purge_expired(".accord/idem/", self.backend.now())
+
+    # --- branches (isolated copies) -------------------------------------------
+
+    def branches(self, key: str) -> list[Branch]:
+        """Every open branch of ``key``."""
+        from .strategies import branch
+
+        return branch.branches(self, key)
+
+    def merge(
+        self,
+        key: str,
+        branches: Sequence[Branch],
+        resolve: Callable[..., Any] | None = None,
+        *,
+        agent: str | None = None,
+    ) -> Merge:
+        """Merge ``branches`` of ``key`` against their common base."""
+        from .strategies import branch
+
+        return branch.merge(self, key, branches, resolve=resolve, agent=agent)
+
+
+def _ordered(data: dict[str, Any]) -> dict[str, Any]:
+    from .records import EVENT_FIELDS
+
+    out = {name: data.get(name) for name in EVENT_FIELDS}
+    for name, value in data.items():
+        if name not in out:
+            out[name] = value
+    return out
