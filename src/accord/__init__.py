@@ -34,6 +34,7 @@ from .errors import (
     RetriesExhausted,
     Timeout,
     UsageError,
+    ValueTooLarge,
 )
 from .records import Doc, Event
 from .session import Operation, Session
@@ -68,6 +69,7 @@ __all__ = [
     "Store",
     "Timeout",
     "UsageError",
+    "ValueTooLarge",
     "__version__",
     "open",
 ]

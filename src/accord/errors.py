@@ -58,6 +58,7 @@ __all__ = [
     "RetriesExhausted",
     "Timeout",
     "UsageError",
+    "ValueTooLarge",
 ]
 
 
