@@ -20,9 +20,7 @@ import pytest
 
 import accord
 
-POSTGRES_URL = os.environ.get(
-    "ACCORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("ACCORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("ACCORD_REQUIRE_POSTGRES", "") not in ("", "0")
 
 _pg_problem: str | None = None
@@ -48,7 +46,7 @@ def postgres_problem() -> str | None:
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3):
             pass
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+    except Exception as exc:
         _pg_problem = f"no PostgreSQL at {POSTGRES_URL} ({type(exc).__name__}: {exc})"
     return _pg_problem
 
@@ -96,9 +94,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_store(
-    backend_name: str, tmp_path: Path
-) -> Iterator[Callable[..., accord.Store]]:
+def open_store(backend_name: str, tmp_path: Path) -> Iterator[Callable[..., accord.Store]]:
     """Open (possibly several) Store objects on one fresh backend.
 
     For memory, every call shares one in-process backend; for sqlite one

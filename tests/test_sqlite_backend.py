@@ -11,7 +11,9 @@ import pytest
 import accord
 
 
-def test_default_url_is_a_sqlite_file_in_dot_accord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_url_is_a_sqlite_file_in_dot_accord(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ACCORD_URL", raising=False)
     with accord.open() as store:
@@ -86,7 +88,9 @@ def test_read_only_file_as_root(tmp_path: Path) -> None:
     from accord.backends.sqlite import SQLiteBackend
 
     b = SQLiteBackend(url)
-    b._local.conn = sqlite3.connect(f"file:{tmp_path}/ro.db?mode=ro", uri=True, isolation_level=None)
+    b._local.conn = sqlite3.connect(
+        f"file:{tmp_path}/ro.db?mode=ro", uri=True, isolation_level=None
+    )
     from accord.records import Put
 
     with pytest.raises(accord.BackendUnavailable, match="read-only"):
@@ -103,7 +107,14 @@ def test_directory_that_cannot_be_created(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite://host/x.db", "sqlite:///", "sqlite:///:memory:", "nope://x", "just-a-path", "sqlite:///x.db?synchronous=bogus"],
+    [
+        "sqlite://host/x.db",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "nope://x",
+        "just-a-path",
+        "sqlite:///x.db?synchronous=bogus",
+    ],
 )
 def test_bad_urls(url: str) -> None:
     with pytest.raises(accord.UsageError):
@@ -145,7 +156,9 @@ def test_closed_store(tmp_path: Path) -> None:
 def test_errors_pickle() -> None:
     import pickle
 
-    exc = accord.Conflict("msg", key="k", expected=1, current=2, writers=[(2, "b")], value="x", diff="")
+    exc = accord.Conflict(
+        "msg", key="k", expected=1, current=2, writers=[(2, "b")], value="x", diff=""
+    )
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is accord.Conflict and again.current == 2 and str(again) == "msg"
     assert accord.Conflict.__module__ == "accord"

@@ -20,9 +20,12 @@ def describe_change(old: Any, new: Any, old_label: str, new_label: str) -> str:
         return text_diff(old, new, old_label, new_label)
     if isinstance(old, (bytes, bytearray)) or isinstance(new, (bytes, bytearray)):
         return f"bytes changed ({_size(old)} -> {_size(new)} bytes)"
-    return "\n".join(
-        f"{path}: {json.dumps(a)} -> {json.dumps(b)}" for path, a, b in json_changes(old, new)
-    ) or "(no change)"
+    return (
+        "\n".join(
+            f"{path}: {json.dumps(a)} -> {json.dumps(b)}" for path, a, b in json_changes(old, new)
+        )
+        or "(no change)"
+    )
 
 
 def text_diff(old: str, new: str, old_label: str, new_label: str) -> str:

@@ -135,6 +135,13 @@ class Conflict(PreconditionFailed):
     the key is absent), ``diff`` (text: what changed since ``expected``).
     """
 
+    key: str
+    expected: int
+    current: int
+    writers: list[tuple[int, str]]
+    value: Any
+    diff: str
+
 
 class PreconditionRequired(PreconditionFailed):
     """A write to an existing key without ``expect``, ``lease`` or ``force``."""

@@ -21,7 +21,7 @@ _VALID_CACHE: set[str] = set()
 def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid agent key, else raise :class:`InvalidKey`."""
     if key.__class__ is str and key in _VALID_CACHE:
-        return key  # type: ignore[return-value]
+        return key
     if not isinstance(key, str):
         raise InvalidKey(
             f"A key must be a string, not {type(key).__name__}. "

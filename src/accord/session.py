@@ -38,7 +38,6 @@ from .errors import (
     PreconditionRequired,
     RetriesExhausted,
     UsageError,
-    ValueTooLarge,
 )
 from .keys import internal, validate_key
 from .records import NOW, Append, Compare, Delete, Doc, Op, Put, Record, Value, encode_value
@@ -211,7 +210,9 @@ class Session:
         reused). Raises :class:`NotFound` if the key is absent.
         """
         validate_key(key)
-        doc = self._mutate("delete", key, None, "text", b"", expect, force, lease, idempotency_key, None)
+        doc = self._mutate(
+            "delete", key, None, "text", b"", expect, force, lease, idempotency_key, None
+        )
         return doc.version
 
     def _mutate(
@@ -375,9 +376,7 @@ class Session:
         if current == 0:
             message += " Re-read it, and create it again with expect=0 if it should exist."
         else:
-            message += (
-                f" Re-read it, apply your change on top, and write with expect={current}."
-            )
+            message += f" Re-read it, apply your change on top, and write with expect={current}."
         diff = ""
         if seen is not None and seen[0] == expected and value is not None and seen[1] is not None:
             diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
@@ -568,7 +567,8 @@ class Session:
         """Pending requests for ``key``, oldest first; claims the writer role."""
         from .strategies import queue
 
-        return queue.requests(self, key, timeout=timeout)
+        requests: Iterator[Request] = queue.requests(self, key, timeout=timeout)
+        return requests
 
     def accept(self, request: Request, new_value: Value) -> Request:
         """Accept ``request``: write ``new_value`` and mark the request accepted."""
@@ -586,7 +586,8 @@ class Session:
         """Run the writer loop for ``key``: ``apply(current_value, change)``."""
         from .strategies import queue
 
-        return queue.serve(self, key, apply, **kwargs)
+        served: int = queue.serve(self, key, apply, **kwargs)
+        return served
 
     def fork(self, key: str) -> Branch:
         """A private copy of ``key`` based on its current version."""

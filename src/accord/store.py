@@ -32,7 +32,7 @@ Hook = Callable[[Operation], None]
 Guard = Callable[[Session, str], list[Compare]]
 
 
-def open(  # noqa: A001 - the public name is accord.open, like io.open
+def open(
     url: str | None = None,
     *,
     manifest: str | os.PathLike[str] | None = None,
@@ -100,7 +100,8 @@ def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
             raise BackendUnavailable(
                 "The PostgreSQL backend needs psycopg 3: pip install 'accord[postgres]'."
             ) from exc
-        return PostgresBackend(url)
+        backend: Backend = PostgresBackend(url)
+        return backend
     raise UsageError(
         f"Unknown store URL scheme {scheme!r} in {url!r}. Use memory://, "
         "sqlite:///path/state.db or postgresql://user@host:5432/db."
@@ -131,7 +132,9 @@ class Store:
         self.idempotency_window = float(idempotency_window)
         self.policy: Any = None
         self._hooks: list[Hook] = []
-        self._guard_fns: list[tuple[Guard, Callable[[Session, str, dict[str, Record | None]], None]]] = []
+        self._guard_fns: list[
+            tuple[Guard, Callable[[Session, str, dict[str, Record | None]], None]]
+        ] = []
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._idem_writes = 0
@@ -162,8 +165,11 @@ class Store:
         store opened with a manifest that lists agents refuses unknown ones
         with :class:`PolicyViolation`.
         """
-        if not isinstance(agent, str) or not agent.strip() or len(agent) > 128 or any(
-            ord(c) < 32 for c in agent
+        if (
+            not isinstance(agent, str)
+            or not agent.strip()
+            or len(agent) > 128
+            or any(ord(c) < 32 for c in agent)
         ):
             raise UsageError(
                 f"Invalid agent name {agent!r}: use 1 to 128 printable characters, such as "
@@ -264,7 +270,12 @@ class Store:
             return []
         out: list[tuple[int, str]] = []
         for ev in self.backend.history(key=key):
-            if ev.get("outcome") != "ok" or ev.get("op") not in ("write", "delete", "accept", "merge"):
+            if ev.get("outcome") != "ok" or ev.get("op") not in (
+                "write",
+                "delete",
+                "accept",
+                "merge",
+            ):
                 continue
             version = ev.get("version")
             if isinstance(version, int) and expected < version <= rec.version:
@@ -295,7 +306,8 @@ class Store:
         """Every open branch of ``key``."""
         from .strategies import branch
 
-        return branch.branches(self, key)
+        found: list[Branch] = branch.branches(self, key)
+        return found
 
     def merge(
         self,

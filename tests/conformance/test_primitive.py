@@ -106,8 +106,10 @@ def test_value_compare(store: accord.Store) -> None:
 def test_multi_key_txn_is_atomic(store: accord.Store) -> None:
     b = store.backend
     b.txn([], [put("m1"), put("m2")])
-    res = b.txn([Compare("m1", "version", "==", 1), Compare("m2", "version", "==", 9)],
-                [put("m1"), put("m2")])
+    res = b.txn(
+        [Compare("m1", "version", "==", 1), Compare("m2", "version", "==", 9)],
+        [put("m1"), put("m2")],
+    )
     assert not res.succeeded
     r1, r2 = b.get("m1"), b.get("m2")
     assert r1 is not None and r2 is not None and r1.version == r2.version == 1
@@ -184,7 +186,9 @@ def test_concurrent_cas_has_one_winner(open_store) -> None:  # type: ignore[no-u
 
     def go(i: int) -> None:
         barrier.wait()
-        wins.append(stores[i].backend.txn([Compare("race", "version", "==", 1)], [put("race")]).succeeded)
+        wins.append(
+            stores[i].backend.txn([Compare("race", "version", "==", 1)], [put("race")]).succeeded
+        )
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
     for t in threads:

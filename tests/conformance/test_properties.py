@@ -74,7 +74,9 @@ def test_versions_never_repeat_and_acked_writes_persist(
                 pass
         else:
             assert s.read(key).value == value
-    events = [e for e in store.history() if e.key and e.key.startswith(prefix) and e.outcome == "ok"]
+    events = [
+        e for e in store.history() if e.key and e.key.startswith(prefix) and e.outcome == "ok"
+    ]
     assert sum(len(v) for v in versions.values()) == len(events)
 
 

@@ -77,9 +77,7 @@ class Backend(Protocol):
     def revision(self) -> int:
         """The store revision now."""
 
-    def wait(
-        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
-    ) -> int:
+    def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         """Block until a record in ``keys`` or under ``prefixes`` changes after
         revision ``since``, or ``timeout`` seconds pass. Returns the revision now.
 
@@ -123,7 +121,9 @@ def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:
             return True
         return record.author == expected
     elif cmp.target == "value":
-        actual = None if record is None or record.deleted else decode_value(record.kind, record.data)
+        actual = (
+            None if record is None or record.deleted else decode_value(record.kind, record.data)
+        )
     else:  # pragma: no cover - guarded by the type
         raise ValueError(f"unknown compare target {cmp.target!r}")
     return _OPS[cmp.op](actual, expected)
@@ -168,7 +168,9 @@ def plan_ops(
                 expires=None if op.ttl is None else now + op.ttl,
             )
             if op.event is not None:
-                events.append(_stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data)))
+                events.append(
+                    _stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data))
+                )
         elif isinstance(op, Delete):
             if op.purge:
                 new = None

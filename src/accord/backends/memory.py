@@ -97,9 +97,7 @@ class MemoryBackend:
             selected = selected[:limit]
         return iter(selected)
 
-    def wait(
-        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
-    ) -> int:
+    def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -131,7 +129,9 @@ class MemoryBackend:
 
     def purge_expired(self, prefix: str, before: float) -> int:
         with self._cond:
-            doomed = [r.key for r in self.scan(prefix) if r.expires is not None and r.expires < before]
+            doomed = [
+                r.key for r in self.scan(prefix) if r.expires is not None and r.expires < before
+            ]
             for key in doomed:
                 del self._records[key]
                 self._sorted.pop(bisect.bisect_left(self._sorted, key))

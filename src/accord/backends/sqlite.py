@@ -15,6 +15,7 @@ not safe to share between machines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -313,7 +314,9 @@ class SQLiteBackend:
         current: dict[str, Record | None] = dict.fromkeys(keys)
         for row in rows:
             current[row[0]] = _row_to_record(row)
-        revision = conn.execute("SELECT value FROM accord_meta WHERE name = 'revision'").fetchone()[0]
+        revision = conn.execute("SELECT value FROM accord_meta WHERE name = 'revision'").fetchone()[
+            0
+        ]
         now = self.now()
         ok = all(check_compare(c, current[c.key], now) for c in compares)
         writes, events, new_revision = plan_ops(success if ok else failure, current, revision, now)
@@ -368,7 +371,8 @@ class SQLiteBackend:
                     rows = (
                         self._conn()
                         .execute(
-                            "SELECT rev, body FROM accord_events WHERE rev > ? ORDER BY rev LIMIT ?",
+                            "SELECT rev, body FROM accord_events WHERE rev > ? "
+                            "ORDER BY rev LIMIT ?",
                             (since, want),
                         )
                         .fetchall()
@@ -392,9 +396,7 @@ class SQLiteBackend:
             if len(rows) < want:
                 return
 
-    def wait(
-        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
-    ) -> int:
+    def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         # SQLite has no notifications across processes. PRAGMA data_version is
         # a cheap per-connection counter that moves when another connection
         # commits, so the poll costs almost nothing until something changes;
@@ -457,9 +459,7 @@ class SQLiteBackend:
                 )
                 count = cur.rowcount
                 if count:
-                    conn.execute(
-                        "UPDATE accord_meta SET value = value + 1 WHERE name = 'revision'"
-                    )
+                    conn.execute("UPDATE accord_meta SET value = value + 1 WHERE name = 'revision'")
                     conn.execute(
                         "UPDATE accord_meta SET value = (SELECT value FROM accord_meta "
                         "WHERE name = 'revision') WHERE name = 'purged'"
@@ -477,10 +477,8 @@ class SQLiteBackend:
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing is best effort
-                pass
         self._local = threading.local()
 
 

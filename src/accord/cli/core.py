@@ -52,12 +52,23 @@ def read(key: str, store_url: str | None, agent: str | None, as_json: bool) -> N
 
 @click.command()
 @click.argument("key")
-@click.option("--file", "file_", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Read the value from this file (default: standard input).")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Read the value from this file (default: standard input).",
+)
 @click.option("--expect", type=int, default=None, help="Write only if KEY is at this version.")
 @click.option("--force", is_flag=True, help="Overwrite blindly (recorded as a blind write).")
-@click.option("--lease", "lease_token", type=int, default=None, metavar="TOKEN",
-              help="Write under this lease token (fenced if it is not the live lease).")
+@click.option(
+    "--lease",
+    "lease_token",
+    type=int,
+    default=None,
+    metavar="TOKEN",
+    help="Write under this lease token (fenced if it is not the live lease).",
+)
 @click.option("--idempotency-key", default=None, help="Make the write safe to repeat.")
 @click.option("--json-value", is_flag=True, help="Parse the input as JSON and store JSON.")
 @click.option("--binary", is_flag=True, help="Store the input as bytes.")
@@ -181,9 +192,7 @@ def log(
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @click.option("--since", type=int, default=0, help="Only events after this revision.")
 @common
-def export(
-    path: str, since: int, store_url: str | None, agent: str | None, as_json: bool
-) -> None:
+def export(path: str, since: int, store_url: str | None, agent: str | None, as_json: bool) -> None:
     """Write the history to PATH as JSONL (the documented format)."""
     with open_store(store_url) as store:
         count = store.export_history(path, since=since)
