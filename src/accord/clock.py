@@ -14,15 +14,30 @@ import threading
 from collections.abc import Mapping
 
 
+_CLOCK_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def encode_clock(clock: Mapping[str, int]) -> str:
-    return json.dumps(dict(clock), sort_keys=True, separators=(",", ":"))
+    return _CLOCK_JSON.encode(dict(clock))
+
+
+_DECODED: dict[str, dict[str, int]] = {}
 
 
 def decode_clock(text: str | None) -> dict[str, int]:
+    """Parse a stored vector clock (returns a fresh dict the caller may keep)."""
     if not text:
         return {}
-    value = json.loads(text)
-    return {str(k): int(v) for k, v in value.items()}
+    cached = _DECODED.get(text)
+    if cached is None:
+        value = json.loads(text)
+        cached = {str(k): int(v) for k, v in value.items()}
+        # Reads of a hot key see the same few clocks again and again; parsing
+        # JSON is most of a read's cost once the row is fetched.
+        if len(_DECODED) > 4096:
+            _DECODED.clear()
+        _DECODED[text] = cached
+    return dict(cached)
 
 
 def happened_before(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
@@ -54,7 +69,7 @@ class AgentClock:
 
     def observe(self, key: str, lamport: int, clock_text: str) -> None:
         """Merge the clock stored with a version this agent read."""
-        if self._merged.get(key) is clock_text:
+        if self._merged.get(key) == clock_text:
             # The same stored clock was merged already: nothing can change.
             with self._lock:
                 self.lamport = max(self.lamport, lamport)

@@ -200,6 +200,8 @@ class Store:
         self._guard_fns.append((guard, explain))
 
     def _guards(self, session: Session, key: str) -> list[Compare]:
+        if not self._guard_fns:
+            return []
         out: list[Compare] = []
         for guard, _ in self._guard_fns:
             out.extend(guard(session, key))
@@ -265,26 +267,21 @@ class Store:
     def _writers_between(
         self, key: str, expected: int, rec: Record | None
     ) -> list[tuple[int, str]]:
-        """(version, agent) of each committed change after ``expected``."""
+        """(version, agent) of each committed change after ``expected``, oldest first."""
         if rec is None:
             return []
         out: list[tuple[int, str]] = []
-        for ev in self.backend.history(key=key):
-            if ev.get("outcome") != "ok" or ev.get("op") not in (
-                "write",
-                "delete",
-                "accept",
-                "merge",
-            ):
-                continue
+        for ev in self.backend.changes(key):
             version = ev.get("version")
-            if isinstance(version, int) and expected < version <= rec.version:
-                out.append((version, ev["agent"]))
-        return out[-20:]
+            if not isinstance(version, int) or version <= expected or len(out) >= 20:
+                break
+            out.append((version, ev["agent"]))
+        out.reverse()
+        return out
 
     def _idempotent_result(self, idem_key: str, key: str) -> dict[str, Any]:
-        for ev in self.backend.history(key=key):
-            if ev.get("idem") == idem_key and ev.get("outcome") == "ok":
+        for ev in self.backend.changes(key):
+            if ev.get("idem") == idem_key:
                 return ev
         raise BackendUnavailable(
             f"The idempotency record of {idem_key!r} exists but its write is missing from the "

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import operator
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..records import (
@@ -74,6 +74,15 @@ class Backend(Protocol):
     ) -> Iterator[dict[str, Any]]:
         """History events with ``rev > since``, oldest first (optionally one key)."""
 
+    def changes(self, key: str) -> Iterator[dict[str, Any]]:
+        """The events that changed ``key`` (writes and deletes), newest first.
+
+        Cheap to start and to stop early: callers walk back only as far as
+        they need (the writers since a version, the write of an idempotency
+        key). Events appended without a change (a refused write) are not
+        included; :meth:`history` has them.
+        """
+
     def revision(self) -> int:
         """The store revision now."""
 
@@ -100,7 +109,11 @@ class Backend(Protocol):
 
 def iso_time(ts: float) -> str:
     """RFC 3339 UTC time with microseconds, as history events carry it."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds = int(ts)
+    micros = int(round((ts - seconds) * 1_000_000))
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:
@@ -134,13 +147,15 @@ def plan_ops(
     current: dict[str, Record | None],
     revision: int,
     now: float,
+    changes: list[dict[str, Any]] | None = None,
 ) -> tuple[list[tuple[str, Record | None]], list[dict[str, Any]], int]:
     """Work out what ``ops`` do, given the records they touch.
 
     Returns the rows to store (``None`` means remove the row), the events to
     append (fields filled in), and the new store revision. Every op consumes
     one revision. ``current`` is updated in place, so several ops on one key
-    in one transaction see each other.
+    in one transaction see each other. If ``changes`` is given, the events of
+    Put and Delete ops (those that changed a key) are also appended to it.
     """
     writes: list[tuple[str, Record | None]] = []
     events: list[dict[str, Any]] = []
@@ -171,6 +186,8 @@ def plan_ops(
                 events.append(
                     _stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data))
                 )
+                if changes is not None:
+                    changes.append(events[-1])
         elif isinstance(op, Delete):
             if op.purge:
                 new = None
@@ -192,6 +209,8 @@ def plan_ops(
             if op.event is not None:
                 version = None if new is None else new.version
                 events.append(_stamp(op.event, revision, stamp, version, prev, None))
+                if changes is not None and new is not old:
+                    changes.append(events[-1])
         else:  # pragma: no cover - guarded by the type
             raise TypeError(f"unknown op {op!r}")
         current[op.key] = new

@@ -29,6 +29,7 @@ class MemoryBackend:
         self._records: dict[str, Record] = {}
         self._sorted: list[str] = []
         self._events: list[dict[str, Any]] = []
+        self._changes: dict[str, list[dict[str, Any]]] = {}
         self._revision = 0
         # Last revision at which each key changed, purged rows included: wait()
         # must see a row vanish as well as change.
@@ -68,8 +69,9 @@ class MemoryBackend:
                 key: self._records.get(key) for key in touched_keys(compares, success, failure)
             }
             ok = all(check_compare(c, current[c.key], now) for c in compares)
+            changes: list[dict[str, Any]] = []
             writes, events, revision = plan_ops(
-                success if ok else failure, current, self._revision, now
+                success if ok else failure, current, self._revision, now, changes
             )
             for key, rec in writes:
                 if rec is None:
@@ -81,6 +83,8 @@ class MemoryBackend:
                     self._records[key] = rec
                 self._touch(key, revision)
             self._events.extend(events)
+            for event in changes:
+                self._changes.setdefault(event["key"], []).append(event)
             if writes or events:
                 self._revision = revision
                 self._cond.notify_all()
@@ -96,6 +100,11 @@ class MemoryBackend:
         if limit is not None:
             selected = selected[:limit]
         return iter(selected)
+
+    def changes(self, key: str) -> Iterator[dict[str, Any]]:
+        with self._cond:
+            found = list(self._changes.get(key, ()))
+        return reversed(found)
 
     def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout

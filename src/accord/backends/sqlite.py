@@ -48,19 +48,40 @@ CREATE TABLE IF NOT EXISTS accord_records (
     lamport  INTEGER NOT NULL,
     clock    TEXT NOT NULL,
     deleted  INTEGER NOT NULL,
-    expires  REAL
+    expires  REAL,
+    erev     INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS accord_events (
-    rev  INTEGER PRIMARY KEY,
-    key  TEXT,
-    body TEXT NOT NULL
+    rev   INTEGER PRIMARY KEY,
+    key   TEXT,
+    kprev INTEGER,
+    body  TEXT
 );
-CREATE INDEX IF NOT EXISTS accord_events_key ON accord_events (key, rev);
-INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('revision', 0);
 INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('purged', 0);
 """
+# Why the history has no index on key: every index is one more page written
+# at every commit, and the hot paths never search history by key. Instead
+# each change event points at the key's previous change (kprev) and the
+# record at its latest (erev), so "who wrote since version v" walks back a
+# few primary-key lookups. history(key=) for people scans the table.
+#
+# The store revision is MAX(rev) of accord_events: every op of a transaction
+# consumes one revision and appends one row (a row with a NULL body for ops
+# that carry no event), so the counter needs no row of its own to update.
 
 _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
+_PREFIXED = ", ".join("rec." + c.strip() for c in _COLUMNS.split(","))
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"))
+_MAX_REV = "SELECT MAX(rev) FROM accord_events"
+_INSERT = (
+    "INSERT INTO accord_records (kind, data, version, revision, author, lamport, clock, "
+    "deleted, expires, erev, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE = (
+    "UPDATE accord_records SET kind = ?, data = ?, version = ?, revision = ?, author = ?, "
+    "lamport = ?, clock = ?, deleted = ?, expires = ?, erev = ? WHERE key = ?"
+)
+_INSERT_EVENT = "INSERT INTO accord_events (rev, key, kprev, body) VALUES (?, ?, ?, ?)"
 _BUSY_RETRIES = 20
 
 
@@ -259,14 +280,10 @@ class SQLiteBackend:
 
     def revision(self) -> int:
         try:
-            row = (
-                self._conn()
-                .execute("SELECT value FROM accord_meta WHERE name = 'revision'")
-                .fetchone()
-            )
+            row = self._conn().execute(_MAX_REV).fetchone()
         except sqlite3.Error as exc:
             raise self._translate(exc, "reading the revision") from exc
-        return int(row[0])
+        return int(row[0] or 0)
 
     def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
@@ -302,58 +319,66 @@ class SQLiteBackend:
         success: Sequence[Op],
         failure: Sequence[Op],
     ) -> TxnResult:
-        if len(keys) == 1:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?", keys
-            ).fetchall()
-        else:
-            marks = ",".join("?" * len(keys))
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM accord_records WHERE key IN ({marks})", keys
-            ).fetchall()
+        # One statement reads the touched rows and the revision: every
+        # statement is a round trip through the sqlite3 module.
+        marks = ",".join("?" * len(keys))
+        rows = conn.execute(
+            f"SELECT {_PREFIXED}, rec.erev, m.r FROM (SELECT MAX(rev) AS r FROM accord_events) m "
+            f"LEFT JOIN accord_records rec ON rec.key IN ({marks})",
+            keys,
+        ).fetchall()
         current: dict[str, Record | None] = dict.fromkeys(keys)
+        heads: dict[str, int | None] = {}
+        revision = rows[0][11] or 0
+        existing: set[str] = set()
         for row in rows:
-            current[row[0]] = _row_to_record(row)
-        revision = conn.execute("SELECT value FROM accord_meta WHERE name = 'revision'").fetchone()[
-            0
-        ]
+            if row[0] is not None:
+                current[row[0]] = _row_to_record(row)
+                heads[row[0]] = row[10]
+                existing.add(row[0])
         now = self.now()
         ok = all(check_compare(c, current[c.key], now) for c in compares)
-        writes, events, new_revision = plan_ops(success if ok else failure, current, revision, now)
-        upserts = []
+        ops = success if ok else failure
+        changes: list[dict[str, Any]] = []
+        writes, events, new_revision = plan_ops(ops, current, revision, now, changes)
+        change_revs = {id(e) for e in changes}
+        by_rev = {e["rev"]: e for e in events}
+        event_rows = []
+        for rev in range(revision + 1, new_revision + 1):
+            event = by_rev.get(rev)
+            if event is None:
+                event_rows.append((rev, None, None, None))
+                continue
+            key = event.get("key")
+            kprev = None
+            if id(event) in change_revs:
+                kprev = heads.get(key)
+                heads[key] = rev
+            event_rows.append((rev, key, kprev, _EVENT_JSON.encode(event)))
         for key, rec in writes:
             if rec is None:
                 conn.execute("DELETE FROM accord_records WHERE key = ?", (key,))
-            else:
-                upserts.append(
-                    (
-                        rec.key,
-                        rec.kind,
-                        rec.data,
-                        rec.version,
-                        rec.revision,
-                        rec.author,
-                        rec.lamport,
-                        rec.clock,
-                        int(rec.deleted),
-                        rec.expires,
-                    )
-                )
-        if upserts:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO accord_records ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                upserts,
+                continue
+            row = (
+                rec.kind,
+                rec.data,
+                rec.version,
+                rec.revision,
+                rec.author,
+                rec.lamport,
+                rec.clock,
+                int(rec.deleted),
+                rec.expires,
+                heads.get(key),
+                rec.key,
             )
-        if events:
-            conn.executemany(
-                "INSERT INTO accord_events (rev, key, body) VALUES (?, ?, ?)",
-                [(e["rev"], e.get("key"), json.dumps(e, separators=(",", ":"))) for e in events],
-            )
-        if new_revision != revision:
-            conn.execute(
-                "UPDATE accord_meta SET value = ? WHERE name = 'revision'", (new_revision,)
-            )
+            # An UPDATE of the row in place is cheaper than INSERT OR REPLACE
+            # (a delete plus an insert); we know which rows exist already.
+            conn.execute(_INSERT if key not in existing else _UPDATE, row)
+        if len(event_rows) == 1:
+            conn.execute(_INSERT_EVENT, event_rows[0])
+        elif event_rows:
+            conn.executemany(_INSERT_EVENT, event_rows)
         return TxnResult(ok, new_revision, current, events)
 
     def history(
@@ -372,7 +397,7 @@ class SQLiteBackend:
                         self._conn()
                         .execute(
                             "SELECT rev, body FROM accord_events WHERE rev > ? "
-                            "ORDER BY rev LIMIT ?",
+                            "AND body IS NOT NULL ORDER BY rev LIMIT ?",
                             (since, want),
                         )
                         .fetchall()
@@ -382,7 +407,7 @@ class SQLiteBackend:
                         self._conn()
                         .execute(
                             "SELECT rev, body FROM accord_events WHERE key = ? AND rev > ? "
-                            "ORDER BY rev LIMIT ?",
+                            "AND body IS NOT NULL ORDER BY rev LIMIT ?",
                             (key, since, want),
                         )
                         .fetchall()
@@ -395,6 +420,22 @@ class SQLiteBackend:
             seen += len(rows)
             if len(rows) < want:
                 return
+
+    def changes(self, key: str) -> Iterator[dict[str, Any]]:
+        conn = self._conn()
+        try:
+            row = conn.execute("SELECT erev FROM accord_records WHERE key = ?", (key,)).fetchone()
+            rev = None if row is None else row[0]
+            while rev is not None:
+                found = conn.execute(
+                    "SELECT kprev, body FROM accord_events WHERE rev = ?", (rev,)
+                ).fetchone()
+                if found is None:
+                    return
+                yield json.loads(found[1])
+                rev = found[0]
+        except sqlite3.Error as exc:
+            raise self._translate(exc, f"reading the changes of {key!r}") from exc
 
     def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         # SQLite has no notifications across processes. PRAGMA data_version is
@@ -433,11 +474,6 @@ class SQLiteBackend:
             ).fetchone()
             if row is not None:
                 return True
-            row = conn.execute(
-                "SELECT 1 FROM accord_events WHERE key = ? AND rev > ? LIMIT 1", (key, since)
-            ).fetchone()
-            if row is not None:
-                return True
         for prefix in prefixes:
             row = conn.execute(
                 "SELECT 1 FROM accord_records WHERE key >= ? AND key < ? AND revision > ? LIMIT 1",
@@ -459,11 +495,12 @@ class SQLiteBackend:
                 )
                 count = cur.rowcount
                 if count:
-                    conn.execute("UPDATE accord_meta SET value = value + 1 WHERE name = 'revision'")
-                    conn.execute(
-                        "UPDATE accord_meta SET value = (SELECT value FROM accord_meta "
-                        "WHERE name = 'revision') WHERE name = 'purged'"
-                    )
+                    # A purge removes rows without a change event; it takes a
+                    # revision of its own (a NULL-body row) and is remembered so
+                    # wait() sees a row vanish.
+                    rev = (conn.execute(_MAX_REV).fetchone()[0] or 0) + 1
+                    conn.execute(_INSERT_EVENT, (rev, None, None, None))
+                    conn.execute("UPDATE accord_meta SET value = ? WHERE name = 'purged'", (rev,))
                 conn.execute("COMMIT")
                 return count
             except BaseException:
