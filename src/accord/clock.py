@@ -13,7 +13,6 @@ import json
 import threading
 from collections.abc import Mapping
 
-
 _CLOCK_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 

@@ -110,7 +110,7 @@ class Backend(Protocol):
 def iso_time(ts: float) -> str:
     """RFC 3339 UTC time with microseconds, as history events carry it."""
     seconds = int(ts)
-    micros = int(round((ts - seconds) * 1_000_000))
+    micros = round((ts - seconds) * 1_000_000)
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
