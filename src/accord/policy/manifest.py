@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import InvalidKey, ManifestError
 from ..keys import validate_key
@@ -264,13 +264,15 @@ def _resource_problems(res: Resource, agents: Mapping[str, Any]) -> list[str]:
     if strategy in ("owner", "queue"):
         if n_writers == 0:
             out.append(
-                f"a {strategy} resource needs its writer: add writer = \"AGENT\" "
+                f"{'an' if strategy == 'owner' else 'a'} {strategy} resource needs its writer: "
+                "add writer = \"AGENT\" "
                 f"(the one agent that {'owns' if strategy == 'owner' else 'applies the queue of'} "
                 "it)."
             )
         elif n_writers != 1:
             out.append(
-                f"a {strategy} resource has exactly one writer, but it names "
+                f"{'an' if strategy == 'owner' else 'a'} {strategy} resource has exactly one "
+                "writer, but it names "
                 f"{res.writers.describe()}. Name one writer, or choose optimistic, lease or "
                 "branch for several writers."
             )
@@ -469,7 +471,7 @@ def _resolve_sqlite(url: str, path: str | None) -> str:
     if not file_path or file_path == ":memory:" or os.path.isabs(file_path):
         return url
     resolved = (Path(path).resolve().parent / file_path).as_posix()
-    return urlunsplit((parts.scheme, "", "/" + resolved, parts.query, parts.fragment))
+    return f"{parts.scheme}:///{resolved}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _agents(raw: Any, problems: list[str], name: str) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,389 @@
+"""The manifest (accord.toml) and its enforcement: every rule, every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import accord
+from accord.policy import load_manifest, load_policy, parse_manifest, patterns_overlap
+from accord.policy.manifest import compile_pattern
+
+MANIFESTS = Path(__file__).parent / "manifests"
+ENFORCE = MANIFESTS / "enforce.toml"
+OpenStore = Callable[..., accord.Store]
+
+
+# --- loading and bad input ---------------------------------------------------------
+
+
+def test_example_manifest_loads() -> None:
+    root = Path(__file__).parent.parent
+    manifest = load_manifest(root / "examples" / "research-crew" / "accord.toml")
+    assert list(manifest.agents) == [
+        "planner", "researcher-1", "researcher-2", "researcher-3", "writer", "critic",
+    ]
+    plan = manifest.resource_for("plan.md")
+    assert plan is not None and plan.strategy == "owner" and plan.writer == "planner"
+    assert plan.readers.describe() == "everyone" and "critic" in plan.readers
+    # A relative SQLite path is relative to the manifest, not the working directory.
+    assert manifest.store_url == (
+        "sqlite:///" + (root / "examples" / "research-crew" / ".accord" / "state.db").as_posix()
+    )
+
+
+def test_toml_error_names_line_and_column() -> None:
+    with pytest.raises(accord.ManifestError) as info:
+        load_manifest(MANIFESTS / "bad_syntax.toml")
+    exc = info.value
+    assert (exc.line, exc.column) == (5, 12)
+    assert "at line 5, column 12" in exc.message
+    assert "strategy = optimistic" in exc.message and "nothing was started" in exc.message
+    assert exc.exit_code == 1
+
+
+def test_unknown_strategy_suggests_the_right_one() -> None:
+    with pytest.raises(accord.ManifestError) as info:
+        load_manifest(MANIFESTS / "unknown_strategy.toml")
+    msg = info.value.message
+    assert "line 4" in msg and "unknown strategy 'optimistc'" in msg
+    assert "did you mean 'optimistic'" in msg and "read_only, owner, optimistic" in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("owner_without_writer.toml", "an owner resource needs its writer: add writer"),
+        ("queue_without_writer.toml", "a queue resource needs its writer: add writer"),
+    ],
+)
+def test_owner_or_queue_without_writer(name: str, words: str) -> None:
+    with pytest.raises(accord.ManifestError, match=words):
+        load_manifest(MANIFESTS / name)
+
+
+def test_undeclared_agents_are_listed_together() -> None:
+    with pytest.raises(accord.ManifestError) as info:
+        load_manifest(MANIFESTS / "undeclared_agent.toml")
+    msg = info.value.message
+    assert "2 problems" in msg
+    assert "writers names agent 'writr', which is not declared (did you mean 'writer'?)" in msg
+    assert "readers names agent 'critic'" in msg and "[agents.critic]" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[[resource]]\nkey = "a"\nwriterz = ["x"]\n', "unknown field 'writerz' (did you mean"),
+        ('[[resource]]\nstrategy = "owner"\n', "every resource needs key"),
+        ('[[resources]]\nkey = "a"\n', "write [[resource]]"),
+        ('[[resource]]\nkey = "a//b"\n', "empty segment"),
+        ('[[resource]]\nkey = "notes/[ab"\n', "never closed"),
+        ('[[resource]]\nkey = "a"\nwriter = "x"\nwriters = ["y"]\n', "not both"),
+        ('[[resource]]\nkey = "a"\nconflicts = "sometimes"\n', 'use "low" or "medium" or "high"'),
+        ('[[resource]]\nkey = "a"\nbuilds_on = "yes"\n', "use true or false"),
+        ('[[resource]]\nkey = "a"\nstrategy = "owner"\nwriters = ["x", "y"]\n',
+         "exactly one writer"),
+        ('[[resource]]\nkey = "a"\nstrategy = "read_only"\nwriters = ["x"]\n',
+         "read_only resource has no writers"),
+        ('[[resource]]\nkey = "a"\nstrategy = "optimistic"\n', "needs writers"),
+        ('[[resource]]\nkey = "a"\nstrategy = "optimistic"\nwriters = ["x"]\n'
+         'submitters = ["y"]\n', 'Use strategy = "queue"'),
+        ('[[resource]]\nkey = "a"\n[[resource]]\nkey = "a"\n', "declared twice"),
+        ('[store]\nurl = "nowhere"\n', "not a store URL"),
+        ('[agents]\nx = 1\n', "must be a table"),
+    ],
+)
+def test_bad_manifests(text: str, words: str) -> None:
+    with pytest.raises(accord.ManifestError, match=_escape(words)):
+        parse_manifest(text, path="accord.toml")
+
+
+def _escape(words: str) -> str:
+    import re
+
+    return re.escape(words)
+
+
+def test_missing_manifest_says_how_to_start() -> None:
+    with pytest.raises(accord.ManifestError, match="--from-history"):
+        load_manifest(MANIFESTS / "nope.toml")
+
+
+def test_bad_manifest_opens_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with pytest.raises(accord.ManifestError):
+        accord.open(f"sqlite:///{db}", manifest=MANIFESTS / "unknown_strategy.toml")
+    assert not db.exists()
+
+
+def test_agents_as_a_list_and_star_without_agents() -> None:
+    m = parse_manifest('agents = ["a", "b"]\n[[resource]]\nkey = "k"\nwriters = ["*"]\n')
+    res = m.resource_for("k")
+    assert res is not None and res.writers.names == ("a", "b")
+    m = parse_manifest('[[resource]]\nkey = "k"\nwriters = ["*"]\n')
+    res = m.resource_for("k")
+    assert res is not None and res.writers.anyone and "whoever" in res.writers
+
+
+# --- patterns and precedence --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "matches"),
+    [
+        ("notes/*", "notes/a.md", True),
+        ("notes/*", "notes/a/b.md", False),
+        ("notes/**", "notes/a/b.md", True),
+        ("notes/?.md", "notes/a.md", True),
+        ("notes/?.md", "notes/ab.md", False),
+        ("notes/[ab].md", "notes/b.md", True),
+        ("notes/[!ab].md", "notes/b.md", False),
+        ("notes/[!ab].md", "notes/c.md", True),
+        ("notes/[a-c]*", "notes/cat", True),
+        ("*", "a/b", False),
+        ("*.md", "plan.md", True),
+    ],
+)
+def test_pattern_semantics(pattern: str, key: str, matches: bool) -> None:
+    assert (compile_pattern(pattern).fullmatch(key) is not None) is matches
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("notes/*", "*/draft.md", True),
+        ("notes/*", "notes/*/deep", False),
+        ("notes/**", "notes/*/deep", True),
+        ("notes/[ab]*", "notes/[!a]x", True),
+        ("notes/[a]*", "notes/[!a]*", False),
+        ("a?c", "*b*", True),
+        ("*.md", "*.json", False),
+        ("x/*.md", "*/y.md", True),
+    ],
+)
+def test_pattern_overlap(a: str, b: str, overlap: bool) -> None:
+    assert patterns_overlap(a, b) is overlap
+    assert patterns_overlap(b, a) is overlap
+
+
+def test_exact_key_beats_pattern_and_first_pattern_wins() -> None:
+    m = load_manifest(MANIFESTS / "overlap.toml")
+    exact = m.resource_for("notes/draft.md")
+    assert exact is not None and exact.strategy == "owner"
+    first = m.resource_for("notes/x.md")
+    assert first is not None and first.key == "notes/*"
+    other = m.resource_for("docs/draft.md")
+    assert other is not None and other.key == "*/draft.md"
+    assert m.resource_for("elsewhere") is None
+
+
+# --- enforcement, every backend -------------------------------------------------------
+
+
+def test_policy_is_installed(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    assert store.policy is not None
+    assert store.policy.writer_for("draft.md") == "author"
+    assert store.policy.writer_for("plan.md") == "owner"
+    assert store.policy.writer_for("notes/a.md") is None
+    assert store.policy.writer_for("unlisted") is None
+
+
+def test_unknown_agent_is_refused(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    with pytest.raises(accord.PolicyViolation) as info:
+        store.session("mallory")
+    assert "not declared" in info.value.message and "a, b, owner, author, reader" in (
+        info.value.message
+    )
+
+
+def test_reads_are_never_refused(open_store: OpenStore) -> None:
+    admin = open_store()
+    admin.session("setup").write("config/model.json", {"model": "m"})
+    store = open_store(manifest=ENFORCE)
+    for agent in ("a", "reader", "owner"):
+        assert store.session(agent).read("config/model.json").value == {"model": "m"}
+
+
+def test_read_only_refuses_every_write(open_store: OpenStore) -> None:
+    admin = open_store()
+    doc = admin.session("setup").write("config/model.json", {"model": "m"})
+    store = open_store(manifest=ENFORCE)
+    a = store.session("a")
+    for attempt in (
+        lambda: a.write("config/model.json", {}, expect=doc.version),
+        lambda: a.write("config/new.json", {}),
+        lambda: a.write("config/model.json", {}, force=True),
+        lambda: a.delete("config/model.json", expect=doc.version),
+    ):
+        with pytest.raises(accord.PolicyViolation, match="read_only") as info:
+            attempt()
+        assert "agents only read it" in info.value.message
+    assert a.read("config/model.json").version == doc.version
+    assert all(e.key != "config/new.json" for e in store.history())
+
+
+def test_owner_writes_blind_others_are_refused(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    owner = store.session("owner")
+    owner.write("plan.md", "v1")
+    doc = owner.write("plan.md", "v2")  # no expect: nobody else can write it
+    assert doc.version == 2
+    with pytest.raises(accord.PolicyViolation) as info:
+        store.session("a").write("plan.md", "mine", expect=2)
+    assert "owned by owner" in info.value.message and "Ask owner" in info.value.message
+    assert store.session("reader").read("plan.md").value == "v2"
+
+
+def test_queue_key_refuses_non_writers_with_not_writer(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    author = store.session("author")
+    author.write("draft.md", "draft v1")
+    author.write("draft.md", "draft v2")  # the single writer needs no expect
+    for agent in ("a", "reader"):
+        with pytest.raises(accord.NotWriter) as info:
+            store.session(agent).write("draft.md", "mine", expect=2)
+        assert "submit" in info.value.message and info.value.writer == "author"
+    with pytest.raises(accord.NotWriter):
+        store.session("a").delete("draft.md", force=True)
+    assert store.session("a").read("draft.md").value == "draft v2"
+
+
+def test_optimistic_refuses_blind_writes(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    a, b = store.session("a"), store.session("b")
+    with pytest.raises(accord.PolicyViolation, match="expect=0 to create"):
+        a.write("notes/a.md", "x")  # no expect
+    doc = a.write("notes/a.md", "x", expect=0)
+    with pytest.raises(accord.PolicyViolation, match="force=True"):
+        b.write("notes/a.md", "y", force=True)
+    with pytest.raises(accord.PolicyViolation, match="no expect"):
+        b.write("notes/a.md", "y")
+    with pytest.raises(accord.Conflict):
+        b.write("notes/a.md", "y", expect=0)
+    doc = b.write("notes/a.md", "y", expect=doc.version)
+    doc = a.update("notes/a.md", lambda old: old + "z")
+    assert doc.value == "yz"
+    with pytest.raises(accord.PolicyViolation):
+        a.delete("notes/a.md", force=True)
+    assert a.delete("notes/a.md", expect=doc.version) == doc.version + 1
+
+
+def test_non_writer_is_refused_with_the_writers_named(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    with pytest.raises(accord.PolicyViolation) as info:
+        store.session("reader").write("notes/a.md", "x", expect=0)
+    msg = info.value.message
+    assert "resource 'notes/*'" in msg and "writers: a, b" in msg and "add reader" in msg
+
+
+def test_lease_resource_refuses_unleased_writes(open_store: OpenStore) -> None:
+    # notes/special.md is an exact key: it beats the optimistic notes/* pattern.
+    store = open_store(manifest=ENFORCE)
+    a = store.session("a")
+    for attempt in (
+        lambda: a.write("notes/special.md", "x", expect=0),
+        lambda: a.write("notes/special.md", "x", force=True),
+        lambda: a.write("notes/special.md", "x"),
+    ):
+        with pytest.raises(accord.PolicyViolation, match="lease=lease"):
+            attempt()
+    with pytest.raises(accord.PolicyViolation, match="writers: a, b"):
+        store.session("reader").write("notes/special.md", "x", lease=1)
+
+
+def test_lease_resource_accepts_leased_writes(open_store: OpenStore) -> None:
+    pytest.importorskip("accord.strategies.lease", reason="lease strategy not built yet")
+    store = open_store(manifest=ENFORCE)
+    a = store.session("a")
+    with a.lease("notes/special.md", ttl=30, wait=5) as lease:
+        doc = a.write("notes/special.md", "x", lease=lease)
+    assert doc.version == 1
+
+
+def test_branch_resource_refuses_direct_writes(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    for kwargs in ({"expect": 0}, {"force": True}, {}):
+        with pytest.raises(accord.PolicyViolation, match=r"Fork it") as info:
+            store.session("a").write("findings/a.md", "x", **kwargs)  # type: ignore[arg-type]
+        assert "store.merge" in info.value.message
+
+
+def test_many_writers_without_strategy_only_checks_writers(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    a = store.session("a")
+    a.write("shared/x", "1")
+    a.write("shared/x", "2", force=True)  # no strategy declared: the store's defaults apply
+    with pytest.raises(accord.PreconditionRequired):
+        store.session("b").write("shared/x", "3")
+    with pytest.raises(accord.PolicyViolation, match="strategy not declared"):
+        store.session("reader").write("shared/x", "3", force=True)
+
+
+def test_uncovered_keys_follow_store_defaults(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    r = store.session("reader")
+    r.write("scratch/reader.txt", "mine")
+    with pytest.raises(accord.PreconditionRequired):
+        r.write("scratch/reader.txt", "again")
+
+
+def test_refused_operation_leaves_no_trace(open_store: OpenStore) -> None:
+    store = open_store(manifest=ENFORCE)
+    before = store.revision()
+    with pytest.raises(accord.PolicyViolation):
+        store.session("reader").write("notes/a.md", "x", expect=0)
+    assert store.revision() == before
+
+
+def test_queue_submit_rules(open_store: OpenStore) -> None:
+    from accord.policy.enforce import Policy
+    from accord.session import Operation
+
+    store = open_store(manifest=ENFORCE)
+    policy = store.policy
+    assert isinstance(policy, Policy)
+
+    def op(agent: str, name: str, key: str) -> Operation:
+        return Operation(store.session(agent), name, key)
+
+    policy.check(op("a", "submit", "draft.md"))
+    policy.check(op("author", "accept", "draft.md"))
+    with pytest.raises(accord.PolicyViolation, match="lets a, b submit"):
+        policy.check(op("reader", "submit", "draft.md"))
+    with pytest.raises(accord.NotWriter, match="author is"):
+        policy.check(op("a", "accept", "draft.md"))
+    with pytest.raises(accord.PolicyViolation, match="no queue writer"):
+        policy.check(op("a", "submit", "notes/a.md"))
+    policy.check(op("a", "fork", "findings/a.md"))
+    with pytest.raises(accord.PolicyViolation, match="may not fork"):
+        policy.check(op("reader", "fork", "findings/a.md"))
+    with pytest.raises(accord.PolicyViolation, match="may not merge into"):
+        policy.check(op("reader", "merge", "findings/a.md"))
+
+
+def test_manifest_store_url_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "accord.toml"
+    manifest.write_text(
+        '[store]\nurl = "sqlite:///state/crew.db"\n[agents.a]\n'
+        '[[resource]]\nkey = "k"\nstrategy = "optimistic"\nwriters = ["a"]\n'
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("ACCORD_MANIFEST", str(manifest))
+    monkeypatch.delenv("ACCORD_URL", raising=False)
+    with accord.open() as store:
+        assert store.url == f"sqlite:///{(tmp_path / 'state' / 'crew.db').as_posix()}"
+        with pytest.raises(accord.PolicyViolation):
+            store.session("b")
+        with pytest.raises(accord.PolicyViolation):
+            store.session("a").write("k", "x")
+    assert (tmp_path / "state" / "crew.db").exists()
+
+
+def test_load_policy_rejects_non_paths() -> None:
+    with pytest.raises(accord.UsageError, match=r"path of an accord\.toml"):
+        load_policy(42)  # type: ignore[arg-type]
