@@ -36,6 +36,7 @@ from .errors import (
     UsageError,
     ValueTooLarge,
 )
+from .history import Anomaly, CheckResult, check
 from .records import Doc, Event
 from .session import Operation, Session
 from .store import Store, open
@@ -44,7 +45,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccordError",
+    "Anomaly",
     "BackendUnavailable",
+    "CheckResult",
     "Conflict",
     "Deadlock",
     "Doc",
@@ -71,5 +74,6 @@ __all__ = [
     "UsageError",
     "ValueTooLarge",
     "__version__",
+    "check",
     "open",
 ]

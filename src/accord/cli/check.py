@@ -1,0 +1,126 @@
+"""``accord check``: the race detector on the command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from ..errors import UsageError
+from ._common import EXIT_ANOMALIES, common, console, emit_json, open_store
+
+TIMELINE_MAX_EVENTS = 20_000
+
+
+@click.command()
+@click.argument("history", required=False, type=click.Path(dir_okay=False, allow_dash=False))
+@click.option("--lenient", is_flag=True, help="Skip malformed lines and count them.")
+@click.option(
+    "--timeline",
+    "timeline_path",
+    default=None,
+    metavar="PATH",
+    help="Also draw the timeline to PATH (.svg, .png or .html).",
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="Anomalies to print.")
+@common
+def check(
+    history: str | None,
+    lenient: bool,
+    timeline_path: str | None,
+    limit: int,
+    store_url: str | None,
+    agent: str | None,
+    as_json: bool,
+) -> None:
+    """Check HISTORY (a JSONL history) for lost updates and races.
+
+    Without HISTORY, checks the history of the store (--store). Reads accord
+    histories (`accord export`) and foreign ones (agent, op, key, value,
+    start, end on each line). Exit code 0 when the history is clean, 5 when
+    anomalies were found or the verdict is unknown.
+    """
+    from ..history.check import check as run_check
+
+    collected: list[dict[str, Any]] | None = None
+    on_event = None
+    if timeline_path is not None:
+        from ..history.timeline import ensure_format
+
+        ensure_format(timeline_path)
+        collected = []
+
+        def on_event(line: int, event: dict[str, Any]) -> None:
+            assert collected is not None
+            if len(collected) >= TIMELINE_MAX_EVENTS:
+                raise UsageError(
+                    f"The timeline draws at most {TIMELINE_MAX_EVENTS:,} events; this history "
+                    "is longer. Export a slice (accord export --since REV) and draw that, or "
+                    "check without --timeline."
+                )
+            collected.append({**event, "line": line})
+
+    if history is None:
+        with open_store(store_url) as store:
+            result = run_check(store, lenient=lenient, on_event=on_event)
+    else:
+        result = run_check(history, lenient=lenient, on_event=on_event)
+
+    drawn = None
+    if timeline_path is not None and collected is not None:
+        from ..history.timeline import draw
+
+        drawn = draw(collected, result, timeline_path)
+
+    if as_json:
+        data = result.to_dict()
+        if drawn:
+            data["timeline"] = drawn
+        emit_json(data)
+    else:
+        print_result(result, limit)
+        if drawn:
+            console.print(f"timeline written to {escape(drawn)}")
+    if not result.ok:
+        sys.exit(EXIT_ANOMALIES)
+
+
+def print_result(result: Any, limit: int = 20) -> None:
+    """The human report: verdict, then each anomaly with its explanation."""
+    style = {"clean": "bold green", "anomalies": "bold red", "unknown": "bold yellow"}
+    console.print(f"[{style[result.verdict]}]{escape(result.summary())}[/]")
+    if result.lost_writes:
+        console.print(
+            f"{result.lost_writes} committed write(s) are missing from the final state."
+        )
+    shown = 0
+    for anomaly in result.anomalies + result.unknown:
+        if shown >= limit:
+            rest = len(result.anomalies) + len(result.unknown) - shown
+            console.print(f"... and {rest} more (--limit N, or --json for all)")
+            break
+        shown += 1
+        tag = anomaly.name if anomaly.certain else f"{anomaly.name} (unknown)"
+        colour = "red" if anomaly.certain else "yellow"
+        where = f" on {anomaly.key}" if anomaly.key else ""
+        who = ", ".join(anomaly.agents)
+        console.print(f"\n[{colour}]{escape(tag)}[/]{escape(where)} [dim]({escape(who)})[/]")
+        console.out("  " + anomaly.explanation)
+        lines = [str(e["line"]) for e in anomaly.events if e.get("line") is not None]
+        revs = [str(e["rev"]) for e in anomaly.events if e.get("rev") is not None]
+        if revs:
+            console.print(f"  [dim]revisions {', '.join(revs)}[/]")
+        elif lines:
+            console.print(f"  [dim]lines {', '.join(lines)}[/]")
+    for note in result.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
+    if result.skipped:
+        console.print(f"[yellow]{result.skipped} malformed line(s) skipped (--lenient).[/]")
+        for problem in result.problems[:5]:
+            console.print(f"  [dim]{escape(problem)}[/]")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(check)

@@ -1,0 +1,909 @@
+"""The race detector: find lost updates and races in a history, and explain them.
+
+:func:`check` reads a history (an ``accord export`` file, any JSONL file in
+the documented format, a list of events, or a live :class:`accord.Store`)
+and returns a :class:`CheckResult` listing every anomaly with a stable name,
+the events involved and a plain explanation in the style of Jepsen's Elle:
+
+``lost-update``
+    a committed write whose ``based_on`` is older than the version it
+    replaced: it erased the writes in between without having seen them;
+``concurrent-writes``
+    two consecutive committed writes to one key whose vector clocks are
+    concurrent (neither agent had seen the other's write): a race, even
+    where nothing was lost this time;
+``fenced-write-accepted``
+    a write accepted under a lease token after that lease expired, was
+    released, or a newer token was granted;
+``duplicate-apply``
+    one idempotency key, or one queue request, applied more than once;
+``stale-read``
+    a read that returned an older version than a write acknowledged before
+    the read began.
+
+accord histories are checked in one pass, in memory bounded by the number
+of keys and agents (not by the history's length): per key the checker keeps
+the last :data:`WINDOW_VERSIONS` versions, and nothing older than
+:data:`WINDOW_REVISIONS` revisions. Foreign histories (no versions) go
+through :mod:`accord.history.infer`, which infers each key's version order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import HistoryFormatError
+from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
+
+WINDOW_VERSIONS = 1000
+"""Versions of one key remembered for explanations and lost-write accounting."""
+
+WINDOW_REVISIONS = 200_000
+"""Revisions after which a version is forgotten (the memory bound)."""
+
+MAX_REPORTED = 1000
+"""Anomalies of one name kept in full; beyond it they are only counted."""
+
+ANOMALY_NAMES = (
+    "lost-update",
+    "concurrent-writes",
+    "fenced-write-accepted",
+    "duplicate-apply",
+    "stale-read",
+)
+"""The stable names of everything the checker reports."""
+
+MUTATING = frozenset({"write", "delete", "accept", "merge"})
+"""Operations that change a key when their outcome is ok."""
+
+Verdict = Literal["clean", "anomalies", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """One thing the checker found.
+
+    ``name`` is one of :data:`ANOMALY_NAMES`; ``key`` the key involved (None
+    for request duplicates without a key); ``explanation`` a plain account of
+    what happened; ``events`` the events involved (each as in the history,
+    with ``line`` added when it came from a file); ``agents`` the agents
+    involved; ``window`` the real-time window (start, end) in which the race
+    happened, when known. ``certain`` is False for "unknown" findings: the
+    history is consistent both with this anomaly and without it.
+    """
+
+    name: str
+    key: str | None
+    explanation: str
+    events: tuple[dict[str, Any], ...] = ()
+    agents: tuple[str, ...] = ()
+    window: tuple[str, str] | None = None
+    certain: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``accord check --json`` prints)."""
+        return {
+            "name": self.name,
+            "certain": self.certain,
+            "key": self.key,
+            "agents": list(self.agents),
+            "window": list(self.window) if self.window else None,
+            "explanation": self.explanation,
+            "events": list(self.events),
+            "details": self.details,
+        }
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check` found.
+
+    ``anomalies`` are certain findings, ``unknown`` the findings the history
+    can neither confirm nor rule out (foreign histories whose version order
+    is ambiguous). ``counts`` has the true number per anomaly name even when
+    more were found than are kept in full (:data:`MAX_REPORTED` per name).
+    ``lost_writes`` is the number of committed writes whose change is
+    missing from the final state (erased and never built upon again); None
+    when it cannot be known. ``skipped`` counts lines skipped in lenient mode.
+    """
+
+    format: str = "accord"
+    events: int = 0
+    keys: int = 0
+    agents: int = 0
+    writes: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)
+    unknown: list[Anomaly] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    unknown_counts: dict[str, int] = field(default_factory=dict)
+    lost_writes: int | None = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        """``anomalies`` if any was found, else ``unknown`` if any is undecided, else ``clean``."""
+        if any(self.counts.values()):
+            return "anomalies"
+        if any(self.unknown_counts.values()):
+            return "unknown"
+        return "clean"
+
+    @property
+    def ok(self) -> bool:
+        """True only when the history is clean (no anomaly, nothing unknown)."""
+        return self.verdict == "clean"
+
+    def by_name(self, name: str) -> list[Anomaly]:
+        """The anomalies (kept in full) with this name."""
+        return [a for a in self.anomalies if a.name == name]
+
+    def summary(self) -> str:
+        """One line: the verdict and the counts."""
+        head = f"{self.events:,} events, {self.keys:,} keys, {self.agents:,} agents"
+        if self.verdict == "clean":
+            return f"clean: no anomalies in {head}."
+        parts = [f"{n} {name}" for name, n in self.counts.items() if n]
+        unknown = [f"{n} {name}" for name, n in self.unknown_counts.items() if n]
+        text = ", ".join(parts) if parts else "no certain anomalies"
+        if unknown:
+            text += "; unknown: " + ", ".join(unknown)
+        return f"{self.verdict}: {text} in {head}."
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``accord check --json`` prints)."""
+        return {
+            "verdict": self.verdict,
+            "format": self.format,
+            "events": self.events,
+            "keys": self.keys,
+            "agents": self.agents,
+            "writes": self.writes,
+            "counts": {k: v for k, v in self.counts.items() if v},
+            "unknown_counts": {k: v for k, v in self.unknown_counts.items() if v},
+            "lost_writes": self.lost_writes,
+            "skipped": self.skipped,
+            "problems": self.problems,
+            "notes": self.notes,
+            "anomalies": [a.to_dict() for a in self.anomalies],
+            "unknown": [a.to_dict() for a in self.unknown],
+        }
+
+
+def check(
+    events: Any,
+    *,
+    lenient: bool = False,
+    on_event: Callable[[int, dict[str, Any]], None] | None = None,
+) -> CheckResult:
+    """Check a history for lost updates and races; return a :class:`CheckResult`.
+
+    ``events`` is a path to a JSONL history (streamed, never loaded whole),
+    an iterable of event dicts or :class:`accord.Event` objects, or a
+    :class:`accord.Store`. Events must come in revision order, as
+    ``accord export`` writes them. Foreign histories (no ``rev``; ``value``
+    or ``hash`` with ``start`` and ``end`` times) are recognised by their
+    first event and checked by inferring each key's version order.
+
+    Raises :class:`accord.HistoryFormatError` for malformed input (the
+    message names the line), unless ``lenient`` is true: then bad lines are
+    skipped and counted in ``CheckResult.skipped``. An empty history is an
+    error too: there is nothing to call clean. ``on_event(line, event)``, if
+    given, sees every accepted event (the timeline uses it).
+    """
+    stream = EventStream(events, lenient=lenient)
+    iterator = iter(stream)
+    first: tuple[int, dict[str, Any]] | None = None
+    for item in iterator:
+        first = item
+        break
+    if first is None:
+        raise HistoryFormatError(
+            f"{stream.name} holds no events: there is nothing to check. Export a history with "
+            "`accord export PATH` (open the store with record_reads=True to include reads)."
+        )
+    if is_foreign(first[1]):
+        from .infer import check_foreign
+
+        result = check_foreign(_chain(first, iterator), stream, on_event)
+    else:
+        native = NativeChecker(stream)
+        feed = native.feed
+        if on_event is None:
+            feed(*first)
+            for line, event in iterator:
+                feed(line, event)
+        else:
+            for line, event in _chain(first, iterator):
+                if feed(line, event):
+                    on_event(line, event)
+        result = native.finish()
+    result.skipped = stream.skipped
+    result.problems = stream.problems
+    if result.events == 0:
+        raise HistoryFormatError(
+            f"{stream.name}: every line was malformed ({stream.skipped} skipped); there is "
+            "nothing to check. The first problems: " + "; ".join(stream.problems[:3])
+        )
+    return result
+
+
+def _chain(first: tuple[int, dict[str, Any]], rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+# --- accord histories ---------------------------------------------------------
+
+
+class _W:
+    """One committed version of a key, remembered while it is recent."""
+
+    __slots__ = (
+        "agent",
+        "based_on",
+        "check",
+        "lease",
+        "line",
+        "lost_by",
+        "on_path",
+        "op",
+        "parent",
+        "prev",
+        "read_time",
+        "rev",
+        "time",
+        "version",
+    )
+
+    def __init__(
+        self,
+        version: int,
+        rev: int,
+        time: str,
+        agent: str,
+        op: str,
+        prev: int,
+        based_on: int | None,
+        check: str,
+        lease: Any,
+        line: int,
+        read_time: str | None,
+    ) -> None:
+        self.version = version
+        self.rev = rev
+        self.time = time
+        self.agent = agent
+        self.op = op
+        self.prev = prev
+        self.based_on = based_on
+        self.parent = prev if based_on is None else based_on
+        self.check = check
+        self.lease = lease
+        self.line = line
+        self.read_time = read_time
+        self.on_path = False
+        self.lost_by: int | None = None
+
+    def summary(self, key: str) -> dict[str, Any]:
+        return {
+            "rev": self.rev,
+            "time": self.time,
+            "agent": self.agent,
+            "op": self.op,
+            "key": key,
+            "version": self.version,
+            "prev": self.prev,
+            "based_on": self.based_on,
+            "check": self.check,
+            "line": self.line,
+        }
+
+    def label(self) -> str:
+        return f"{self.agent}'s {self.op} of v{self.version}"
+
+
+class _Key:
+    """What the checker remembers about one key."""
+
+    __slots__ = ("cur", "deleted", "last", "last_clock", "leases", "path", "recent")
+
+    def __init__(self) -> None:
+        self.cur = 0
+        self.deleted = False
+        self.last: _W | None = None
+        self.last_clock: dict[str, int] | None = None
+        self.recent: dict[int, _W] = {}
+        # The ancestry of the current version (newest last): the versions
+        # whose changes the current value contains, through based_on links.
+        self.path: list[int] = []
+        self.leases: dict[Any, _Lease] | None = None
+
+
+class _Lease:
+    __slots__ = ("agent", "end_reason", "end_rev", "end_time", "expires", "mode", "rev", "token")
+
+    def __init__(self, token: Any, agent: str, rev: int, mode: str) -> None:
+        self.token = token
+        self.agent = agent
+        self.rev = rev
+        self.mode = mode
+        self.expires: float | None = None
+        self.end_time: str | None = None
+        self.end_rev: int | None = None
+        self.end_reason: str | None = None
+
+
+class NativeChecker:
+    """The one-pass checker for accord histories (events in revision order).
+
+    Feed events with :meth:`feed`, then call :meth:`finish`. Used by
+    :func:`check`; exposed for tools that check a live stream.
+    """
+
+    def __init__(
+        self,
+        stream: EventStream | None = None,
+        *,
+        window_versions: int = WINDOW_VERSIONS,
+        window_revisions: int = WINDOW_REVISIONS,
+        max_reported: int = MAX_REPORTED,
+    ) -> None:
+        self.stream = stream or EventStream([], lenient=False)
+        self.window_versions = window_versions
+        self.window_revisions = window_revisions
+        self.max_reported = max_reported
+        self.keys: dict[str, _Key] = {}
+        self.agent_rev: dict[str, int] = {}
+        self.reads: dict[tuple[str, str], tuple[int, str]] = {}
+        self.idem: dict[str, tuple[int, str, str | None, int]] = {}
+        self.requests: dict[str, tuple[int, str, str | None, int]] = {}
+        self.last_rev = 0
+        self.next_sweep = window_revisions
+        self.events = 0
+        self.writes = 0
+        self.refused = 0
+        self.lost_final = 0
+        self.approximate = False
+        self.gaps = 0
+        self.result = CheckResult(format="accord")
+        self.counts = dict.fromkeys(ANOMALY_NAMES, 0)
+
+    # --- reporting --------------------------------------------------------
+
+    def _report(self, anomaly_name: str) -> bool:
+        """Count one anomaly; True if it should be built in full."""
+        n = self.counts[anomaly_name] = self.counts[anomaly_name] + 1
+        return n <= self.max_reported
+
+    def _add(self, anomaly: Anomaly) -> None:
+        self.result.anomalies.append(anomaly)
+
+    # --- the pass ---------------------------------------------------------
+
+    def feed(self, line: int, ev: dict[str, Any]) -> bool:
+        """Take one event; returns False if it was skipped (lenient mode)."""
+        rev = ev.get("rev")
+        if type(rev) is not int:
+            if is_foreign(ev):
+                self.stream.fail(
+                    line,
+                    "a foreign event (no rev) in an accord history; a history is either all "
+                    "accord events or all foreign events.",
+                )
+            else:
+                self.stream.fail(line, f"missing or non-integer 'rev' ({rev!r}).")
+            return False
+        if rev <= self.last_rev:
+            self.stream.fail(
+                line,
+                f"revision {rev} comes after revision {self.last_rev}: events are out of "
+                "revision order. Sort the file by rev (accord export writes it in order).",
+            )
+            return False
+        op = ev.get("op")
+        agent = ev.get("agent")
+        if op not in NATIVE_OPS:
+            self.stream.fail(
+                line,
+                f"unknown op {op!r}; expected one of {', '.join(sorted(NATIVE_OPS))}.",
+            )
+            return False
+        if type(agent) is not str or not agent:
+            self.stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
+            return False
+        key = ev.get("key")
+        if op in MUTATING or op == "read":
+            if type(key) is not str or not key:
+                self.stream.fail(line, f"a {op} event without a 'key'.")
+                return False
+            version = ev.get("version")
+            if version is not None and type(version) is not int:
+                self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
+                return False
+        self.last_rev = rev
+        self.events += 1
+        before = self.agent_rev.get(agent)
+        self.agent_rev[agent] = rev
+        if op in MUTATING:
+            if ev.get("outcome", "ok") == "ok" and ev.get("version") is not None:
+                self._commit(line, ev, rev, op, agent, key)  # type: ignore[arg-type]
+            else:
+                self.refused += 1
+        elif op == "read":
+            self._read(line, ev, rev, agent, key, before)  # type: ignore[arg-type]
+        elif op[:6] == "lease_":
+            self._lease(line, ev, rev, op, agent, key)
+        if rev >= self.next_sweep:
+            self._sweep(rev)
+        return True
+
+    def _commit(
+        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str
+    ) -> None:
+        k = self.keys.get(key)
+        if k is None:
+            k = self.keys[key] = _Key()
+        version: int = ev["version"]
+        prev = ev.get("prev")
+        if type(prev) is not int:
+            prev = k.cur
+        elif k.last is not None and prev != k.cur:
+            self.gaps += 1
+        based = ev.get("based_on")
+        if based is not None and type(based) is not int:
+            based = None
+        time = ev.get("time") or ""
+        held = self.reads.get((agent, key))
+        read_time = held[1] if held is not None and held[0] == based else None
+        check_kind = ev.get("check") or "none"
+        lease = ev.get("lease")
+        w = _W(version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time)
+        self.writes += 1
+        clock = ev.get("clock")
+        last = k.last
+
+        lost = based is not None and based < prev
+        if lost and k.deleted:
+            # Re-creating a deleted key while believing it absent replaces an
+            # absence with a value: nothing anyone wrote is erased.
+            basis = k.recent.get(based) if based else None
+            if based == 0 or (basis is not None and basis.op == "delete"):
+                lost = False
+                w.parent = prev
+        if lost:
+            if self._report("lost-update"):
+                self._add(self._lost_update(key, k, w, based, prev))  # type: ignore[arg-type]
+        elif (
+            last is not None
+            and last.agent != agent
+            and clock
+            and k.last_clock
+            and not (check_kind == "version" and based == prev)
+            and not (lease is not None and last.lease is not None and lease > last.lease)
+        ):
+            for who, count in k.last_clock.items():
+                if count > clock.get(who, 0):
+                    if self._report("concurrent-writes"):
+                        self._add(self._concurrent(key, last, w, k.last_clock, clock))
+                    break
+
+        self._ancestry(k, w)
+        k.cur = version
+        k.deleted = op == "delete"
+        k.last = w
+        k.last_clock = clock if type(clock) is dict else None
+        recent = k.recent
+        recent[version] = w
+        if len(recent) > self.window_versions:
+            self._evict(recent, recent[next(iter(recent))])
+
+        idem = ev.get("idem")
+        if idem is not None:
+            self._once(self.idem, "idempotency key", idem, line, ev, rev, agent, key)
+        request = ev.get("request")
+        if request is not None and op != "submit":
+            self._once(self.requests, "request", request, line, ev, rev, agent, key)
+        if lease is not None and k.leases is not None:
+            self._fence(line, ev, k, key, lease, agent, time, rev)
+
+    def _evict(self, recent: dict[int, _W], w: _W) -> None:
+        del recent[w.version]
+        if w.lost_by is not None and w.op != "delete":
+            self.lost_final += 1
+
+    def _ancestry(self, k: _Key, w: _W) -> None:
+        """Move the current version's ancestry to ``w``'s (see the class docs).
+
+        The current value contains the changes of exactly the versions on the
+        ancestry path. A write based on an older version drops the versions
+        above its basis from the path (their changes are now missing); a
+        write based on a version that had been dropped brings that version's
+        own ancestry back. What is off the path at the end was lost.
+        """
+        path = k.path
+        recent = k.recent
+        parent = w.parent
+        if path and path[-1] != parent:
+            pw = recent.get(parent)
+            if pw is not None and not pw.on_path:
+                # Built on a version that had been erased: its ancestry comes back.
+                branch = []
+                x: _W | None = pw
+                while x is not None and not x.on_path:
+                    branch.append(x)
+                    x = recent.get(x.parent) if x.parent != x.version else None
+                junction = x.version if x is not None else -1
+                if x is None:
+                    self.approximate = True
+                self._drop(k, w, lambda v: v > junction)
+                for b in reversed(branch):
+                    b.on_path = True
+                    b.lost_by = None
+                    path.append(b.version)
+            else:
+                if pw is None and parent not in (0, None):
+                    self.approximate = True
+                self._drop(k, w, lambda v: v > parent)
+        path.append(w.version)
+        w.on_path = True
+        if len(path) > 2 * self.window_versions:
+            del path[: len(path) - self.window_versions]
+
+    def _drop(self, k: _Key, w: _W, above: Callable[[int], bool]) -> None:
+        path = k.path
+        recent = k.recent
+        while path and above(path[-1]):
+            v = path.pop()
+            x = recent.get(v)
+            if x is None:
+                # Forgotten already (outside the window): counted as lost now.
+                self.lost_final += 1
+                self.approximate = True
+            else:
+                x.on_path = False
+                if x.lost_by is None:
+                    x.lost_by = w.version
+
+    def _read(
+        self, line: int, ev: dict[str, Any], rev: int, agent: str, key: str, before: int | None
+    ) -> None:
+        version = ev.get("version")
+        if type(version) is not int:
+            return
+        time = ev.get("time") or ""
+        self.reads[(agent, key)] = (version, time)
+        k = self.keys.get(key)
+        if k is None or before is None or not k.recent:
+            return
+        # The read began after the agent's previous event (program order), so
+        # every version committed before that event was acknowledged before
+        # the read began: the read must return it or something newer.
+        newest: _W | None = None
+        for w in reversed(k.recent.values()):
+            if w.rev < before:
+                newest = w
+                break
+        if newest is None:
+            return
+        expected = 0 if newest.op == "delete" else newest.version
+        if version == expected or (version > newest.version):
+            return
+        if version == 0 and newest.op == "delete":
+            return
+        if not self._report("stale-read"):
+            return
+        read_ev = {
+            "rev": rev,
+            "time": time,
+            "agent": agent,
+            "op": "read",
+            "key": key,
+            "version": version,
+            "line": line,
+        }
+        got = "absent" if version == 0 else f"v{version}"
+        self._add(
+            Anomaly(
+                name="stale-read",
+                key=key,
+                explanation=(
+                    f"Let W = {newest.label()} of {key} (rev {newest.rev}, committed at "
+                    f"{clock_time(newest.time)}) and R = {agent}'s read of {key} (rev {rev}). "
+                    f"W was acknowledged before {agent}'s previous operation (rev {before}), "
+                    f"so before R began; yet R returned {got}, older than W's v"
+                    f"{newest.version}. R read stale state."
+                ),
+                events=(newest.summary(key), read_ev),
+                agents=tuple(dict.fromkeys((newest.agent, agent))),
+                window=(newest.time, time),
+            )
+        )
+
+    def _lease(
+        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: Any
+    ) -> None:
+        token = ev.get("lease")
+        if token is None or type(key) is not str:
+            return
+        k = self.keys.get(key)
+        if k is None:
+            k = self.keys[key] = _Key()
+        if k.leases is None:
+            k.leases = {}
+        leases = k.leases
+        time = ev.get("time") or ""
+        lease = leases.get(token)
+        if op == "lease_acquire" or (op == "lease_renew" and lease is None):
+            mode = str(ev.get("mode") or "exclusive")
+            if lease is None:
+                lease = leases[token] = _Lease(token, agent, rev, mode)
+            if mode != "shared":
+                # A newer exclusive grant supersedes every older token.
+                for other in leases.values():
+                    if other is not lease and other.end_reason is None and _older(other, lease):
+                        other.end_reason = f"superseded by token {token} granted to {agent}"
+                        other.end_time = time
+                        other.end_rev = rev
+            if len(leases) > 64:
+                for old in list(leases)[:-32]:
+                    del leases[old]
+        if lease is None:
+            return
+        if op in ("lease_acquire", "lease_renew"):
+            lease.expires = _expiry(ev, time)
+        elif op == "lease_release" and lease.end_reason is None:
+            lease.end_reason = f"released by {agent}"
+            lease.end_time = time
+            lease.end_rev = rev
+        elif op == "lease_expire" and lease.end_reason is None:
+            lease.end_reason = "expired"
+            lease.end_time = time
+            lease.end_rev = rev
+
+    def _fence(
+        self,
+        line: int,
+        ev: dict[str, Any],
+        k: _Key,
+        key: str,
+        token: Any,
+        agent: str,
+        time: str,
+        rev: int,
+    ) -> None:
+        assert k.leases is not None
+        lease = k.leases.get(token)
+        if lease is None:
+            return
+        why = None
+        if lease.end_reason is not None and lease.end_rev is not None and lease.end_rev < rev:
+            why = f"the lease had been {lease.end_reason} at {clock_time(lease.end_time)}"
+        elif lease.expires is not None:
+            try:
+                at = parse_time(time)
+            except ValueError:
+                at = None
+            if at is not None and at > lease.expires:
+                why = f"the lease had expired {at - lease.expires:.3f} s earlier"
+        if why is None or not self._report("fenced-write-accepted"):
+            return
+        w_ev = {k_: ev.get(k_) for k_ in ("rev", "time", "agent", "op", "key", "version", "lease")}
+        w_ev["line"] = line
+        self._add(
+            Anomaly(
+                name="fenced-write-accepted",
+                key=key,
+                explanation=(
+                    f"{agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
+                    f"{clock_time(time)}) was accepted under lease token {token}, but {why}. "
+                    "The store should have fenced it off: the writer no longer held the key."
+                ),
+                events=(w_ev,),
+                agents=tuple(dict.fromkeys((lease.agent, agent))),
+                window=(lease.end_time or "", time) if lease.end_time else None,
+                details={"token": token, "reason": why},
+            )
+        )
+
+    def _once(
+        self,
+        seen: dict[str, tuple[int, str, str | None, int]],
+        what: str,
+        ident: Any,
+        line: int,
+        ev: dict[str, Any],
+        rev: int,
+        agent: str,
+        key: str,
+    ) -> None:
+        ident = str(ident)
+        first = seen.get(ident)
+        if first is None:
+            seen[ident] = (rev, agent, key, line)
+            return
+        if not self._report("duplicate-apply"):
+            return
+        f_rev, f_agent, f_key, f_line = first
+        self._add(
+            Anomaly(
+                name="duplicate-apply",
+                key=key,
+                explanation=(
+                    f"The {what} {ident!r} was applied twice: first by {f_agent} to {f_key} "
+                    f"(rev {f_rev}), again by {agent} to {key} v{ev.get('version')} "
+                    f"(rev {rev}). A replay must return the first result and apply nothing."
+                ),
+                events=(
+                    {"rev": f_rev, "agent": f_agent, "key": f_key, "line": f_line, what: ident},
+                    {"rev": rev, "agent": agent, "key": key, "line": line, what: ident},
+                ),
+                agents=tuple(dict.fromkeys((f_agent, agent))),
+                details={what.replace(" ", "_"): ident},
+            )
+        )
+
+    def _sweep(self, rev: int) -> None:
+        """Forget versions and reads older than the revision window."""
+        horizon = rev - self.window_revisions
+        self.next_sweep = rev + self.window_revisions // 2
+        for k in self.keys.values():
+            recent = k.recent
+            while recent:
+                w = recent[next(iter(recent))]
+                if w.rev >= horizon or w is k.last:
+                    break
+                self._evict(recent, w)
+            if len(k.path) > len(recent) + 1:
+                del k.path[: len(k.path) - len(recent) - 1]
+
+    # --- explanations -------------------------------------------------------
+
+    def _lost_update(self, key: str, k: _Key, w: _W, based: int, prev: int) -> Anomaly:
+        erased_versions = range(based + 1, prev + 1)
+        erased = [k.recent[v] for v in erased_versions if v in k.recent]
+        basis = k.recent.get(based)
+        w_label = f"{w.agent}'s {w.op} of {key} v{w.version}"
+        lines = []
+        first = erased[0] if erased else None
+        if first is not None and first.version == based + 1:
+            lines.append(
+                f"Let W1 = {first.agent}'s {first.op} of {key} v{first.version} at "
+                f"{clock_time(first.time)} (rev {first.rev}, based on v{first.based_on}) and "
+                f"W2 = {w_label} at {clock_time(w.time)} (rev {w.rev}, based on v{based})."
+            )
+            hold_w = w.read_time or (basis.time if basis else None)
+            hold_1 = first.read_time or (basis.time if basis else None)
+            if first.based_on == based:
+                start = max(t for t in (hold_w, hold_1, "") if t is not None)
+                how_1 = "read it at " + clock_time(first.read_time) if first.read_time else "had it"
+                how_w = "read it at " + clock_time(w.read_time) if w.read_time else "had it"
+                lines.append(
+                    f"Both agents held v{based}: {first.agent} {how_1} and {w.agent} {how_w}"
+                    f"; from {clock_time(start)} to {clock_time(first.time)} neither had seen "
+                    "the other's change."
+                )
+            else:
+                start = hold_w or ""
+            window: tuple[str, str] | None = (start, first.time) if start else None
+            others = erased[1:]
+            tail = ""
+            if others or prev > first.version:
+                n_more = prev - first.version
+                tail = f" and {n_more} later version{'s' if n_more != 1 else ''}" + (
+                    " (" + ", ".join(f"v{x.version} by {x.agent}" for x in others[:8]) + ")"
+                    if others
+                    else ""
+                )
+            lines.append(
+                f"W1 committed v{first.version}; W2 then replaced v{prev} while based on "
+                f"v{based}, so W2 erased W1's change{tail} without having seen it."
+            )
+        else:
+            window = None
+            n = prev - based
+            lines.append(
+                f"{w_label} (rev {w.rev}) replaced v{prev} while based on v{based}, so it "
+                f"erased {n} version{'s' if n != 1 else ''} (v{based + 1}..v{prev}) "
+                "without having seen them; they are not in this part of the history."
+            )
+        agents = tuple(dict.fromkeys([x.agent for x in erased] + [w.agent]))
+        events = (*tuple(x.summary(key) for x in erased[:20]), w.summary(key))
+        return Anomaly(
+            name="lost-update",
+            key=key,
+            explanation=" ".join(lines),
+            events=events,
+            agents=agents,
+            window=window,
+            details={
+                "write": {"agent": w.agent, "version": w.version, "rev": w.rev},
+                "based_on": based,
+                "replaced": prev,
+                "erased": [
+                    {"version": x.version, "agent": x.agent, "rev": x.rev} for x in erased[:100]
+                ],
+                "erased_count": prev - based,
+            },
+        )
+
+    def _concurrent(
+        self, key: str, a: _W, b: _W, ca: dict[str, int], cb: dict[str, int]
+    ) -> Anomaly:
+        return Anomaly(
+            name="concurrent-writes",
+            key=key,
+            explanation=(
+                f"Let W1 = {a.agent}'s {a.op} of {key} v{a.version} (rev {a.rev}, clock "
+                f"{_clock_text(ca)}) and W2 = {b.agent}'s {b.op} of {key} v{b.version} "
+                f"(rev {b.rev}, clock {_clock_text(cb)}). Neither clock includes the other: "
+                f"{b.agent} replaced W1 without having seen it. Nothing was lost this time "
+                f"(W2 was based on v{b.based_on if b.based_on is not None else '?'}), but the "
+                "writes raced; guard them with expect=, a lease or a queue."
+            ),
+            events=(a.summary(key), b.summary(key)),
+            agents=(a.agent, b.agent),
+            window=(a.time, b.time),
+        )
+
+    # --- the end ------------------------------------------------------------
+
+    def finish(self) -> CheckResult:
+        """Close the pass and return the result."""
+        lost = self.lost_final
+        for k in self.keys.values():
+            for w in k.recent.values():
+                if w.lost_by is not None and w.op != "delete":
+                    lost += 1
+        r = self.result
+        r.events = self.events
+        r.keys = len(self.keys)
+        r.agents = len(self.agent_rev)
+        r.writes = self.writes
+        r.counts = self.counts
+        r.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
+        r.lost_writes = lost
+        if self.approximate:
+            r.notes.append(
+                "Some writes were based on versions older than the checker's window "
+                f"({self.window_versions} versions or {self.window_revisions} revisions per "
+                "key); lost_writes is approximate. Every lost update is still reported."
+            )
+        if self.gaps:
+            r.notes.append(
+                f"{self.gaps} writes did not continue from the previous version seen: the "
+                "history is incomplete (exported with --since, or filtered by key)."
+            )
+        for name, n in self.counts.items():
+            if n > self.max_reported:
+                r.notes.append(f"{n} {name} found; the first {self.max_reported} are listed.")
+        return r
+
+
+def _older(a: _Lease, b: _Lease) -> bool:
+    try:
+        return bool(a.token < b.token)
+    except TypeError:
+        return a.rev < b.rev
+
+
+def _expiry(ev: dict[str, Any], time: str) -> float | None:
+    """The deadline of a lease event: ``expires`` (time), else ``time`` + ``ttl``."""
+    try:
+        if ev.get("expires") is not None:
+            return parse_time(ev["expires"])
+        ttl = ev.get("ttl")
+        if ttl is not None:
+            at = parse_time(time)
+            return None if at is None else at + float(ttl)
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _clock_text(clock: dict[str, int]) -> str:
+    return "{" + ", ".join(f"{a}: {n}" for a, n in sorted(clock.items())) + "}"
