@@ -663,11 +663,13 @@ def manifest_from_history(
             reasoning=obs.reasoning(),
             builds_on=True if obs.builds_on else None,
         )
-        if strategy is None or (strategy == "queue" and len(writers) != 1):
-            strategy = recommend(res)[0]
-        if strategy in ("owner", "queue") and len(writers) != 1:
-            strategy = recommend(res)[0]
-        if strategy == "read_only" and writers:
+        # What the agents used stands for a shared resource; a key with one
+        # writer (or none) needs nothing, whatever guarded its writes.
+        if (
+            strategy is None
+            or classify(res) != MANY_WRITERS
+            or (strategy == "queue" and len(writers) != 1)
+        ):
             strategy = recommend(res)[0]
         resources.append(_replace(res, strategy=strategy))
     manifest = Manifest(
@@ -697,7 +699,7 @@ def plan_history(history: Iterable[Mapping[str, Any]], *, source: str) -> Plan:
     violations: list[Violation] = []
     for res in manifest.resources:
         obs = observed[res.key]
-        in_use = obs.strategy()
+        in_use = obs.strategy() if classify(res) == MANY_WRITERS else None
         bare = _replace(res, strategy=in_use if in_use in STRATEGIES else None)
         row = _row(bare, obs)
         if in_use is None and row.access == MANY_WRITERS:
@@ -916,7 +918,12 @@ def render_demo_plan(console: Any) -> None:
         "that works, make writes idempotent."
     )
     console.print(Syntax(DEMO_MANIFEST, "toml", theme="ansi_dark", background_color="default"))
-    render_plan(plan, console)
+    console.print(plan_table(plan, title="accord plan: the demo", wide=console.width >= WIDE))
+    row = plan.rows[0]
+    console.print(
+        f"Declare it: add strategy = \"{row.strategy}\" to the resource. Until then "
+        "`accord plan --check` fails (exit 6): a many-writer resource needs a strategy."
+    )
     table = Table(title="the alternatives for docs/plan.md", header_style="bold", show_lines=True)
     table.add_column("strategy")
     table.add_column("simplest when")
