@@ -37,6 +37,8 @@ from .errors import (
     ValueTooLarge,
 )
 from .history import Anomaly, CheckResult, check
+from .plan import Plan, make_plan
+from .policy import Manifest, load_manifest
 from .records import Doc, Event
 from .session import Operation, Session
 from .store import Store, open
@@ -60,10 +62,12 @@ __all__ = [
     "LeaseError",
     "LeaseLost",
     "LeaseTimeout",
+    "Manifest",
     "ManifestError",
     "NotFound",
     "NotWriter",
     "Operation",
+    "Plan",
     "PolicyViolation",
     "PreconditionFailed",
     "PreconditionRequired",
@@ -75,5 +79,7 @@ __all__ = [
     "ValueTooLarge",
     "__version__",
     "check",
+    "load_manifest",
+    "make_plan",
     "open",
 ]

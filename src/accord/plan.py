@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -198,7 +197,7 @@ class Observed:
     def reasoning(self) -> str | None:
         if not self.think:
             return None
-        return "long" if statistics.median(self.think) >= 5.0 else "short"
+        return "long" if _median(self.think) >= 5.0 else "short"
 
     def summary(self) -> str:
         """One line for people: what was seen."""
@@ -209,8 +208,14 @@ class Observed:
         if guards:
             parts.append(f"guards: {guards}")
         if self.think:
-            parts.append(f"median read-to-write {statistics.median(self.think):.1f}s")
+            parts.append(f"median read-to-write {_median(self.think):.1f}s")
         return "seen: " + "; ".join(parts)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 @dataclass
