@@ -44,3 +44,14 @@ def run_increments(url: str, procs: int, n: int, mode: str) -> list[tuple[str, i
         w.join(timeout=60)
         assert w.exitcode == 0, f"worker exited with {w.exitcode}"
     return out
+
+
+def acking_writer(url: str, agent: str, acks: Any) -> None:
+    """Append to a log key forever, reporting each acknowledged write."""
+    with accord.open(url) as store:
+        s = store.session(agent)
+        i = 0
+        while True:
+            doc = s.update(f"log/{agent}", lambda v, i=i: [*(v or []), i])
+            acks.put((agent, doc.version))
+            i += 1
