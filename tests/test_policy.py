@@ -387,3 +387,22 @@ def test_manifest_store_url_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_load_policy_rejects_non_paths() -> None:
     with pytest.raises(accord.UsageError, match=r"path of an accord\.toml"):
         load_policy(42)  # type: ignore[arg-type]
+
+
+def test_queue_under_the_manifest(open_store: OpenStore) -> None:
+    pytest.importorskip("accord.strategies.queue", reason="queue strategy not built yet")
+    store = open_store(manifest=ENFORCE)
+    author, a = store.session("author"), store.session("a")
+    author.write("draft.md", "draft\n")
+    with pytest.raises(accord.PolicyViolation, match="lets a, b submit"):
+        store.session("reader").submit("draft.md", "more")
+    with pytest.raises(accord.NotWriter):
+        a.requests("draft.md", timeout=0)
+    req = a.submit("draft.md", "+ a's line\n")
+    served = 0
+    for pending in author.requests("draft.md", timeout=0):
+        author.accept(pending, pending.base.value + pending.change)
+        served += 1
+    assert served == 1
+    assert req.wait(timeout=10).accepted
+    assert a.read("draft.md").value == "draft\n+ a's line\n"
