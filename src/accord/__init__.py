@@ -37,11 +37,14 @@ from .errors import (
     ValueTooLarge,
 )
 from .history import Anomaly, CheckResult, check
+from .merge import MergeConflict
 from .plan import Plan, make_plan
 from .policy import Manifest, load_manifest
 from .records import Doc, Event
 from .session import Operation, Session
 from .store import Store, open
+from .strategies.branch import Branch, Merge
+from .strategies.queue import Reject, Request
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,7 @@ __all__ = [
     "AccordError",
     "Anomaly",
     "BackendUnavailable",
+    "Branch",
     "CheckResult",
     "Conflict",
     "Deadlock",
@@ -64,6 +68,8 @@ __all__ = [
     "LeaseTimeout",
     "Manifest",
     "ManifestError",
+    "Merge",
+    "MergeConflict",
     "NotFound",
     "NotWriter",
     "Operation",
@@ -71,6 +77,8 @@ __all__ = [
     "PolicyViolation",
     "PreconditionFailed",
     "PreconditionRequired",
+    "Reject",
+    "Request",
     "RetriesExhausted",
     "Session",
     "Store",

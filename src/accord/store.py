@@ -138,6 +138,7 @@ class Store:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._idem_writes = 0
+        __import__("accord.strategies.queue", fromlist=["install"]).install(self)
 
     @property
     def url(self) -> str:
