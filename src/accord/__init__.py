@@ -44,6 +44,8 @@ from .records import Doc, Event
 from .session import Operation, Session
 from .store import Store, open
 from .strategies.branch import Branch, Merge
+from .strategies.lease import Lease, LeaseInfo, LeaseSet, LeaseStatus
+from .strategies.lease import status as lease_status
 from .strategies.queue import Reject, Request
 
 __version__ = "0.1.0"
@@ -63,8 +65,12 @@ __all__ = [
     "IdempotencyMismatch",
     "InvalidKey",
     "InvalidValue",
+    "Lease",
     "LeaseError",
+    "LeaseInfo",
     "LeaseLost",
+    "LeaseSet",
+    "LeaseStatus",
     "LeaseTimeout",
     "Manifest",
     "ManifestError",
@@ -87,6 +93,7 @@ __all__ = [
     "ValueTooLarge",
     "__version__",
     "check",
+    "lease_status",
     "load_manifest",
     "make_plan",
     "open",

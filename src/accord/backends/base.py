@@ -186,6 +186,10 @@ def plan_ops(
                 events.append(
                     _stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data))
                 )
+                # A record with a TTL (a lease) tells the history its deadline,
+                # computed from the same clock reading as the event's time.
+                if new.expires is not None and "expires" not in events[-1]:
+                    events[-1]["expires"] = iso_time(new.expires)
                 if changes is not None:
                     changes.append(events[-1])
         elif isinstance(op, Delete):
