@@ -95,13 +95,11 @@ def print_result(result: Any, limit: int = 20) -> None:
         console.print(
             f"{result.lost_writes} committed write(s) are missing from the final state."
         )
-    shown = 0
-    for anomaly in result.anomalies + result.unknown:
+    found = result.anomalies + result.unknown
+    for shown, anomaly in enumerate(found):
         if shown >= limit:
-            rest = len(result.anomalies) + len(result.unknown) - shown
-            console.print(f"... and {rest} more (--limit N, or --json for all)")
+            console.print(f"... and {len(found) - shown} more (--limit N, or --json for all)")
             break
-        shown += 1
         tag = anomaly.name if anomaly.certain else f"{anomaly.name} (unknown)"
         colour = "red" if anomaly.certain else "yellow"
         where = f" on {anomaly.key}" if anomaly.key else ""

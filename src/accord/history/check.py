@@ -201,6 +201,11 @@ def check(
     for item in iterator:
         first = item
         break
+    if first is None and stream.skipped:
+        raise HistoryFormatError(
+            f"{stream.name}: every line was malformed ({stream.skipped} skipped); there is "
+            "nothing to check. The first problems: " + "; ".join(stream.problems[:3])
+        )
     if first is None:
         raise HistoryFormatError(
             f"{stream.name} holds no events: there is nothing to check. Export a history with "
@@ -557,6 +562,7 @@ class NativeChecker:
     def _drop(self, k: _Key, w: _W, above: Callable[[int], bool]) -> None:
         path = k.path
         recent = k.recent
+        v = None
         while path and above(path[-1]):
             v = path.pop()
             x = recent.get(v)
@@ -568,6 +574,11 @@ class NativeChecker:
                 x.on_path = False
                 if x.lost_by is None:
                     x.lost_by = w.version
+        if not path and v is not None and w.parent < v - 1 and above(w.parent + 1):
+            # The ancestry below the window was forgotten; it ran contiguously
+            # down to the basis in every history accord writes, so count it.
+            self.lost_final += v - 1 - max(w.parent, 0)
+            self.approximate = True
 
     def _read(
         self, line: int, ev: dict[str, Any], rev: int, agent: str, key: str, before: int | None

@@ -224,7 +224,7 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
     for lo, hi, label in windows:
         ax.axvspan(lo, max(hi, lo + span * scale * 0.002), color=RED, alpha=0.12, lw=0)
         ax.text(lo, len(agents) - 0.45, label, color=RED, fontsize=8, va="bottom")
-    for i, agent in enumerate(agents):
+    for agent in agents:
         ax.axhline(lane[agent], color="#dddddd", lw=0.8, zorder=0)
     show_labels = len(marks) <= MAX_LABELS
     for m in marks:
