@@ -238,9 +238,11 @@ def test_from_history_plan_and_check(tmp_path: Path, sqlite_url: str) -> None:
     rows = {r["key"]: r for r in data["resources"]}
     assert set(rows) == {"sources.json", "notes.md", "plan.md"}
     assert data["private_keys"] == 1
-    assert rows["sources.json"]["strategy"] == "optimistic" and rows["sources.json"]["declared"]
+    assert rows["sources.json"]["strategy"] == "optimistic"
+    assert rows["sources.json"]["origin"] == "in use"
     assert "1 refused (25%)" in rows["sources.json"]["observed"]
-    assert rows["notes.md"]["access"] == MANY_WRITERS and not rows["notes.md"]["declared"]
+    assert rows["notes.md"]["access"] == MANY_WRITERS
+    assert rows["notes.md"]["origin"] == "recommended"
     assert rows["plan.md"]["access"] == ONE_WRITER and rows["plan.md"]["strategy"] == "owner"
     assert [v["key"] for v in data["violations"]] == ["notes.md"]
     result = run("plan", "--from-history", str(history), "--check")
@@ -256,6 +258,9 @@ def test_write_manifest_from_history_round_trips(tmp_path: Path, sqlite_url: str
     target = tmp_path / "accord.toml"
     result = run("plan", "--from-history", str(history), "--write-manifest", str(target))
     assert result.exit_code == 0 and "wrote a starting manifest" in result.output
+    text = target.read_text()
+    assert "# optimistic (in use): " in text
+    assert "# optimistic (recommended): no strategy in use" in text
     manifest = load_manifest(target)
     assert list(manifest.agents) == ["a", "b", "c"]
     strategies = {r.key: r.strategy for r in manifest.resources}

@@ -224,6 +224,8 @@ class PlanRow:
 
     ``strategy`` is the declared strategy when ``declared`` is true, else
     the recommended one. ``recommended`` is always the protocol's choice.
+    ``origin`` says where ``strategy`` comes from: declared, recommended, or
+    "in use" (what a history shows the agents used).
     """
 
     resource: Resource
@@ -234,6 +236,11 @@ class PlanRow:
     why: str
     cost: str
     observed: Observed | None = None
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = "declared" if self.declared else "recommended"
 
     def to_json(self) -> dict[str, Any]:
         res = self.resource
@@ -246,6 +253,7 @@ class PlanRow:
             "access": self.access,
             "strategy": self.strategy,
             "declared": self.declared,
+            "origin": self.origin,
             "recommended": self.recommended,
             "why": self.why,
             "cost": self.cost,
@@ -664,10 +672,15 @@ def manifest_from_history(
             writers=Who(tuple(writers)),
             readers=Who(tuple(readers)),
             submitters=Who(tuple(submitters)),
-            conflicts=obs.conflict_rate(),
-            reasoning=obs.reasoning(),
-            builds_on=True if obs.builds_on else None,
         )
+        if classify(res) == MANY_WRITERS:
+            # Hints matter only where the plan must choose between strategies.
+            res = _replace(
+                res,
+                conflicts=obs.conflict_rate(),
+                reasoning=obs.reasoning(),
+                builds_on=True if obs.builds_on else None,
+            )
         # What the agents used stands for a shared resource; a key with one
         # writer (or none) needs nothing, whatever guarded its writes.
         if (
@@ -707,6 +720,9 @@ def plan_history(history: Iterable[Mapping[str, Any]], *, source: str) -> Plan:
         in_use = obs.strategy() if classify(res) == MANY_WRITERS else None
         bare = _replace(res, strategy=in_use if in_use in STRATEGIES else None)
         row = _row(bare, obs)
+        if in_use is not None:
+            row.declared, row.origin = False, "in use"
+            row.why = row.why.replace("declared. ", "in use. ", 1)
         if in_use is None and row.access == MANY_WRITERS:
             row.why = f"no strategy in use: {row.why}"
             violations.append(
@@ -721,12 +737,14 @@ def plan_history(history: Iterable[Mapping[str, Any]], *, source: str) -> Plan:
     return Plan(rows, violations, source, manifest, private)
 
 
-def manifest_to_toml(manifest: Manifest, *, header: str = "") -> str:
+def manifest_to_toml(
+    manifest: Manifest, *, header: str = "", comments: Mapping[str, str] | None = None
+) -> str:
     """``manifest`` as accord.toml text (what ``--write-manifest`` writes).
 
-    Recommended strategies are written explicitly, with the reason as a
-    comment, so the file passes ``accord plan --check`` and a reviewer can
-    see what to reconsider.
+    Recommended strategies are written explicitly, so the file passes
+    ``accord plan --check``; ``comments`` (by resource key) are written above
+    each resource, so a reviewer sees where each strategy came from.
     """
     lines: list[str] = []
     if header:
@@ -741,6 +759,11 @@ def manifest_to_toml(manifest: Manifest, *, header: str = "") -> str:
     if manifest.agents:
         lines.append("")
     for res in manifest.resources:
+        comment = (comments or {}).get(res.key)
+        if comment:
+            import textwrap
+
+            lines.extend(f"# {line}".rstrip() for line in textwrap.wrap(comment, 86))
         lines.append("[[resource]]")
         lines.append(f"key = {toml_string(res.key)}")
         if res.description:
@@ -772,8 +795,18 @@ def _key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_string(name)
 
 
-def write_manifest(manifest: Manifest, path: str | os.PathLike[str], *, source: str) -> None:
-    """Write ``manifest`` to ``path`` as TOML; refuses to overwrite an existing file."""
+def write_manifest(
+    manifest: Manifest,
+    path: str | os.PathLike[str],
+    *,
+    source: str,
+    plan: Plan | None = None,
+) -> None:
+    """Write ``manifest`` to ``path`` as TOML; refuses to overwrite an existing file.
+
+    With ``plan`` (the plan of the same history), each resource gets a
+    comment saying whether its strategy is in use or recommended, and why.
+    """
     target = Path(path)
     if target.exists():
         raise ManifestError(
@@ -782,10 +815,15 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike[str], *, source: 
         )
     header = (
         f"Starting manifest built by `accord plan --from-history {source}`.\n"
-        "Review every resource: strategies marked by the history are what the agents used;\n"
-        "the others are the protocol's recommendation. See docs/protocol.md."
+        "Review every resource: the comment above each says whether its strategy is what\n"
+        "the agents used (in use) or the protocol's recommendation. See docs/protocol.md."
     )
-    target.write_text(manifest_to_toml(manifest, header=header), encoding="utf-8")
+    comments = {}
+    for row in plan.rows if plan is not None else []:
+        comments[row.resource.key] = f"{row.strategy} ({row.origin}): {row.why}"
+    target.write_text(
+        manifest_to_toml(manifest, header=header, comments=comments), encoding="utf-8"
+    )
 
 
 # --- rendering ------------------------------------------------------------------------
@@ -810,8 +848,8 @@ def plan_table(plan: Plan, *, title: str | None = None, wide: bool = True) -> An
 
     def strategy_cell(row: PlanRow) -> Text:
         text = Text(row.strategy, style="bold")
-        if row.declared:
-            text.append(" (declared)" if not wide else "\ndeclared", style="dim")
+        if row.origin != "recommended":
+            text.append(f" ({row.origin})" if not wide else f"\n{row.origin}", style="dim")
         else:
             style = "red" if row.resource.key in flagged else "yellow"
             text.append(" (recommended)" if not wide else "\nrecommended", style=style)
@@ -867,8 +905,9 @@ def render_plan(plan: Plan, console: Any, *, check: bool = False) -> None:
             "(not listed: nothing can race them)."
         )
     if plan.violations:
-        label = "violations" if check else "would fail --check"
-        console.print(f"[bold red]{len(plan.violations)} {label}:[/]")
+        count = len(plan.violations)
+        label = ("violation" if count == 1 else "violations") if check else "would fail --check"
+        console.print(f"[bold red]{count} {label}:[/]")
         for v in plan.violations:
             console.print(f"  [red]{v.kind}[/] {v.message}")
     elif check:

@@ -68,7 +68,7 @@ def plan(
         assert history is not None
         result = plan_history(read_history(history), source=history)
         if write_to:
-            write_manifest(result.manifest, write_to, source=history)
+            write_manifest(result.manifest, write_to, source=history, plan=result)
     if as_json:
         data = result.to_json()
         if write_to:

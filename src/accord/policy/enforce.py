@@ -139,10 +139,10 @@ class Policy:
             raise self._read_only(key, resource)
         if strategy == "queue" and agent not in resource.writers:
             raise NotWriter(
-                f"{agent} may not {verb} {key}: it is a queue resource in {self.manifest.name} "
-                f"and only its writer, {resource.writer}, writes it. Submit your change instead: "
-                f"session.submit({key!r}, change); {resource.writer} applies it in order "
-                "(req.wait() gives the outcome).",
+                f"{agent} may not {verb} {key}: it is a queue resource in {self.manifest.name}, "
+                f"written only by its queue writer {resource.writer!r}. Submit your change "
+                f"instead: session.submit({key!r}, change) (CLI: accord submit {key}); "
+                f"{resource.writer!r} applies requests in order (req.wait() gives the outcome).",
                 key=key,
                 writer=resource.writer,
             )
