@@ -148,22 +148,45 @@ def delete(
 @click.option("--key", default=None, help="Only events of this key.")
 @click.option("--since", type=int, default=0, help="Only events after this revision.")
 @click.option("--limit", type=int, default=200, show_default=True, help="At most this many.")
+@click.option(
+    "--timeline",
+    "timeline_path",
+    default=None,
+    metavar="PATH",
+    help="Draw these events as a timeline to PATH (.svg, .png or .html) instead.",
+)
 @common
 def log(
     key: str | None,
     since: int,
     limit: int,
+    timeline_path: str | None,
     store_url: str | None,
     agent: str | None,
     as_json: bool,
 ) -> None:
     """Show the store's history, oldest first."""
+    if timeline_path is not None:
+        from ..history.timeline import ensure_format
+
+        ensure_format(timeline_path)
     with open_store(store_url) as store:
         events = []
         for i, event in enumerate(store.history(key=key, since=since)):
             if i >= limit:
                 break
             events.append(event)
+    if timeline_path is not None:
+        from ..history.timeline import draw_history
+
+        _, result = draw_history([e.to_dict() for e in events], timeline_path)
+        summary = result.summary() if result is not None else "no events"
+        if as_json:
+            emit_json({"timeline": timeline_path, "events": len(events), "summary": summary})
+        else:
+            console.print(f"timeline of {len(events)} events written to {timeline_path}")
+            console.print(summary)
+        return
     if as_json:
         for event in events:
             emit_json(event.to_dict())
@@ -191,11 +214,20 @@ def log(
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @click.option("--since", type=int, default=0, help="Only events after this revision.")
+@click.option("--shiviz", is_flag=True, help="Write a ShiViz log (agent, event, vector clock).")
 @common
-def export(path: str, since: int, store_url: str | None, agent: str | None, as_json: bool) -> None:
-    """Write the history to PATH as JSONL (the documented format)."""
+def export(
+    path: str, since: int, shiviz: bool, store_url: str | None, agent: str | None, as_json: bool
+) -> None:
+    """Write the history to PATH as JSONL (the documented format), or as a ShiViz log."""
     with open_store(store_url) as store:
-        count = store.export_history(path, since=since)
+        if shiviz:
+            from ..history.shiviz import write_shiviz
+
+            with open(path, "w", encoding="utf-8") as out:
+                count = write_shiviz(store.backend.history(since=since), out)
+        else:
+            count = store.export_history(path, since=since)
     if as_json:
         emit_json({"path": path, "events": count})
     else:
