@@ -572,18 +572,24 @@ class Session:
 
         return queue.submit(self, key, change, idempotency_key=idempotency_key)
 
-    def requests(self, key: str, *, timeout: float = 5) -> Iterator[Request]:
-        """Pending requests for ``key``, oldest first; claims the writer role."""
+    def requests(self, key: str, *, timeout: float = 5, **kwargs: Any) -> Iterator[Request]:
+        """Pending requests for ``key``, oldest first; claims the writer role.
+
+        ``kwargs`` (``ttl``, ``role_wait``, ``stop``): see ``strategies.queue.requests``.
+        """
         from .strategies import queue
 
-        requests: Iterator[Request] = queue.requests(self, key, timeout=timeout)
+        requests: Iterator[Request] = queue.requests(self, key, timeout=timeout, **kwargs)
         return requests
 
-    def accept(self, request: Request, new_value: Value) -> Request:
-        """Accept ``request``: write ``new_value`` and mark the request accepted."""
+    def accept(self, request: Request, new_value: Value, *, expect: int | None = None) -> Request:
+        """Accept ``request``: write ``new_value`` and mark the request accepted.
+
+        The write is checked against ``expect`` (default: the version read for it).
+        """
         from .strategies import queue
 
-        return queue.accept(self, request, new_value)
+        return queue.accept(self, request, new_value, expect=expect)
 
     def reject(self, request: Request, reason: str) -> Request:
         """Reject ``request`` with ``reason``; nothing is written."""
