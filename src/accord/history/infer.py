@@ -58,6 +58,7 @@ class FOp:
     request: str | None = None
     # filled in by the analysis
     basis: list[int] | None = None  # write indexes (or _INITIAL) this op built on / read
+    held_from: float | None = None  # when the agent got its basis (the read's start)
     clock: dict[str, int] = field(default_factory=dict)
 
 
@@ -225,14 +226,16 @@ def check_foreign(
         per_agent.setdefault(o.agent, []).append(o)
     for agent_ops in per_agent.values():
         agent_ops.sort(key=lambda o: (o.start, o.seq))
-        last_seen: dict[str, list[int]] = {}
+        last_seen: dict[str, tuple[list[int], float]] = {}
         for o in agent_ops:
             a = analyses[o.key]
             if o.op == "read":
-                last_seen[o.key] = a.source(o)
+                last_seen[o.key] = (a.source(o), o.start)
             else:
-                o.basis = last_seen.get(o.key)
-                last_seen[o.key] = [a.index[id(o)]]
+                seen = last_seen.get(o.key)
+                if seen is not None:
+                    o.basis, o.held_from = seen
+                last_seen[o.key] = ([a.index[id(o)]], o.end)
     _clocks(ops, analyses, per_agent)
 
     lost_total: int | None = 0
@@ -399,7 +402,7 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
                 ),
                 events=(*tuple(_w_event(writes[j]) for j in erased[:20]), _w_event(w)),
                 agents=tuple(dict.fromkeys([writes[j].agent for j in erased] + [w.agent])),
-                window=_overlap(first, w),
+                window=_held(first, w),
                 details={"erased_lines": [writes[j].line for j in erased]},
             )
         )
@@ -433,7 +436,7 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
                         ),
                         events=(_w_event(wi), _w_event(wj)),
                         agents=tuple(dict.fromkeys((wi.agent, wj.agent))),
-                        window=_overlap(wi, wj),
+                        window=_held(wi, wj),
                         details={"order": "unknown"},
                     )
                 )
@@ -468,8 +471,15 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
     return reported
 
 
-def _overlap(x: FOp, y: FOp) -> tuple[str, str] | None:
-    lo, hi = max(x.start, y.start), min(x.end, y.end)
+def _held(first: FOp, w: FOp) -> tuple[str, str] | None:
+    """The window in which both agents held the basis: from the later of their
+    reads until the first of the two writes ended."""
+    starts = [x.held_from for x in (first, w) if x.held_from is not None]
+    if first.basis != w.basis:
+        starts = [w.held_from] if w.held_from is not None else []
+    if not starts:
+        return None
+    lo, hi = max(starts), min(first.end, w.end)
     return (_iso(lo), _iso(hi)) if lo <= hi else None
 
 
