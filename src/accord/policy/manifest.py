@@ -167,7 +167,9 @@ class Manifest:
 
     Build one with :func:`load_manifest` (validated), or in code (call
     :meth:`validate` before use). ``agents`` is empty when the manifest
-    declares none; then agent names are not checked.
+    declares none; then agent names are not checked. Lookups index the
+    resources on first use: build a new Manifest rather than editing one in
+    place.
     """
 
     resources: list[Resource] = field(default_factory=list)
@@ -175,6 +177,9 @@ class Manifest:
     store_url: str | None = None
     path: str | None = None
     _cache: dict[str, Resource | None] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: (
+        tuple[int, dict[str, Resource], list[tuple[re.Pattern[str], Resource]]] | None
+    ) = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -190,19 +195,31 @@ class Manifest:
         cached = self._cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
-        found: Resource | None = None
-        for resource in self.resources:
-            if not resource.is_pattern and resource.key == key:
-                found = resource
-                break
+        exact, patterns = self._index()
+        found = exact.get(key)
         if found is None:
-            for resource in self.resources:
-                if resource.is_pattern and resource.matches(key):
+            for compiled, resource in patterns:
+                if compiled.fullmatch(key) is not None:
                     found = resource
                     break
         if len(self._cache) < 65536:
             self._cache[key] = found
         return found
+
+    def _index(self) -> tuple[dict[str, Resource], list[tuple[re.Pattern[str], Resource]]]:
+        # Built once per list of resources: exact keys in a dict, patterns
+        # compiled in file order (the first match wins).
+        if self._indexed is None or self._indexed[0] != len(self.resources):
+            exact: dict[str, Resource] = {}
+            patterns: list[tuple[re.Pattern[str], Resource]] = []
+            for resource in self.resources:
+                if resource.is_pattern:
+                    patterns.append((compile_pattern(resource.key), resource))
+                else:
+                    exact.setdefault(resource.key, resource)
+            self._indexed = (len(self.resources), exact, patterns)
+            self._cache.clear()
+        return self._indexed[1], self._indexed[2]
 
     def validate(self) -> Manifest:
         """Check the manifest is consistent; raise :class:`ManifestError` if not."""
