@@ -15,9 +15,12 @@ from .. import __version__
 # Modules that add commands, in help order.
 COMMAND_MODULES = [
     "core",
+    "lease",
     "demo",
     "check",
     "plan",
+    "queue",
+    "branch",
 ]
 
 

@@ -42,7 +42,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ __all__ = [
     "get_request",
     "guard",
     "install",
+    "pending",
     "reject",
     "release",
     "requests",
@@ -627,6 +628,16 @@ def _pending(store: Store, key: str) -> list[Record]:
     return out
 
 
+def pending(store: Store, key: str) -> list[Request]:
+    """The pending requests of ``key``, oldest first, without claiming anything.
+
+    A snapshot for people and tools (the CLI lists it); a writer uses
+    :func:`requests`, which hands them out one at a time.
+    """
+    validate_key(key)
+    return [_from_record(store, rec.value, seq=rec.revision) for rec in _pending(store, key)]
+
+
 def requests(
     session: Session,
     key: str,
@@ -635,7 +646,7 @@ def requests(
     ttl: float = DEFAULT_ROLE_TTL,
     role_wait: float = 0,
     stop: threading.Event | None = None,
-) -> Iterator[Request]:
+) -> Generator[Request, None, None]:
     """Claim the writer role of ``key`` and iterate its pending requests, oldest first.
 
     The role is claimed now (not at the first ``next``): :class:`NotWriter`

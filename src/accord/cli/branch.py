@@ -1,0 +1,232 @@
+"""fork, merge and branch read|write|list|discard: isolated copies."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ._common import EXIT_CONFLICT, common, console, emit_json, open_store, require_agent
+from .queue import read_value, value_options
+
+
+def _print_value(value: Any) -> None:
+    if isinstance(value, bytes):
+        sys.stdout.buffer.write(value)
+    elif isinstance(value, str):
+        click.echo(value, nl=not value.endswith("\n"))
+    else:
+        click.echo(json.dumps(value, indent=2))
+
+
+def _plain(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def branch_json(branch: Any) -> dict[str, Any]:
+    return {
+        "id": branch.id,
+        "key": branch.key,
+        "agent": branch.agent,
+        "base_version": branch.base_version,
+        "kind": branch.kind,
+    }
+
+
+@click.command()
+@click.argument("key")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default=None,
+    help="Also write this value to the new branch ('-' for standard input).",
+)
+@click.option("--json-value", is_flag=True, help="Parse --file as JSON.")
+@click.option("--binary", is_flag=True, help="Take --file as bytes.")
+@common
+def fork(
+    key: str,
+    file_: str | None,
+    json_value: bool,
+    binary: bool,
+    store_url: str | None,
+    agent: str | None,
+    as_json: bool,
+) -> None:
+    """Fork KEY: a private copy based on its current version; prints the branch id.
+
+    Work on it with `accord branch read|write KEY ID`; merge with `accord merge KEY`.
+    """
+    value = read_value(file_, json_value, binary) if file_ is not None else None
+    with open_store(store_url) as store:
+        branch = store.session(require_agent(agent)).fork(key)
+        if file_ is not None:
+            branch.write(value)
+    if as_json:
+        emit_json(branch_json(branch))
+    else:
+        console.print(f"forked {key} v{branch.base_version} as branch {branch.id}")
+
+
+@click.group()
+def branch() -> None:
+    """Read, write, list and discard the branches of a key."""
+
+
+@branch.command("list")
+@click.argument("key")
+@common
+def list_(key: str, store_url: str | None, agent: str | None, as_json: bool) -> None:
+    """The open branches of KEY, oldest first."""
+    with open_store(store_url) as store:
+        found = store.branches(key)
+    if as_json:
+        emit_json([branch_json(b) for b in found])
+        return
+    console.print(f"{len(found)} open branch(es) of {key}")
+    for b in found:
+        console.print(f"{b.id}  by {b.agent}, based on v{b.base_version}")
+
+
+@branch.command("read")
+@click.argument("key")
+@click.argument("branch_id")
+@common
+def read(key: str, branch_id: str, store_url: str | None, agent: str | None, as_json: bool) -> None:
+    """Print the value of branch BRANCH_ID of KEY."""
+    from ..strategies.branch import get_branch
+
+    with open_store(store_url) as store:
+        found = get_branch(store, key, branch_id)
+        value = found.read()
+    if as_json:
+        emit_json({**branch_json(found), "value": _plain(value)})
+    else:
+        _print_value(value)
+
+
+@branch.command("write")
+@click.argument("key")
+@click.argument("branch_id")
+@value_options
+@common
+def write(
+    key: str,
+    branch_id: str,
+    file_: str,
+    json_value: bool,
+    binary: bool,
+    store_url: str | None,
+    agent: str | None,
+    as_json: bool,
+) -> None:
+    """Replace the value of branch BRANCH_ID of KEY (from --file or standard input)."""
+    from ..strategies.branch import get_branch
+
+    value = read_value(file_, json_value, binary)
+    with open_store(store_url) as store:
+        found = get_branch(store, key, branch_id)
+        found.read()
+        found.write(value)
+    if as_json:
+        emit_json(branch_json(found))
+    else:
+        console.print(f"wrote branch {branch_id} of {key}")
+
+
+@branch.command("discard")
+@click.argument("key")
+@click.argument("branch_id")
+@common
+def discard(
+    key: str, branch_id: str, store_url: str | None, agent: str | None, as_json: bool
+) -> None:
+    """Close branch BRANCH_ID of KEY without merging it."""
+    from ..strategies.branch import get_branch
+
+    with open_store(store_url) as store:
+        get_branch(store, key, branch_id).discard()
+    if as_json:
+        emit_json({"id": branch_id, "key": key, "status": "discarded"})
+    else:
+        console.print(f"discarded branch {branch_id} of {key}")
+
+
+@click.command()
+@click.argument("key")
+@click.argument("branch_ids", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show the merge; write nothing.")
+@click.option(
+    "--prefer",
+    default=None,
+    metavar="SIDE",
+    help="Settle every conflict with this side: a branch id, or 'current'.",
+)
+@common
+def merge(
+    key: str,
+    branch_ids: tuple[str, ...],
+    dry_run: bool,
+    prefer: str | None,
+    store_url: str | None,
+    agent: str | None,
+    as_json: bool,
+) -> None:
+    """Merge branches of KEY (default: all open ones) and commit the result.
+
+    Prints each conflict with its region or JSON path, the base and every
+    side, and exits 3 when any is unresolved (nothing is written then).
+    """
+    from ..merge import MergeConflict
+    from ..strategies.branch import get_branch
+
+    def take(conflict: MergeConflict) -> Any:
+        if prefer is not None and prefer in conflict.sides:
+            return conflict.take(prefer)
+        return None
+
+    with open_store(store_url) as store:
+        if branch_ids:
+            chosen = [get_branch(store, key, b) for b in branch_ids]
+        else:
+            chosen = store.branches(key)
+        result = store.merge(key, chosen, resolve=take if prefer else None, agent=agent)
+        doc = None
+        if result.clean and not dry_run:
+            doc = result.commit(agent=require_agent(agent))
+    if as_json:
+        emit_json(
+            {
+                "key": key,
+                "branches": result.branch_ids,
+                "base_version": result.base_version,
+                "current_version": result.current_version,
+                "clean": result.clean,
+                "committed": doc is not None,
+                "version": doc.version if doc is not None else None,
+                "value": _plain(result.value),
+                "conflicts": [c.to_dict() for c in result.conflicts],
+                "resolved": len(result.resolved),
+            }
+        )
+    else:
+        console.out(result.report())
+        if doc is not None:
+            console.print(f"committed {key} v{doc.version}")
+        elif result.clean:
+            console.print("dry run: nothing written")
+        else:
+            console.print(
+                "nothing written: settle the conflicts (edit the branches, or --prefer SIDE) "
+                "and merge again"
+            )
+    if not result.clean:
+        sys.exit(EXIT_CONFLICT)
+
+
+def register(cli: click.Group) -> None:
+    for command in (fork, merge, branch):
+        cli.add_command(command)

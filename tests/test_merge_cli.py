@@ -1,0 +1,79 @@
+"""Branches on the command line: fork, branch read|write|list|discard, merge."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+import accord
+from accord.cli import cli
+
+
+def run(url: str, *args: str, input: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [*args, "--store", url], input=input)
+    return result.exit_code, result.output
+
+
+def _fork(url: str, agent: str, value: str) -> str:
+    code, out = run(url, "fork", "doc", "--agent", agent, "--file", "-", "--json", input=value)
+    assert code == 0, out
+    return str(json.loads(out)["id"])
+
+
+def test_fork_write_merge_clean(sqlite_url: str) -> None:
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\nb\nc\n")
+    one = _fork(sqlite_url, "agent-a", "A\nb\nc\n")
+    two = _fork(sqlite_url, "agent-b", "a\nb\nC\n")
+    code, out = run(sqlite_url, "branch", "list", "doc", "--json")
+    assert code == 0 and [b["id"] for b in json.loads(out)] == [one, two]
+    code, out = run(sqlite_url, "branch", "read", "doc", one)
+    assert code == 0 and out == "A\nb\nc\n"
+    code, out = run(sqlite_url, "merge", "doc", "--dry-run", "--agent", "synth")
+    assert code == 0 and "cleanly" in out and "nothing written" in out
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["committed"] and result["version"] == 2 and result["value"] == "A\nb\nC\n"
+    code, out = run(sqlite_url, "branch", "list", "doc")
+    assert code == 0 and "0 open" in out
+
+
+def test_merge_conflict_exits_3_and_prefer_settles_it(sqlite_url: str) -> None:
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\nb\n")
+    one = _fork(sqlite_url, "agent-a", "a\nB1\n")
+    _fork(sqlite_url, "agent-b", "a\nB2\n")
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth")
+    assert code == 3
+    assert "line 2" in out and "B1" in out and "B2" in out and "base" in out
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth", "--json")
+    assert code == 3 and json.loads(out)["conflicts"][0]["where"] == "line 2"
+    with accord.open(sqlite_url) as store:
+        assert store.session("x").read("doc").version == 1
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth", "--prefer", one)
+    assert code == 0 and "committed doc v2" in out
+    with accord.open(sqlite_url) as store:
+        assert store.session("x").read("doc").value == "a\nB1\n"
+
+
+def test_branch_write_and_discard_and_bad_input(sqlite_url: str) -> None:
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\n")
+        store.session("owner").write("other", "o\n")
+    one = _fork(sqlite_url, "agent-a", "a\n")
+    code, out = run(sqlite_url, "branch", "write", "doc", one, input="a\nmore\n")
+    assert code == 0
+    code, out = run(sqlite_url, "branch", "read", "doc", one)
+    assert out == "a\nmore\n"
+    code, out = run(sqlite_url, "branch", "read", "other", one)
+    assert code == 3 and "No branch" in out
+    code, out = run(sqlite_url, "fork", "missing", "--agent", "a")
+    assert code == 3 and "Create it first" in out
+    code, out = run(sqlite_url, "branch", "discard", "doc", one)
+    assert code == 0
+    code, out = run(sqlite_url, "merge", "doc", one, "--agent", "synth")
+    assert code == 3 and "discarded" in out
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth")
+    assert code == 1 and "Nothing to merge" in out
