@@ -406,3 +406,33 @@ def test_queue_under_the_manifest(open_store: OpenStore) -> None:
     assert served == 1
     assert req.wait(timeout=10).accepted
     assert a.read("draft.md").value == "draft\n+ a's line\n"
+
+
+def test_cli_enforces_accord_manifest(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from accord.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {"ACCORD_MANIFEST": str(ENFORCE), "ACCORD_URL": url}
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["write", "notes/a.md", "--expect", "0", "--agent", "a"],
+                       input="x", env=env)
+    assert ok.exit_code == 0, ok.output
+    refused = runner.invoke(cli, ["write", "notes/a.md", "--force", "--agent", "a"],
+                            input="y", env=env)
+    assert refused.exit_code == 3 and "PolicyViolation" in refused.output
+    stranger = runner.invoke(cli, ["read", "notes/a.md", "--agent", "mallory"], env=env)
+    assert stranger.exit_code == 3 and "not declared" in stranger.output
+
+
+def test_cli_bad_manifest_starts_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from accord.cli import cli
+
+    db = tmp_path / "state.db"
+    env = {"ACCORD_MANIFEST": str(MANIFESTS / "bad_syntax.toml"), "ACCORD_URL": f"sqlite:///{db}"}
+    result = CliRunner().invoke(cli, ["write", "k", "--agent", "a"], input="x", env=env)
+    assert result.exit_code == 1 and "line 5, column 12" in result.output
+    assert not db.exists()
