@@ -1323,7 +1323,7 @@ def fenced_error(
         tail = f" Re-read {key} and write with expect={at} (or without expect, under the lease)."
     current = _live_tokens(backend, key, now)
     return Fenced(
-        f"Fenced: write to {key} refused: {why} {holders}{tail}",
+        f"Write to {key} refused: {why} {holders}{tail}",
         key=key,
         token=token,
         reason=reason,
