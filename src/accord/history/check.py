@@ -30,6 +30,7 @@ through :mod:`accord.history.infer`, which infers each key's version order.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,10 +38,10 @@ from typing import Any, Literal
 from ..errors import HistoryFormatError
 from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
 
-WINDOW_VERSIONS = 1000
+WINDOW_VERSIONS = 256
 """Versions of one key remembered for explanations and lost-write accounting."""
 
-WINDOW_REVISIONS = 200_000
+WINDOW_REVISIONS = 100_000
 """Revisions after which a version is forgotten (the memory bound)."""
 
 MAX_REPORTED = 1000
@@ -211,6 +212,32 @@ def check(
             f"{stream.name} holds no events: there is nothing to check. Export a history with "
             "`accord export PATH` (open the store with record_reads=True to include reads)."
         )
+    # The checker allocates no reference cycles, and the cyclic garbage
+    # collector's full passes over the remembered versions would cost more
+    # than the check itself on long histories: pause it for the pass.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        result = _run(first, iterator, stream, on_event)
+    finally:
+        if paused:
+            gc.enable()
+    result.skipped = stream.skipped
+    result.problems = stream.problems
+    if result.events == 0:
+        raise HistoryFormatError(
+            f"{stream.name}: every line was malformed ({stream.skipped} skipped); there is "
+            "nothing to check. The first problems: " + "; ".join(stream.problems[:3])
+        )
+    return result
+
+
+def _run(
+    first: tuple[int, dict[str, Any]],
+    iterator: Any,
+    stream: EventStream,
+    on_event: Callable[[int, dict[str, Any]], None] | None,
+) -> CheckResult:
     if is_foreign(first[1]):
         from .infer import check_foreign
 
@@ -227,13 +254,6 @@ def check(
                 if feed(line, event):
                     on_event(line, event)
         result = native.finish()
-    result.skipped = stream.skipped
-    result.problems = stream.problems
-    if result.events == 0:
-        raise HistoryFormatError(
-            f"{stream.name}: every line was malformed ({stream.skipped} skipped); there is "
-            "nothing to check. The first problems: " + "; ".join(stream.problems[:3])
-        )
     return result
 
 
@@ -245,71 +265,50 @@ def _chain(first: tuple[int, dict[str, Any]], rest: Any) -> Any:
 # --- accord histories ---------------------------------------------------------
 
 
-class _W:
-    """One committed version of a key, remembered while it is recent."""
+# One committed version of a key, remembered while it is recent. A plain list
+# indexed by the constants below: building one costs a fraction of a class
+# instance, and the checker builds one per write.
+V, REV, TIME, AGENT, OP, PREV, BASED, CHECK, LEASE, LINE, READ, PARENT, ONPATH, LOSTBY = range(14)
+_W = list[Any]
 
-    __slots__ = (
-        "agent",
-        "based_on",
-        "check",
-        "lease",
-        "line",
-        "lost_by",
-        "on_path",
-        "op",
-        "parent",
-        "prev",
-        "read_time",
-        "rev",
-        "time",
-        "version",
-    )
 
-    def __init__(
-        self,
-        version: int,
-        rev: int,
-        time: str,
-        agent: str,
-        op: str,
-        prev: int,
-        based_on: int | None,
-        check: str,
-        lease: Any,
-        line: int,
-        read_time: str | None,
-    ) -> None:
-        self.version = version
-        self.rev = rev
-        self.time = time
-        self.agent = agent
-        self.op = op
-        self.prev = prev
-        self.based_on = based_on
-        self.parent = prev if based_on is None else based_on
-        self.check = check
-        self.lease = lease
-        self.line = line
-        self.read_time = read_time
-        self.on_path = False
-        self.lost_by: int | None = None
+def _new_w(
+    version: int,
+    rev: int,
+    time: str,
+    agent: str,
+    op: str,
+    prev: int,
+    based_on: int | None,
+    check: str,
+    lease: Any,
+    line: int,
+    read_time: str | None,
+) -> list[Any]:
+    parent = prev if based_on is None else based_on
+    return [
+        version, rev, time, agent, op, prev, based_on, check, lease, line, read_time, parent,
+        False, None,
+    ]
 
-    def summary(self, key: str) -> dict[str, Any]:
-        return {
-            "rev": self.rev,
-            "time": self.time,
-            "agent": self.agent,
-            "op": self.op,
-            "key": key,
-            "version": self.version,
-            "prev": self.prev,
-            "based_on": self.based_on,
-            "check": self.check,
-            "line": self.line,
-        }
 
-    def label(self) -> str:
-        return f"{self.agent}'s {self.op} of v{self.version}"
+def _summary(w: list[Any], key: str) -> dict[str, Any]:
+    return {
+        "rev": w[REV],
+        "time": w[TIME],
+        "agent": w[AGENT],
+        "op": w[OP],
+        "key": key,
+        "version": w[V],
+        "prev": w[PREV],
+        "based_on": w[BASED],
+        "check": w[CHECK],
+        "line": w[LINE],
+    }
+
+
+def _label(w: list[Any]) -> str:
+    return f"{w[AGENT]}'s {w[OP]} of v{w[V]}"
 
 
 class _Key:
@@ -364,6 +363,7 @@ class NativeChecker:
         self.max_reported = max_reported
         self.keys: dict[str, _Key] = {}
         self.agent_rev: dict[str, int] = {}
+        self.names: dict[str, str] = {}
         self.reads: dict[tuple[str, str], tuple[int, str]] = {}
         self.idem: dict[str, tuple[int, str, str | None, int]] = {}
         self.requests: dict[str, tuple[int, str, str | None, int]] = {}
@@ -392,7 +392,51 @@ class NativeChecker:
 
     def feed(self, line: int, ev: dict[str, Any]) -> bool:
         """Take one event; returns False if it was skipped (lenient mode)."""
-        rev = ev.get("rev")
+        # The hot path of the checker: one call per event, so it binds what it
+        # uses to locals and looks each field up once.
+        get = ev.get
+        rev = get("rev")
+        op = get("op")
+        agent = get("agent")
+        if (
+            type(rev) is not int
+            or rev <= self.last_rev
+            or op not in NATIVE_OPS
+            or type(agent) is not str
+            or not agent
+        ):
+            return self._reject(line, ev, rev, op, agent)
+        key = get("key")
+        version = get("version")
+        if op in MUTATING or op == "read":
+            if type(key) is not str or not key:
+                self.stream.fail(line, f"a {op} event without a 'key'.")
+                return False
+            if version is not None and type(version) is not int:
+                self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
+                return False
+        self.last_rev = rev
+        self.events += 1
+        # One string object per agent name, however many events carry it.
+        agent = self.names.setdefault(agent, agent)
+        agent_rev = self.agent_rev
+        before = agent_rev.get(agent)
+        agent_rev[agent] = rev
+        if op in MUTATING:
+            if version is not None and get("outcome", "ok") == "ok":
+                self._commit(line, ev, rev, op, agent, key, version)  # type: ignore[arg-type]
+            else:
+                self.refused += 1
+        elif op == "read":
+            if version is not None:
+                self._read(line, ev, rev, agent, key, before, version)  # type: ignore[arg-type]
+        elif op[:6] == "lease_":
+            self._lease(line, ev, rev, op, agent, key)
+        if rev >= self.next_sweep:
+            self._sweep(rev)
+        return True
+
+    def _reject(self, line: int, ev: dict[str, Any], rev: Any, op: Any, agent: Any) -> bool:
         if type(rev) is not int:
             if is_foreign(ev):
                 self.stream.fail(
@@ -402,74 +446,48 @@ class NativeChecker:
                 )
             else:
                 self.stream.fail(line, f"missing or non-integer 'rev' ({rev!r}).")
-            return False
-        if rev <= self.last_rev:
+        elif rev <= self.last_rev:
             self.stream.fail(
                 line,
                 f"revision {rev} comes after revision {self.last_rev}: events are out of "
                 "revision order. Sort the file by rev (accord export writes it in order).",
             )
-            return False
-        op = ev.get("op")
-        agent = ev.get("agent")
-        if op not in NATIVE_OPS:
+        elif op not in NATIVE_OPS:
             self.stream.fail(
                 line,
                 f"unknown op {op!r}; expected one of {', '.join(sorted(NATIVE_OPS))}.",
             )
-            return False
-        if type(agent) is not str or not agent:
+        else:
             self.stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
-            return False
-        key = ev.get("key")
-        if op in MUTATING or op == "read":
-            if type(key) is not str or not key:
-                self.stream.fail(line, f"a {op} event without a 'key'.")
-                return False
-            version = ev.get("version")
-            if version is not None and type(version) is not int:
-                self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
-                return False
-        self.last_rev = rev
-        self.events += 1
-        before = self.agent_rev.get(agent)
-        self.agent_rev[agent] = rev
-        if op in MUTATING:
-            if ev.get("outcome", "ok") == "ok" and ev.get("version") is not None:
-                self._commit(line, ev, rev, op, agent, key)  # type: ignore[arg-type]
-            else:
-                self.refused += 1
-        elif op == "read":
-            self._read(line, ev, rev, agent, key, before)  # type: ignore[arg-type]
-        elif op[:6] == "lease_":
-            self._lease(line, ev, rev, op, agent, key)
-        if rev >= self.next_sweep:
-            self._sweep(rev)
-        return True
+        return False
 
     def _commit(
-        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str
+        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str,
+        version: int,
     ) -> None:
+        get = ev.get
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _Key()
-        version: int = ev["version"]
-        prev = ev.get("prev")
+        prev = get("prev")
         if type(prev) is not int:
             prev = k.cur
         elif k.last is not None and prev != k.cur:
             self.gaps += 1
-        based = ev.get("based_on")
+        based = get("based_on")
         if based is not None and type(based) is not int:
             based = None
-        time = ev.get("time") or ""
-        held = self.reads.get((agent, key))
-        read_time = held[1] if held is not None and held[0] == based else None
-        check_kind = ev.get("check") or "none"
-        lease = ev.get("lease")
-        w = _W(version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time)
+        time = get("time") or ""
+        read_time = None
+        if based is not None and self.reads:
+            held = self.reads.get((agent, key))
+            if held is not None and held[0] == based:
+                read_time = held[1]
+        check_kind = get("check") or "none"
+        lease = get("lease")
+        w = _new_w(version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time)
         self.writes += 1
-        clock = ev.get("clock")
+        clock = get("clock")
         last = k.last
 
         lost = based is not None and based < prev
@@ -477,19 +495,19 @@ class NativeChecker:
             # Re-creating a deleted key while believing it absent replaces an
             # absence with a value: nothing anyone wrote is erased.
             basis = k.recent.get(based) if based else None
-            if based == 0 or (basis is not None and basis.op == "delete"):
+            if based == 0 or (basis is not None and basis[OP] == "delete"):
                 lost = False
-                w.parent = prev
+                w[PARENT] = prev
         if lost:
             if self._report("lost-update"):
                 self._add(self._lost_update(key, k, w, based, prev))  # type: ignore[arg-type]
         elif (
             last is not None
-            and last.agent != agent
+            and last[AGENT] != agent
             and clock
             and k.last_clock
             and not (check_kind == "version" and based == prev)
-            and not (lease is not None and last.lease is not None and lease > last.lease)
+            and not (lease is not None and last[LEASE] is not None and lease > last[LEASE])
         ):
             for who, count in k.last_clock.items():
                 if count > clock.get(who, 0):
@@ -507,18 +525,18 @@ class NativeChecker:
         if len(recent) > self.window_versions:
             self._evict(recent, recent[next(iter(recent))])
 
-        idem = ev.get("idem")
+        idem = get("idem")
         if idem is not None:
             self._once(self.idem, "idempotency key", idem, line, ev, rev, agent, key)
-        request = ev.get("request")
-        if request is not None and op != "submit":
+        request = get("request")
+        if request is not None:
             self._once(self.requests, "request", request, line, ev, rev, agent, key)
         if lease is not None and k.leases is not None:
             self._fence(line, ev, k, key, lease, agent, time, rev)
 
     def _evict(self, recent: dict[int, _W], w: _W) -> None:
-        del recent[w.version]
-        if w.lost_by is not None and w.op != "delete":
+        del recent[w[V]]
+        if w[LOSTBY] is not None and w[OP] != "delete":
             self.lost_final += 1
 
     def _ancestry(self, k: _Key, w: _W) -> None:
@@ -532,30 +550,30 @@ class NativeChecker:
         """
         path = k.path
         recent = k.recent
-        parent = w.parent
+        parent = w[PARENT]
         if path and path[-1] != parent:
             pw = recent.get(parent)
-            if pw is not None and not pw.on_path:
+            if pw is not None and not pw[ONPATH]:
                 # Built on a version that had been erased: its ancestry comes back.
                 branch = []
                 x: _W | None = pw
-                while x is not None and not x.on_path:
+                while x is not None and not x[ONPATH]:
                     branch.append(x)
-                    x = recent.get(x.parent) if x.parent != x.version else None
-                junction = x.version if x is not None else -1
+                    x = recent.get(x[PARENT]) if x[PARENT] != x[V] else None
+                junction = x[V] if x is not None else -1
                 if x is None:
                     self.approximate = True
                 self._drop(k, w, lambda v: v > junction)
                 for b in reversed(branch):
-                    b.on_path = True
-                    b.lost_by = None
-                    path.append(b.version)
+                    b[ONPATH] = True
+                    b[LOSTBY] = None
+                    path.append(b[V])
             else:
                 if pw is None and parent not in (0, None):
                     self.approximate = True
                 self._drop(k, w, lambda v: v > parent)
-        path.append(w.version)
-        w.on_path = True
+        path.append(w[V])
+        w[ONPATH] = True
         if len(path) > 2 * self.window_versions:
             del path[: len(path) - self.window_versions]
 
@@ -571,21 +589,25 @@ class NativeChecker:
                 self.lost_final += 1
                 self.approximate = True
             else:
-                x.on_path = False
-                if x.lost_by is None:
-                    x.lost_by = w.version
-        if not path and v is not None and w.parent < v - 1 and above(w.parent + 1):
+                x[ONPATH] = False
+                if x[LOSTBY] is None:
+                    x[LOSTBY] = w[V]
+        if not path and v is not None and w[PARENT] < v - 1 and above(w[PARENT] + 1):
             # The ancestry below the window was forgotten; it ran contiguously
             # down to the basis in every history accord writes, so count it.
-            self.lost_final += v - 1 - max(w.parent, 0)
+            self.lost_final += v - 1 - max(w[PARENT], 0)
             self.approximate = True
 
     def _read(
-        self, line: int, ev: dict[str, Any], rev: int, agent: str, key: str, before: int | None
+        self,
+        line: int,
+        ev: dict[str, Any],
+        rev: int,
+        agent: str,
+        key: str,
+        before: int | None,
+        version: int,
     ) -> None:
-        version = ev.get("version")
-        if type(version) is not int:
-            return
         time = ev.get("time") or ""
         self.reads[(agent, key)] = (version, time)
         k = self.keys.get(key)
@@ -596,15 +618,15 @@ class NativeChecker:
         # the read began: the read must return it or something newer.
         newest: _W | None = None
         for w in reversed(k.recent.values()):
-            if w.rev < before:
+            if w[REV] < before:
                 newest = w
                 break
         if newest is None:
             return
-        expected = 0 if newest.op == "delete" else newest.version
-        if version == expected or (version > newest.version):
+        expected = 0 if newest[OP] == "delete" else newest[V]
+        if version == expected or (version > newest[V]):
             return
-        if version == 0 and newest.op == "delete":
+        if version == 0 and newest[OP] == "delete":
             return
         if not self._report("stale-read"):
             return
@@ -623,15 +645,15 @@ class NativeChecker:
                 name="stale-read",
                 key=key,
                 explanation=(
-                    f"Let W = {newest.label()} of {key} (rev {newest.rev}, committed at "
-                    f"{clock_time(newest.time)}) and R = {agent}'s read of {key} (rev {rev}). "
+                    f"Let W = {_label(newest)} of {key} (rev {newest[REV]}, committed at "
+                    f"{clock_time(newest[TIME])}) and R = {agent}'s read of {key} (rev {rev}). "
                     f"W was acknowledged before {agent}'s previous operation (rev {before}), "
                     f"so before R began; yet R returned {got}, older than W's v"
-                    f"{newest.version}. R read stale state."
+                    f"{newest[V]}. R read stale state."
                 ),
-                events=(newest.summary(key), read_ev),
-                agents=tuple(dict.fromkeys((newest.agent, agent))),
-                window=(newest.time, time),
+                events=(_summary(newest, key), read_ev),
+                agents=tuple(dict.fromkeys((newest[AGENT], agent))),
+                window=(newest[TIME], time),
             )
         )
 
@@ -766,7 +788,7 @@ class NativeChecker:
             recent = k.recent
             while recent:
                 w = recent[next(iter(recent))]
-                if w.rev >= horizon or w is k.last:
+                if w[REV] >= horizon or w is k.last:
                     break
                 self._evict(recent, w)
             if len(k.path) > len(recent) + 1:
@@ -778,52 +800,52 @@ class NativeChecker:
         erased_versions = range(based + 1, prev + 1)
         erased = [k.recent[v] for v in erased_versions if v in k.recent]
         basis = k.recent.get(based)
-        w_label = f"{w.agent}'s {w.op} of {key} v{w.version}"
+        w_label = f"{w[AGENT]}'s {w[OP]} of {key} v{w[V]}"
         lines = []
         first = erased[0] if erased else None
-        if first is not None and first.version == based + 1:
+        if first is not None and first[V] == based + 1:
             lines.append(
-                f"Let W1 = {first.agent}'s {first.op} of {key} v{first.version} at "
-                f"{clock_time(first.time)} (rev {first.rev}, based on v{first.based_on}) and "
-                f"W2 = {w_label} at {clock_time(w.time)} (rev {w.rev}, based on v{based})."
+                f"Let W1 = {first[AGENT]}'s {first[OP]} of {key} v{first[V]} at "
+                f"{clock_time(first[TIME])} (rev {first[REV]}, based on v{first[BASED]}) and "
+                f"W2 = {w_label} at {clock_time(w[TIME])} (rev {w[REV]}, based on v{based})."
             )
-            hold_w = w.read_time or (basis.time if basis else None)
-            hold_1 = first.read_time or (basis.time if basis else None)
-            if first.based_on == based:
+            hold_w = w[READ] or (basis[TIME] if basis else None)
+            hold_1 = first[READ] or (basis[TIME] if basis else None)
+            if first[BASED] == based:
                 start = max(t for t in (hold_w, hold_1, "") if t is not None)
-                how_1 = "read it at " + clock_time(first.read_time) if first.read_time else "had it"
-                how_w = "read it at " + clock_time(w.read_time) if w.read_time else "had it"
+                how_1 = "read it at " + clock_time(first[READ]) if first[READ] else "had it"
+                how_w = "read it at " + clock_time(w[READ]) if w[READ] else "had it"
                 lines.append(
-                    f"Both agents held v{based}: {first.agent} {how_1} and {w.agent} {how_w}"
-                    f"; from {clock_time(start)} to {clock_time(first.time)} neither had seen "
+                    f"Both agents held v{based}: {first[AGENT]} {how_1} and {w[AGENT]} {how_w}"
+                    f"; from {clock_time(start)} to {clock_time(first[TIME])} neither had seen "
                     "the other's change."
                 )
             else:
                 start = hold_w or ""
-            window: tuple[str, str] | None = (start, first.time) if start else None
+            window: tuple[str, str] | None = (start, first[TIME]) if start else None
             others = erased[1:]
             tail = ""
-            if others or prev > first.version:
-                n_more = prev - first.version
+            if others or prev > first[V]:
+                n_more = prev - first[V]
                 tail = f" and {n_more} later version{'s' if n_more != 1 else ''}" + (
-                    " (" + ", ".join(f"v{x.version} by {x.agent}" for x in others[:8]) + ")"
+                    " (" + ", ".join(f"v{x[V]} by {x[AGENT]}" for x in others[:8]) + ")"
                     if others
                     else ""
                 )
             lines.append(
-                f"W1 committed v{first.version}; W2 then replaced v{prev} while based on "
+                f"W1 committed v{first[V]}; W2 then replaced v{prev} while based on "
                 f"v{based}, so W2 erased W1's change{tail} without having seen it."
             )
         else:
             window = None
             n = prev - based
             lines.append(
-                f"{w_label} (rev {w.rev}) replaced v{prev} while based on v{based}, so it "
+                f"{w_label} (rev {w[REV]}) replaced v{prev} while based on v{based}, so it "
                 f"erased {n} version{'s' if n != 1 else ''} (v{based + 1}..v{prev}) "
                 "without having seen them; they are not in this part of the history."
             )
-        agents = tuple(dict.fromkeys([x.agent for x in erased] + [w.agent]))
-        events = (*tuple(x.summary(key) for x in erased[:20]), w.summary(key))
+        agents = tuple(dict.fromkeys([x[AGENT] for x in erased] + [w[AGENT]]))
+        events = (*tuple(_summary(x, key) for x in erased[:20]), _summary(w, key))
         return Anomaly(
             name="lost-update",
             key=key,
@@ -832,11 +854,11 @@ class NativeChecker:
             agents=agents,
             window=window,
             details={
-                "write": {"agent": w.agent, "version": w.version, "rev": w.rev},
+                "write": {"agent": w[AGENT], "version": w[V], "rev": w[REV]},
                 "based_on": based,
                 "replaced": prev,
                 "erased": [
-                    {"version": x.version, "agent": x.agent, "rev": x.rev} for x in erased[:100]
+                    {"version": x[V], "agent": x[AGENT], "rev": x[REV]} for x in erased[:100]
                 ],
                 "erased_count": prev - based,
             },
@@ -849,16 +871,16 @@ class NativeChecker:
             name="concurrent-writes",
             key=key,
             explanation=(
-                f"Let W1 = {a.agent}'s {a.op} of {key} v{a.version} (rev {a.rev}, clock "
-                f"{_clock_text(ca)}) and W2 = {b.agent}'s {b.op} of {key} v{b.version} "
-                f"(rev {b.rev}, clock {_clock_text(cb)}). Neither clock includes the other: "
-                f"{b.agent} replaced W1 without having seen it. Nothing was lost this time "
-                f"(W2 was based on v{b.based_on if b.based_on is not None else '?'}), but the "
+                f"Let W1 = {a[AGENT]}'s {a[OP]} of {key} v{a[V]} (rev {a[REV]}, clock "
+                f"{_clock_text(ca)}) and W2 = {b[AGENT]}'s {b[OP]} of {key} v{b[V]} "
+                f"(rev {b[REV]}, clock {_clock_text(cb)}). Neither clock includes the other: "
+                f"{b[AGENT]} replaced W1 without having seen it. Nothing was lost this time "
+                f"(W2 was based on v{b[BASED] if b[BASED] is not None else '?'}), but the "
                 "writes raced; guard them with expect=, a lease or a queue."
             ),
-            events=(a.summary(key), b.summary(key)),
-            agents=(a.agent, b.agent),
-            window=(a.time, b.time),
+            events=(_summary(a, key), _summary(b, key)),
+            agents=(a[AGENT], b[AGENT]),
+            window=(a[TIME], b[TIME]),
         )
 
     # --- the end ------------------------------------------------------------
@@ -868,7 +890,7 @@ class NativeChecker:
         lost = self.lost_final
         for k in self.keys.values():
             for w in k.recent.values():
-                if w.lost_by is not None and w.op != "delete":
+                if w[LOSTBY] is not None and w[OP] != "delete":
                     lost += 1
         r = self.result
         r.events = self.events
