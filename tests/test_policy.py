@@ -436,3 +436,20 @@ def test_cli_bad_manifest_starts_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["write", "k", "--agent", "a"], input="x", env=env)
     assert result.exit_code == 1 and "line 5, column 12" in result.output
     assert not db.exists()
+
+
+def test_branch_under_the_manifest(open_store: OpenStore) -> None:
+    pytest.importorskip("accord.strategies.branch", reason="branch strategy not built yet")
+    admin = open_store()
+    admin.session("setup").write("findings/all.json", {"title": "Findings"})
+    store = open_store(manifest=ENFORCE)
+    a, b = store.session("a"), store.session("b")
+    with pytest.raises(accord.PolicyViolation, match="may not fork"):
+        store.session("reader").fork("findings/all.json")
+    ba, bb = a.fork("findings/all.json"), b.fork("findings/all.json")
+    ba.write({"title": "Findings", "a": "a found"})
+    bb.write({"title": "Findings", "b": "b found"})
+    with pytest.raises(accord.PolicyViolation, match="may not merge into"):
+        store.merge("findings/all.json", [ba, bb], agent="reader").commit()
+    doc = store.merge("findings/all.json", [ba, bb], agent="a").commit()
+    assert doc.value == {"title": "Findings", "a": "a found", "b": "b found"}
