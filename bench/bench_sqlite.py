@@ -8,16 +8,27 @@ work on the same file in the same run:
               WHERE key = ? AND version = ?`` (one autocommit statement)
 - update()  vs the bare ``SELECT`` + ``UPDATE ... WHERE version = ?`` pair
 
-and whether throughput decays as history grows: the last 1,000 of N writes
-to one key against the first 1,000.
+The raw engine uses the same file and the same pragmas as accord (WAL,
+synchronous=NORMAL). On a machine shared with other work, load comes and goes
+within seconds, so each operation runs in ``--rounds`` short rounds that
+alternate bare and accord; a round's ratio compares two neighbouring
+measurements, and the figures printed are medians over the rounds.
 
-Run: .venv/bin/python bench/bench_sqlite.py [--writes 100000] [--seconds 2]
+Then whether throughput decays as history grows: ``--writes`` versioned
+writes to one key, timed per block of 1,000; the last block against the
+first, by wall clock and by this thread's CPU time (which other processes
+on the machine disturb far less), and the median of the last five blocks
+against the first five.
+
+Run: .venv/bin/python bench/bench_sqlite.py [--writes 100000] [--seconds 2] [--rounds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,25 +37,46 @@ from pathlib import Path
 import accord
 
 
-def rate(fn: Callable[[], None], seconds: float) -> float:
+def timed(fn: Callable[[], None], seconds: float) -> float:
     """Calls per second of ``fn`` over about ``seconds``."""
-    for _ in range(50):
-        fn()
     n, start = 0, time.perf_counter()
     deadline = start + seconds
     while True:
-        for _ in range(100):
+        for _ in range(50):
             fn()
-        n += 100
+        n += 50
         now = time.perf_counter()
         if now >= deadline:
             return n / (now - start)
 
 
+def paired(
+    ours: Callable[[], None], bare: Callable[[], None], seconds: float, rounds: int
+) -> tuple[float, float, float]:
+    """Median rates of ``ours`` and ``bare``, and the median of per-round ratios."""
+    for _ in range(200):
+        bare()
+        ours()
+    ours_rates, bare_rates, ratios = [], [], []
+    for i in range(rounds):
+        # Alternate which goes first so neither always gets the quieter half.
+        if i % 2:
+            o = timed(ours, seconds / rounds)
+            b = timed(bare, seconds / rounds)
+        else:
+            b = timed(bare, seconds / rounds)
+            o = timed(ours, seconds / rounds)
+        ours_rates.append(o)
+        bare_rates.append(b)
+        ratios.append(o / b)
+    return statistics.median(ours_rates), statistics.median(bare_rates), statistics.median(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writes", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per operation and side")
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     path = tmp / "bench.db"
@@ -72,10 +104,12 @@ def main() -> None:
 
     def raw_rmw() -> None:
         row = raw.execute("SELECT data, version FROM raw WHERE key = ?", ("k",)).fetchone()
-        raw.execute(
+        cur = raw.execute(
             "UPDATE raw SET data = ?, version = version + 1 WHERE key = ? AND version = ?",
             (row[0], "k", row[1]),
         )
+        assert cur.rowcount == 1
+        state["v"] += 1
 
     s.write("doc", "hello")
 
@@ -88,7 +122,7 @@ def main() -> None:
         doc_state["v"] = s.write("doc", "hello", expect=doc_state["v"]).version
 
     def update() -> None:
-        s.update("doc", lambda v: v)
+        doc_state["v"] = s.update("doc", lambda v: v).version
 
     rows = []
     for name, ours, bare in (
@@ -96,29 +130,34 @@ def main() -> None:
         ("write(expect=)", write, raw_cas),
         ("update()", update, raw_rmw),
     ):
-        bare_rate = rate(bare, args.seconds)
-        our_rate = rate(ours, args.seconds)
-        rows.append((name, our_rate, bare_rate))
+        rows.append((name, *paired(ours, bare, args.seconds, args.rounds)))
 
-    print(f"SQLite {sqlite3.sqlite_version}, file {path}")
+    print(f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} cores, file {path}")
+    print(f"load average before the decay run: {os.getloadavg()[0]:.1f}")
     print(f"{'operation':<16} {'accord/s':>10} {'bare/s':>10} {'ratio':>6}")
-    for name, ours_r, bare_r in rows:
-        print(f"{name:<16} {ours_r:>10,.0f} {bare_r:>10,.0f} {ours_r / bare_r:>6.2f}")
+    for name, ours_r, bare_r, ratio in rows:
+        print(f"{name:<16} {ours_r:>10,.0f} {bare_r:>10,.0f} {ratio:>6.2f}")
 
     # Decay: N writes to one key; compare the first and the last 1,000.
     s.write("decay", 0)
     v = 1
     block = 1000
-    times = []
-    for i in range(args.writes // block):
-        start = time.perf_counter()
+    wall: list[float] = []
+    cpu: list[float] = []
+    for i in range(max(args.writes // block, 1)):
+        start, start_cpu = time.perf_counter(), time.thread_time()
         for _ in range(block):
             v = s.write("decay", i, expect=v).version
-        times.append(time.perf_counter() - start)
-    first, last = times[0], times[-1]
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
+    k = min(5, len(wall))
     print(
-        f"history growth: {args.writes:,} writes to one key; first 1,000 in {first:.3f} s, "
-        f"last 1,000 in {last:.3f} s (last/first = {last / first:.2f})"
+        f"history growth: {len(wall) * block:,} writes to one key; first 1,000 in "
+        f"{wall[0]:.3f} s, last 1,000 in {wall[-1]:.3f} s (last/first = {wall[-1] / wall[0]:.2f}); "
+        f"CPU {cpu[0]:.3f} s and {cpu[-1]:.3f} s (last/first = {cpu[-1] / cpu[0]:.2f}); "
+        f"median of the last {k} blocks / first {k} = "
+        f"{statistics.median(wall[-k:]) / statistics.median(wall[:k]):.2f} wall, "
+        f"{statistics.median(cpu[-k:]) / statistics.median(cpu[:k]):.2f} CPU"
     )
     store.close()
 
