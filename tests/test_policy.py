@@ -453,3 +453,27 @@ def test_branch_under_the_manifest(open_store: OpenStore) -> None:
         store.merge("findings/all.json", [ba, bb], agent="reader").commit()
     doc = store.merge("findings/all.json", [ba, bb], agent="a").commit()
     assert doc.value == {"title": "Findings", "a": "a found", "b": "b found"}
+
+
+def test_pattern_overlap_agrees_with_brute_force() -> None:
+    """patterns_overlap is exact: it agrees with trying every short key."""
+    import itertools
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    alphabet = "ab/c"
+    # A shortest common key needs at most one character per non-star token
+    # of either pattern: 3 + 3 here.
+    keys = ["".join(p) for n in range(7) for p in itertools.product(alphabet, repeat=n)]
+    token = st.sampled_from(["a", "b", "/", "*", "**", "?", "[ab]", "[!a]"])
+    pattern = st.lists(token, min_size=1, max_size=3).map("".join)
+
+    @settings(max_examples=150, deadline=None)
+    @given(pattern, pattern)
+    def check(a: str, b: str) -> None:
+        ra, rb = compile_pattern(a), compile_pattern(b)
+        brute = any(ra.fullmatch(k) and rb.fullmatch(k) for k in keys)
+        assert patterns_overlap(a, b) is brute, (a, b)
+
+    check()
