@@ -25,12 +25,28 @@ TIMELINE_MAX_EVENTS = 20_000
     help="Also draw the timeline to PATH (.svg, .png or .html).",
 )
 @click.option("--limit", type=int, default=20, show_default=True, help="Anomalies to print.")
+@click.option(
+    "--otel",
+    "otel_mapping",
+    default=None,
+    metavar="MAPPING",
+    type=click.Path(dir_okay=False),
+    help="HISTORY is an OpenTelemetry span export; map tool calls with this TOML file.",
+)
+@click.option(
+    "--save-history",
+    default=None,
+    metavar="PATH",
+    help="With --otel: also write the imported history to PATH (JSONL).",
+)
 @common
 def check(
     history: str | None,
     lenient: bool,
     timeline_path: str | None,
     limit: int,
+    otel_mapping: str | None,
+    save_history: str | None,
     store_url: str | None,
     agent: str | None,
     as_json: bool,
@@ -62,11 +78,42 @@ def check(
                 )
             collected.append({**event, "line": line})
 
-    if history is None:
+    imported = None
+    if otel_mapping is not None:
+        if history is None:
+            raise UsageError("--otel needs HISTORY: the file of exported spans.")
+        from ..history.otel import ImportReport, import_spans, write_history
+
+        imported = ImportReport()
+        events = import_spans(history, otel_mapping, imported)
+        if save_history:
+            write_history(events, save_history)
+        if not events:
+            raise UsageError(
+                f"No tool call in {history} matched the mapping ({imported.tool_calls} tool "
+                f"calls; tools seen: {', '.join(sorted(imported.unmapped_tools)) or 'none'}). "
+                "Name them in [[tool]] tables of the mapping file."
+            )
+        result = run_check(events, lenient=lenient, on_event=on_event)
+    elif history is None:
         with open_store(store_url) as store:
             result = run_check(store, lenient=lenient, on_event=on_event)
+    elif save_history:
+        raise UsageError("--save-history goes with --otel.")
     else:
         result = run_check(history, lenient=lenient, on_event=on_event)
+    if imported is not None:
+        result.notes.insert(
+            0,
+            f"imported {imported.mapped} of {imported.tool_calls} tool calls from "
+            f"{imported.spans} spans"
+            + (
+                f"; unmapped tools: {', '.join(sorted(imported.unmapped_tools))}"
+                if imported.unmapped_tools
+                else ""
+            )
+            + (f"; skipped: {'; '.join(imported.problems[:5])}" if imported.problems else ""),
+        )
 
     drawn = None
     if timeline_path is not None and collected is not None:

@@ -59,6 +59,7 @@ class FOp:
     # filled in by the analysis
     basis: list[int] | None = None  # write indexes (or _INITIAL) this op built on / read
     held_from: float | None = None  # when the agent got its basis (the read's start)
+    basis_op: FOp | None = None  # the read (or own write) that gave the basis
     clock: dict[str, int] = field(default_factory=dict)
 
 
@@ -226,16 +227,16 @@ def check_foreign(
         per_agent.setdefault(o.agent, []).append(o)
     for agent_ops in per_agent.values():
         agent_ops.sort(key=lambda o: (o.start, o.seq))
-        last_seen: dict[str, tuple[list[int], float]] = {}
+        last_seen: dict[str, tuple[list[int], float, FOp]] = {}
         for o in agent_ops:
             a = analyses[o.key]
             if o.op == "read":
-                last_seen[o.key] = (a.source(o), o.start)
+                last_seen[o.key] = (a.source(o), o.start, o)
             else:
                 seen = last_seen.get(o.key)
                 if seen is not None:
-                    o.basis, o.held_from = seen
-                last_seen[o.key] = ([a.index[id(o)]], o.end)
+                    o.basis, o.held_from, o.basis_op = seen
+                last_seen[o.key] = ([a.index[id(o)]], o.end, o)
     _clocks(ops, analyses, per_agent)
 
     lost_total: int | None = 0
@@ -339,18 +340,28 @@ def _w_event(w: FOp) -> dict[str, Any]:
 
 
 def _w_label(w: FOp) -> str:
-    shown = w.raw.get("value", w.raw.get("hash"))
-    text = json.dumps(shown) if not isinstance(shown, str) else repr(shown)
-    if len(text) > 40:
-        text = text[:37] + "..."
+    text = _short_value(w)
     span = f"{format_time(w.start)}-{format_time(w.end)}"
     return f"{w.agent}'s write of {text} (line {w.line}, {span})"
 
 
-def _basis_label(a: _KeyAnalysis, b: int) -> str:
+def _basis_label(a: _KeyAnalysis, b: int, w: FOp | None = None) -> str:
     if b == _INITIAL:
-        return "the initial value"
-    return _w_label(a.writes[b])
+        text = "the initial value"
+        got = w.basis_op if w is not None else None
+        if got is not None and got.op == "read" and got.ident is not None:
+            text += f" {_short_value(got)} (no write of it in this history)"
+    else:
+        text = _w_label(a.writes[b])
+    if w is not None and w.basis_op is not None and w.basis_op.op == "read":
+        text += f", which {w.agent} read at {format_time(w.basis_op.start)}"
+    return text
+
+
+def _short_value(o: FOp) -> str:
+    shown = o.raw.get("value", o.raw.get("hash"))
+    text = json.dumps(shown) if not isinstance(shown, str) else repr(shown)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[tuple[int, int]]:
@@ -395,10 +406,10 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
                 key=a.key,
                 explanation=(
                     f"Let W1 = {_w_label(first)} and W2 = {_w_label(w)}. {w.agent} built W2 "
-                    f"on {_basis_label(a, b)}"
+                    f"on {_basis_label(a, b, w)}"
                     + (" (or an equal value)" if len(w.basis) > 1 else "")
-                    + f", but the history proves that {names}{more} came after that "
-                    "and before W2. So W2 erased W1's change without having seen it."
+                    + f"; the history proves that {names}{more} came after that and "
+                    "before W2. So W2 erased W1's change without having seen it."
                 ),
                 events=(*tuple(_w_event(writes[j]) for j in erased[:20]), _w_event(w)),
                 agents=tuple(dict.fromkeys([writes[j].agent for j in erased] + [w.agent])),

@@ -105,7 +105,7 @@ def _marks(events: list[dict[str, Any]]) -> list[Mark]:
         if foreign:
             ident = str(ev.get("hash", ev.get("value")))
             value = ev.get("value", ev.get("hash"))
-            label = str(value) if value is not None else "absent"
+            label = " ".join(str(value).split()) if value is not None else "absent"
             label = label if len(label) <= 12 else label[:11] + "…"
         elif kind == "write":
             label = f"v{version}" if op != "delete" else f"del v{version}"
@@ -203,9 +203,11 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
                     red_marks.add(id(m))
                     red_bars.add(id(m))
                 if involved:
-                    involved[-1].notes.append("erased " + ", ".join(
-                        i.label for i in involved[:-1]
-                    ) if len(involved) > 1 else "lost update")
+                    involved[-1].notes.append(
+                        "erased " + ", ".join(f"{i.agent}'s {i.label}" for i in involved[:-1])
+                        if len(involved) > 1
+                        else "lost update"
+                    )
                     for m in involved[:-1]:
                         m.notes.append("erased")
                 if anomaly.window and anomaly.window[0]:
