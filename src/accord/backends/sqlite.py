@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -71,8 +71,55 @@ INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('purged', 0);
 
 _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
 _PREFIXED = ", ".join("rec." + c.strip() for c in _COLUMNS.split(","))
-_EVENT_JSON = json.JSONEncoder(separators=(",", ":"))
 _MAX_REV = "SELECT MAX(rev) FROM accord_events"
+_GET = f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?"
+# The statement that opens every write: the touched rows, their change-chain
+# heads and the revision, in one round trip. sqlite3 caches prepared
+# statements by SQL text, so the text is built once per number of keys.
+_SELECT_TOUCHED: dict[int, str] = {}
+
+
+def _select_touched(n: int) -> str:
+    sql = _SELECT_TOUCHED.get(n)
+    if sql is None:
+        marks = ",".join("?" * n)
+        sql = _SELECT_TOUCHED.setdefault(
+            n,
+            f"SELECT {_PREFIXED}, rec.erev, m.r FROM (SELECT MAX(rev) AS r FROM accord_events) m "
+            f"LEFT JOIN accord_records rec ON rec.key IN ({marks})",
+        )
+    return sql
+
+
+def _event_encoder() -> Callable[[dict[str, Any]], str]:
+    """Compact JSON for history events, as ``json.dumps(separators=(",", ":"))``.
+
+    ``json.dumps`` builds a new C encoder on every call, which costs more
+    than encoding a small event; this one is built once. No circular check:
+    events are plain data that was JSON-encoded once already.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return json.JSONEncoder(separators=(",", ":")).encode
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def dumps(event: dict[str, Any]) -> str:
+        return "".join(encode(event, 0))
+
+    return dumps
+
+
+_dumps_event = _event_encoder()
 _INSERT = (
     "INSERT INTO accord_records (kind, data, version, revision, author, lamport, clock, "
     "deleted, expires, erev, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -87,16 +134,7 @@ _BUSY_RETRIES = 20
 
 def _row_to_record(row: tuple[Any, ...]) -> Record:
     return Record(
-        key=row[0],
-        kind=row[1],
-        data=row[2],
-        version=row[3],
-        revision=row[4],
-        author=row[5],
-        lamport=row[6],
-        clock=row[7],
-        deleted=bool(row[8]),
-        expires=row[9],
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]), row[9]
     )
 
 
@@ -254,11 +292,7 @@ class SQLiteBackend:
 
     def get(self, key: str) -> Record | None:
         try:
-            row = (
-                self._conn()
-                .execute(f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?", (key,))
-                .fetchone()
-            )
+            row = self._conn().execute(_GET, (key,)).fetchone()
         except sqlite3.Error as exc:
             raise self._translate(exc, f"reading {key!r}") from exc
         return None if row is None else _row_to_record(row)
@@ -321,60 +355,66 @@ class SQLiteBackend:
     ) -> TxnResult:
         # One statement reads the touched rows and the revision: every
         # statement is a round trip through the sqlite3 module.
-        marks = ",".join("?" * len(keys))
-        rows = conn.execute(
-            f"SELECT {_PREFIXED}, rec.erev, m.r FROM (SELECT MAX(rev) AS r FROM accord_events) m "
-            f"LEFT JOIN accord_records rec ON rec.key IN ({marks})",
-            keys,
-        ).fetchall()
+        rows = conn.execute(_select_touched(len(keys)), keys).fetchall()
         current: dict[str, Record | None] = dict.fromkeys(keys)
         heads: dict[str, int | None] = {}
         revision = rows[0][11] or 0
-        existing: set[str] = set()
         for row in rows:
             if row[0] is not None:
                 current[row[0]] = _row_to_record(row)
                 heads[row[0]] = row[10]
-                existing.add(row[0])
+        existing = set(heads)
         now = self.now()
-        ok = all(check_compare(c, current[c.key], now) for c in compares)
-        ops = success if ok else failure
+        ok = True
+        for cmp in compares:
+            if not check_compare(cmp, current[cmp.key], now):
+                ok = False
+                break
         changes: list[dict[str, Any]] = []
-        writes, events, new_revision = plan_ops(ops, current, revision, now, changes)
-        change_revs = {id(e) for e in changes}
-        by_rev = {e["rev"]: e for e in events}
-        event_rows = []
-        for rev in range(revision + 1, new_revision + 1):
-            event = by_rev.get(rev)
-            if event is None:
+        writes, events, new_revision = plan_ops(
+            success if ok else failure, current, revision, now, changes
+        )
+        change_ids = {id(e) for e in changes}
+        event_rows: list[tuple[int, str | None, int | None, str | None]] = []
+        # Every op consumed one revision; an op without an event still gets
+        # its row (NULL body), because the revision is MAX(rev).
+        rev = revision + 1
+        for event in events:
+            while rev < event["rev"]:
                 event_rows.append((rev, None, None, None))
-                continue
+                rev += 1
             key = event.get("key")
             kprev = None
-            if id(event) in change_revs:
+            if id(event) in change_ids:
                 kprev = heads.get(key)
                 heads[key] = rev
-            event_rows.append((rev, key, kprev, _EVENT_JSON.encode(event)))
+            event_rows.append((rev, key, kprev, _dumps_event(event)))
+            rev += 1
+        while rev <= new_revision:
+            event_rows.append((rev, None, None, None))
+            rev += 1
         for key, rec in writes:
             if rec is None:
                 conn.execute("DELETE FROM accord_records WHERE key = ?", (key,))
                 continue
-            row = (
-                rec.kind,
-                rec.data,
-                rec.version,
-                rec.revision,
-                rec.author,
-                rec.lamport,
-                rec.clock,
-                int(rec.deleted),
-                rec.expires,
-                heads.get(key),
-                rec.key,
-            )
             # An UPDATE of the row in place is cheaper than INSERT OR REPLACE
             # (a delete plus an insert); we know which rows exist already.
-            conn.execute(_INSERT if key not in existing else _UPDATE, row)
+            conn.execute(
+                _UPDATE if key in existing else _INSERT,
+                (
+                    rec.kind,
+                    rec.data,
+                    rec.version,
+                    rec.revision,
+                    rec.author,
+                    rec.lamport,
+                    rec.clock,
+                    rec.deleted,
+                    rec.expires,
+                    heads.get(key),
+                    key,
+                ),
+            )
         if len(event_rows) == 1:
             conn.execute(_INSERT_EVENT, event_rows[0])
         elif event_rows:
