@@ -391,3 +391,58 @@ def test_history_records_submit_accept_reject(store: accord.Store) -> None:
 def test_not_writer_is_a_precondition_failure_with_exit_code_3() -> None:
     assert issubclass(accord.NotWriter, accord.PreconditionFailed)
     assert accord.NotWriter.exit_code == 3
+
+
+def test_serve_decides_waiting_requests_in_groups_each_with_its_own_version(
+    store: accord.Store,
+) -> None:
+    author = store.session("author")
+    author.write(KEY, [])
+    critic = store.session("critic")
+    submitted = [critic.submit(KEY, n) for n in range(20)]
+
+    def apply(value: list[int], change: int) -> list[int] | accord.Reject:
+        return accord.Reject("odd") if change % 2 else [*value, change]
+
+    assert author.serve(KEY, apply, timeout=0, batch=8) == 20
+    assert author.read(KEY).value == list(range(0, 20, 2))
+    versions = []
+    for request in submitted:
+        done = request.refresh()
+        if request.change % 2:
+            assert done.reason == "odd"
+        else:
+            versions.append(done.outcome.version)  # type: ignore[union-attr]
+    assert versions == list(range(2, 12))
+    accepts = [e for e in store.history(key=KEY) if e.op == "accept"]
+    assert [e.version for e in accepts] == versions
+    assert [e.based_on for e in accepts] == [v - 1 for v in versions]
+
+
+def test_serve_commits_what_it_decided_before_apply_failed(store: accord.Store) -> None:
+    author = store.session("author")
+    author.write(KEY, [])
+    critic = store.session("critic")
+    submitted = [critic.submit(KEY, n) for n in range(5)]
+
+    def apply(value: list[int], change: int) -> list[int]:
+        if change == 3:
+            raise RuntimeError("the model timed out")
+        return [*value, change]
+
+    with pytest.raises(RuntimeError, match="timed out"):
+        author.serve(KEY, apply, timeout=0)
+    assert author.read(KEY).value == [0, 1, 2]
+    assert [r.refresh().status for r in submitted] == ["accepted"] * 3 + ["pending"] * 2
+    assert store.session("other").serve(KEY, lambda v, c: [*v, c], timeout=0) == 2
+    assert author.read(KEY).value == [0, 1, 2, 3, 4]
+
+
+def test_serve_limit(store: accord.Store) -> None:
+    critic = store.session("critic")
+    for n in range(5):
+        critic.submit(KEY, f"{n}\n")
+    author = store.session("author")
+    assert author.serve(KEY, lambda v, c: (v or "") + c, timeout=0, limit=2) == 2
+    assert author.read(KEY).value == "0\n1\n"
+    assert len(queue.pending(store, KEY)) == 3

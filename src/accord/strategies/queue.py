@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 from ..clock import encode_clock
 from ..errors import (
     AccordError,
-    Conflict,
     Fenced,
     IdempotencyMismatch,
     NotFound,
@@ -975,59 +974,188 @@ def serve(
     ttl: float = DEFAULT_ROLE_TTL,
     role_wait: float = 0,
     retries: int = 8,
+    batch: int = 64,
 ) -> int:
     """Be the writer of ``key``: decide each request with ``apply``; return how many.
 
     ``apply(current_value, change)`` returns the new value (accepted) or a
     :class:`Reject` (rejected with its reason); ``current_value`` is None
     when the key is absent. It must not write the key itself and should be
-    deterministic: after a :class:`Conflict` (the key moved under the
-    writer, which only its own other processes can do) it is called again
-    on the new value, up to ``retries`` times. An exception from ``apply``
-    stops the loop and leaves the request pending for the next writer.
+    deterministic and free of side effects: if the commit fails because the
+    key moved under the writer (which only another process of the same
+    writer can do), the requests are read again and ``apply`` is called
+    again on the new value, up to ``retries`` times. An exception from
+    ``apply`` stops the loop; the requests decided before it are committed,
+    the rest stay pending for the next writer.
+
+    Requests that are already waiting are decided in groups of up to
+    ``batch`` in one transaction (group commit): each still gets its own
+    version of the key, its own history event and its own status, in
+    submission order, and the group commits all or nothing. Under load this
+    keeps the writer's throughput from falling as submitters are added.
 
     The loop ends after ``timeout`` idle seconds (None: never), when ``stop``
     is set, or after ``limit`` decisions, and then releases the role.
     ``role_wait`` is how long to wait for another writer's role to lapse
-    (taking over from a dead writer).
+    (taking over from a dead writer). Raises :class:`Fenced` if the role is
+    taken over meanwhile.
     """
     if limit is not None and limit <= 0:
         return 0
-    idle = timeout if timeout is not None else float("inf")
+    if batch < 1:
+        raise UsageError("batch must be 1 or more.")
     validate_key(key)
     session._intercept("requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
-    iterator = _iterate(session, key, role, idle, stop)
+    store = session.store
+    backend = store.backend
+    idle = timeout if timeout is not None else float("inf")
+    idle_until = time.monotonic() + idle
     count = 0
+    conflicts = 0
     try:
-        for request in iterator:
-            current = request.base
-            for attempt in range(retries + 1):
-                result = apply(None if current is None else current.value, request.change)
-                try:
-                    if isinstance(result, Reject):
-                        reject(session, request, result.reason)
-                    else:
-                        accept(
-                            session,
-                            request,
-                            result,
-                            expect=current.version if current is not None else 0,
-                        )
+        while True:
+            if stop is not None and stop.is_set():
+                break
+            _renew(session, role)
+            since = backend.revision()
+            waiting = _pending(store, key)
+            if not waiting:
+                left = idle_until - time.monotonic()
+                if left <= 0:
                     break
-                except Conflict:
-                    if attempt == retries:
-                        raise
-                    try:
-                        current = session.read(key)
-                    except NotFound:
-                        current = None
-            count += 1
+                chunk = min(left, role.ttl / 3, 0.1 if stop is not None else role.ttl)
+                backend.wait([], [pending_prefix(key)], since, chunk)
+                continue
+            room = batch if limit is None else min(batch, limit - count)
+            decided, error = _decide_group(session, role, key, waiting[:room], apply)
+            if decided < 0:
+                conflicts += 1
+                if conflicts > retries:
+                    raise error or PreconditionFailed(f"serve() of {key} kept conflicting.")
+                continue
+            conflicts = 0
+            count += decided
+            idle_until = time.monotonic() + idle
+            if error is not None:
+                raise error
             if limit is not None and count >= limit:
                 break
     finally:
-        iterator.close()
         # Best effort on the way out: the role lapses by itself anyway.
         with contextlib.suppress(AccordError):
             release(session, key)
     return count
+
+
+def _decide_group(
+    session: Session,
+    role: _Role,
+    key: str,
+    waiting: list[Record],
+    apply: Callable[[Any, Any], Any],
+) -> tuple[int, BaseException | None]:
+    """Decide ``waiting`` (oldest first) with ``apply`` and commit them in one transaction.
+
+    Returns (how many were decided, an exception from ``apply`` to re-raise
+    after committing the ones before it). Returns (-1, error) when the
+    commit was refused because the key or a request moved: the caller
+    rescans and tries again. Raises :class:`Fenced` if the role was lost.
+    """
+    store = session.store
+    backend = store.backend
+    current = backend.get(key)
+    if current is None or current.deleted:
+        value: Any = None
+        expect = 0
+        version = 0 if current is None else current.version
+    else:
+        value = current.value
+        expect = version = current.version
+    session._remember(key, expect, value)
+    if current is not None:
+        session.clock.observe(key, current.lamport, current.clock)
+    wkey = role_key(key)
+    compares = [
+        Compare(wkey, "holder", "==", session.agent),
+        Compare(key, "version", "==", expect),
+    ]
+    ops: list[Put | Delete | Append] = []
+    decided = 0
+    failure: BaseException | None = None
+    for rec in waiting:
+        stored = _from_record(store, rec.value, seq=rec.revision)
+        session.clock.observe(rec.key, rec.lamport, rec.clock)
+        try:
+            result = apply(value, stored.change)
+        except Exception as exc:  # committed up to here, then re-raised
+            failure = exc
+            break
+        lamport, vector = session.clock.tick()
+        clock_text = encode_clock(vector)
+        decided_data = _stored_dict(stored)
+        decided_data["decided_by"] = session.agent
+        if isinstance(result, Reject):
+            decided_data.update(status="rejected", reason=str(result.reason))
+            event = session._event(
+                "reject",
+                key,
+                lamport,
+                vector,
+                check="queue",
+                based_on=version,
+                request=stored.id,
+                outcome="rejected",
+            )
+            ops.append(Append(event))
+        else:
+            kind, data = store._encode(key, result)
+            event = session._event(
+                "accept",
+                key,
+                lamport,
+                vector,
+                check="queue",
+                based_on=expect if decided == 0 else version,
+                request=stored.id,
+            )
+            version += 1
+            decided_data.update(
+                status="accepted",
+                version=version,
+                value_kind=kind,
+                value=base64.b64encode(data).decode("ascii")
+                if kind == "bytes"
+                else data.decode("utf-8"),
+            )
+            ops.append(Put(key, kind, data, session.agent, lamport, clock_text, event=event))
+            value = result
+        pkey = pending_prefix(key) + stored.id
+        compares.append(Compare(pkey, "version", "!=", 0))
+        ops.append(Delete(pkey, purge=True))
+        ops.append(
+            Put(
+                request_key(stored.id),
+                "json",
+                _json_bytes(decided_data),
+                session.agent,
+                lamport,
+                clock_text,
+            )
+        )
+        decided += 1
+    if decided == 0:
+        return 0, failure
+    # One transaction for the whole group: every request's value, status and
+    # the end of its pending record commit together, so a crash leaves each
+    # request either fully decided or still pending.
+    result = backend.txn(compares, ops)
+    if not result.succeeded:
+        wrec = result.records.get(wkey)
+        if wrec is not None and not wrec.deleted and wrec.author != session.agent:
+            _set_role(session, None, key)
+            raise _fenced(key, session.agent, wrec)
+        return -1, failure
+    session._remember(key, version, value)
+    role.head = None
+    return decided, failure
