@@ -245,6 +245,9 @@ def test_from_history_plan_and_check(tmp_path: Path, sqlite_url: str) -> None:
     assert rows["notes.md"]["origin"] == "recommended"
     assert rows["plan.md"]["access"] == ONE_WRITER and rows["plan.md"]["strategy"] == "owner"
     assert [v["key"] for v in data["violations"]] == ["notes.md"]
+    assert "with 2 blind writes (check: none): updates can be lost" in (
+        data["violations"][0]["message"]
+    )
     result = run("plan", "--from-history", str(history), "--check")
     assert result.exit_code == 6 and "notes.md" in result.output
     # The same table straight from the store.
@@ -370,3 +373,17 @@ def test_demo_plan() -> None:
     assert 'strategy = "optimistic"' in text
     for strategy in ("branch", "queue", "lease", "none"):
         assert f"accord demo --strategy {strategy}" in text
+
+
+def test_a_bypassed_strategy_is_not_in_use(tmp_path: Path) -> None:
+    events = [
+        {"agent": "setup", "op": "write", "key": "doc", "version": 1, "check": "version"},
+        {"agent": "a", "op": "write", "key": "doc", "version": 2, "check": "version",
+         "based_on": 1},
+        {"agent": "b", "op": "write", "key": "doc", "version": 3, "check": "none",
+         "based_on": 1},
+    ]
+    plan = plan_history(events, source="inline")
+    assert plan.rows[0].origin == "recommended"
+    assert [v.kind for v in plan.violations] == ["no-strategy"]
+    assert plan_history([], source="empty").rows == []

@@ -177,7 +177,13 @@ class Observed:
         return self.writers | self.acceptors | self.forkers
 
     def strategy(self) -> str | None:
-        """The strategy the history shows in use, or None (blind or unguarded)."""
+        """The strategy the history shows in use, or None.
+
+        None when any write was blind (``check: none``): a strategy that is
+        bypassed now and then is not in use.
+        """
+        if self.checks.get("none"):
+            return None
         if self.submitters or self.acceptors or self.checks.get("queue"):
             return "queue"
         if self.forkers or self.checks.get("merge"):
@@ -725,12 +731,18 @@ def plan_history(history: Iterable[Mapping[str, Any]], *, source: str) -> Plan:
             row.why = row.why.replace("declared. ", "in use. ", 1)
         if in_use is None and row.access == MANY_WRITERS:
             row.why = f"no strategy in use: {row.why}"
+            blind = obs.checks.get("none", 0)
+            how = (
+                f"with {blind} blind write{'s' if blind != 1 else ''} (check: none)"
+                if blind
+                else "with no strategy guarding the writes"
+            )
             violations.append(
                 Violation(
                     "no-strategy",
                     res.key,
-                    f"{res.key} was written by {res.writers.describe()} with no strategy "
-                    f"guarding the writes; the protocol recommends {row.recommended}.",
+                    f"{res.key} was written by {res.writers.describe()} {how}: updates can be "
+                    f"lost. The protocol recommends {row.recommended}.",
                 )
             )
         rows.append(row)
@@ -898,7 +910,10 @@ def plan_table(plan: Plan, *, title: str | None = None, wide: bool = True) -> An
 def render_plan(plan: Plan, console: Any, *, check: bool = False) -> None:
     """Print ``plan`` for people on a rich ``console`` (table, then violations)."""
     wide = console.width >= WIDE
-    console.print(plan_table(plan, title=f"accord plan: {plan.source}", wide=wide))
+    if plan.rows:
+        console.print(plan_table(plan, title=f"accord plan: {plan.source}", wide=wide))
+    else:
+        console.print(f"accord plan: {plan.source}: no resource that more than one agent touches.")
     if plan.private:
         console.print(
             f"{plan.private} key{'s' if plan.private != 1 else ''} touched by one agent only "
