@@ -188,7 +188,7 @@ def plan_ops(
                 )
                 # A record with a TTL (a lease) tells the history its deadline,
                 # computed from the same clock reading as the event's time.
-                if new.expires is not None and "expires" not in events[-1]:
+                if new is not None and new.expires is not None and "expires" not in events[-1]:
                     events[-1]["expires"] = iso_time(new.expires)
                 if changes is not None:
                     changes.append(events[-1])

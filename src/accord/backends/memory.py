@@ -104,7 +104,8 @@ class MemoryBackend:
     def changes(self, key: str) -> Iterator[dict[str, Any]]:
         with self._cond:
             found = list(self._changes.get(key, ()))
-        return reversed(found)
+        found.reverse()
+        return iter(found)
 
     def wait(self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
