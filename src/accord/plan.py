@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -706,8 +708,6 @@ def manifest_from_history(
 
 
 def _replace(res: Resource, **changes: Any) -> Resource:
-    from dataclasses import replace
-
     return replace(res, **changes)
 
 
@@ -773,8 +773,6 @@ def manifest_to_toml(
     for res in manifest.resources:
         comment = (comments or {}).get(res.key)
         if comment:
-            import textwrap
-
             lines.extend(f"# {line}".rstrip() for line in textwrap.wrap(comment, 86))
         lines.append("[[resource]]")
         lines.append(f"key = {toml_string(res.key)}")
@@ -802,8 +800,6 @@ def _toml_list(items: list[str]) -> str:
 
 
 def _key(name: str) -> str:
-    import re
-
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_string(name)
 
 
