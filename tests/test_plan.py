@@ -387,3 +387,17 @@ def test_a_bypassed_strategy_is_not_in_use(tmp_path: Path) -> None:
     assert plan.rows[0].origin == "recommended"
     assert [v.kind for v in plan.violations] == ["no-strategy"]
     assert plan_history([], source="empty").rows == []
+
+
+def test_docs_show_the_real_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/protocol.md shows the example's plan exactly as accord prints it."""
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)
+    console = Console(width=80, record=True)
+    render_plan(plan_file("examples/research-crew/accord.toml"), console, check=True)
+    rendered = "\n".join(line.strip() for line in console.export_text().splitlines())
+    docs_text = (root / "docs" / "protocol.md").read_text()
+    docs = "\n".join(line.strip() for line in docs_text.splitlines())
+    assert rendered in docs
+    example = (root / "examples" / "research-crew" / "accord.toml").read_text()
+    assert example.split("\n\n", 1)[1] in docs_text
