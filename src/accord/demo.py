@@ -121,20 +121,83 @@ def _optimistic(ctx: AgentContext) -> None:
             value, expect = doc.value, doc.version
 
 
+def _queue(ctx: AgentContext) -> None:
+    s = ctx.session
+    ctx.turn("read")
+    doc = s.read(ctx.key)
+    ctx.say(f"reads v{doc.version}")
+    ctx.turn("write")
+    request = s.submit(ctx.key, ctx.line)
+    ctx.say(f"submits its change as request {request.id[:10]}, waits", blocked=True)
+    started = time.monotonic()
+    done = request.wait(timeout=TURN_TIMEOUT)
+    waited = time.monotonic() - started
+    ctx.count("waiting for the writer (ms)", round(waited * 1000))
+    version = getattr(done.outcome, "version", "?")
+    ctx.say(f"writer accepted it -> v{version} ({waited * 1000:.0f} ms)", style="green")
+
+
+def _queue_writer(ctx: AgentContext) -> None:
+    from .strategies import queue
+
+    s = ctx.session
+
+    def fold(value: str, change: str) -> str:
+        ctx.say(f"applies {change.split(':')[0].strip('- ')}'s request on its latest value")
+        return value + change
+
+    ctx.say("serves the queue: the only agent that writes the key")
+    try:
+        s.serve(ctx.key, fold, limit=2, timeout=TURN_TIMEOUT * 3)
+    finally:
+        queue.retire(s, ctx.key)  # the demo resets the key for the next strategy
+
+
+def _branch(ctx: AgentContext) -> None:
+    s = ctx.session
+    ctx.turn("read")
+    branch = s.fork(ctx.key)
+    ctx.say(f"forks v{branch.base_version} into its own copy")
+    ctx.turn("write")
+    branch.write(branch.read() + ctx.line)
+    ctx.say("writes its copy: no lock, no check, no waiting")
+    if ctx.agent != "agent-a":
+        return
+    store = s.store
+    merge = store.merge(ctx.key, store.branches(ctx.key), agent=ctx.agent)
+    ctx.count("merge conflicts", len(merge.conflicts))
+    for conflict in merge.conflicts:
+        ctx.say(f"synthesis: merge conflict at {conflict.where} (both appended)", style="yellow")
+    merge = store.merge(
+        ctx.key,
+        store.branches(ctx.key),
+        resolve=lambda conflict: "".join(conflict.sides.values()),
+        agent=ctx.agent,
+    )
+    doc = merge.commit()
+    ctx.say(f"resolves it (keeps both), commits the merge -> v{doc.version}", style="green")
+
+
 SCRIPTS: dict[str, dict[str, Script]] = {
     "none": {"agent-a": _none, "agent-b": _none},
     "optimistic": {"agent-a": _optimistic, "agent-b": _optimistic},
+    "queue": {"agent-a": _queue, "agent-b": _queue, "writer": _queue_writer},
+    "branch": {"agent-a": _branch, "agent-b": _branch},
 }
 """strategy -> {agent: script}. agent-a and agent-b follow SCHEDULE; others run free."""
 
 DESCRIPTIONS: dict[str, str] = {
     "none": "blind writes: nobody checks what changed since they read",
     "optimistic": "write with expect=<version read>; on Conflict re-read and retry",
+    "queue": "agents submit change requests; one writer applies them in order",
+    "branch": "each agent edits its own copy; the copies are merged at synthesis",
 }
 
 COSTS: dict[str, str] = {
     "none": "no cost, and no safety: one agent's work silently disappears",
     "optimistic": "a retry for the agent that lost the race; nobody waits",
+    "queue": "submitters wait for the writer's decision; no retries, no conflicts",
+    "branch": "nobody waits; overlapping edits surface as merge conflicts at synthesis",
 }
 
 SCHEDULE = [(1, "agent-a"), (2, "agent-b"), (4, "agent-b"), (5, "agent-a")]

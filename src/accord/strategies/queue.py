@@ -76,6 +76,7 @@ __all__ = [
     "reject",
     "release",
     "requests",
+    "retire",
     "serve",
     "submit",
     "writer_of",
@@ -454,6 +455,26 @@ def release(session: Session, key: str) -> None:
         [Compare(rkey, "version", "==", rec.version)],
         [Put(rkey, "json", _json_bytes(value), session.agent)],
     )
+
+
+def retire(session: Session, key: str) -> None:
+    """Turn ``key`` back into an ordinary key: remove its writer role record.
+
+    Afterwards direct writes are guarded as for any key (no :class:`NotWriter`)
+    until someone claims the role again. Only the role's holder may retire
+    it, or anyone once the role has lapsed; otherwise :class:`NotWriter`.
+    Pending requests stay pending.
+    """
+    validate_key(key)
+    backend = session.store.backend
+    rkey = role_key(key)
+    rec = backend.get(rkey)
+    if rec is None or rec.deleted:
+        return
+    if rec.author != session.agent and rec.value["deadline"] > backend.now():
+        raise _not_writer(key, rec.value["agent"], session.agent)
+    _set_role(session, None, key)
+    backend.txn([Compare(rkey, "version", "==", rec.version)], [Delete(rkey, purge=True)])
 
 
 # --- the guard on direct writes -----------------------------------------------------
