@@ -256,6 +256,15 @@ BEGIN
 
     IF NOT v_has_ops THEN
         SELECT c.rev INTO v_rev0 FROM @s@.accord_counter c WHERE c.id = 1;
+    ELSIF NOT v_ok AND NOT EXISTS (
+            SELECT 1 FROM generate_subscripts(o_type, 1) AS j
+            WHERE NOT o_branch[j] AND o_type[j] <> 'a') THEN
+        -- A refused write only appends its history event. Committing it
+        -- without waiting for the WAL flush lets the counter lock go at once,
+        -- so losers of a hot key do not queue behind each other's fsync. A
+        -- server crash can drop only such trailing events, never an applied
+        -- write: a later synchronous commit flushes everything before it.
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     v_written := ARRAY(
         SELECT o_key[j] FROM generate_subscripts(o_type, 1) AS j

@@ -249,6 +249,13 @@ class PostgresBackend:
 
     def _connect_error(self, exc: psycopg.Error) -> BackendUnavailable:
         """A clear message for a connection that could not be made."""
+        return BackendUnavailable(
+            f"Cannot connect to {self._where()}: {self._connect_problem(exc)}",
+            fate="not applied",
+        )
+
+    def _connect_problem(self, exc: psycopg.Error) -> str:
+        """What went wrong connecting, and what to do about it."""
         text = str(exc).strip()
         parts = urlsplit(self.url)
         user = parts.username or "(your login name)"
@@ -284,9 +291,7 @@ class PostgresBackend:
             hint = "The host name does not resolve: fix the host in the URL."
         else:
             hint = "Check the URL and that the server accepts connections from this host."
-        return BackendUnavailable(
-            f"Cannot connect to {self._where()}: {text}. {hint}", fate="not applied"
-        )
+        return f"{text}. {hint}"
 
     def _translate(self, exc: psycopg.Error, doing: str, *, wrote: bool) -> BackendUnavailable:
         """Map a psycopg error that ended an operation to the accord tree."""
@@ -481,9 +486,9 @@ class PostgresBackend:
             # The pool only says it timed out; one direct attempt says why.
             try:
                 psycopg.connect(self._conninfo, connect_timeout=3).close()
+                reason = f"no connection became free within {self._retry_timeout:g} s"
             except psycopg.Error as probe:
-                return self._connect_error(probe)
-            reason = f"no connection became free within {self._retry_timeout:g} s"
+                reason = self._connect_problem(probe)
         if not write:
             fate, tail = None, "Nothing was written. Retry once the server is back."
         elif in_doubt:
@@ -543,9 +548,18 @@ class PostgresBackend:
     def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
+        has_ops = bool(success) or bool(failure)
+        return self._txn(compares, success, failure, uuid.uuid4() if has_ops else None)
+
+    def _txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op],
+        token: uuid.UUID | None,
+    ) -> TxnResult:
         keys = touched_keys(compares, success, failure)
         has_ops = bool(success) or bool(failure)
-        token = uuid.uuid4() if has_ops else None
         params = [token, *_compare_params(compares), *_op_params(success, failure)]
 
         def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
