@@ -260,4 +260,5 @@ def idempotent_writer(url: str, agent: str, acks: Any, stop: Any) -> None:
                         acks.put(("unavailable", agent, str(exc)[:200]))
                 acks.put(("ack", agent, idem))
             i += 1
-    acks.put(("done", agent, i))
+        backend: Any = store.backend
+        acks.put(("done", agent, (i, backend.retried, backend.replayed)))

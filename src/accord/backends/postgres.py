@@ -167,6 +167,10 @@ class PostgresBackend:
         self._sql_tokens = sql.SQL(
             "DELETE FROM {}.accord_tokens WHERE ts < extract(epoch FROM clock_timestamp()) - %s"
         ).format(s)
+        self.retried = 0
+        """Operations repeated after a lost connection or a rolled-back conflict."""
+        self.replayed = 0
+        """Write transactions found committed by an earlier attempt (not applied again)."""
         self._closed = False
         self._listener: _Listener | None = None
         self._listener_lock = threading.Lock()
@@ -476,6 +480,7 @@ class PostgresBackend:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._gave_up(last, doing, write=write, in_doubt=in_doubt) from last
+            self.retried += 1
             time.sleep(min(left, random.uniform(0, min(1.0, 0.02 * 2**attempt))))
 
     def _gave_up(
@@ -570,6 +575,7 @@ class PostgresBackend:
         ok, rev0, rev1, now, replay, before_text = header[10:16]
         current: dict[str, Record | None] = dict.fromkeys(keys)
         if replay:
+            self.replayed += 1
             self._replay_before(current, before_text)
         else:
             for row in rows[:-1]:
