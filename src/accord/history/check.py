@@ -31,6 +31,7 @@ through :mod:`accord.history.infer`, which infers each key's version order.
 from __future__ import annotations
 
 import gc
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from typing import Any, Literal
 from ..errors import HistoryFormatError
 from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
 
-WINDOW_VERSIONS = 256
+WINDOW_VERSIONS = 100_000
 """Versions of one key remembered for explanations and lost-write accounting."""
 
 WINDOW_REVISIONS = 100_000
@@ -324,7 +325,7 @@ class _Key:
         self.recent: dict[int, _W] = {}
         # The ancestry of the current version (newest last): the versions
         # whose changes the current value contains, through based_on links.
-        self.path: list[int] = []
+        self.path: list[list[int]] = []
         self.leases: dict[Any, _Lease] | None = None
 
 
@@ -502,11 +503,16 @@ class NativeChecker:
             if self._report("lost-update"):
                 self._add(self._lost_update(key, k, w, based, prev))  # type: ignore[arg-type]
         elif (
-            last is not None
+            # A write that names the version it replaced (based_on == prev)
+            # knew that version: it came after it. Only a write with no basis
+            # can race; its vector clock says whether it had seen the write
+            # it replaced, and a newer lease token orders it after the holder
+            # of the older one.
+            based is None
+            and last is not None
             and last[AGENT] != agent
             and clock
             and k.last_clock
-            and not (check_kind == "version" and based == prev)
             and not (lease is not None and last[LEASE] is not None and lease > last[LEASE])
         ):
             for who, count in k.last_clock.items():
@@ -540,18 +546,20 @@ class NativeChecker:
             self.lost_final += 1
 
     def _ancestry(self, k: _Key, w: _W) -> None:
-        """Move the current version's ancestry to ``w``'s (see the class docs).
+        """Move the current version's ancestry to ``w``'s.
 
         The current value contains the changes of exactly the versions on the
         ancestry path. A write based on an older version drops the versions
         above its basis from the path (their changes are now missing); a
         write based on a version that had been dropped brings that version's
-        own ancestry back. What is off the path at the end was lost.
+        own ancestry back. What is off the path at the end was lost. The path
+        is kept as runs of consecutive versions, so it costs memory per gap
+        (per lost update), not per write.
         """
         path = k.path
         recent = k.recent
         parent = w[PARENT]
-        if path and path[-1] != parent:
+        if path and path[-1][1] != parent:
             pw = recent.get(parent)
             if pw is not None and not pw[ONPATH]:
                 # Built on a version that had been erased: its ancestry comes back.
@@ -560,43 +568,48 @@ class NativeChecker:
                 while x is not None and not x[ONPATH]:
                     branch.append(x)
                     x = recent.get(x[PARENT]) if x[PARENT] != x[V] else None
-                junction = x[V] if x is not None else -1
                 if x is None:
+                    # The erased branch reaches below the window: its lower
+                    # part cannot be brought back exactly.
                     self.approximate = True
-                self._drop(k, w, lambda v: v > junction)
+                    self._drop(k, w, branch[-1][PARENT])
+                else:
+                    self._drop(k, w, x[V])
                 for b in reversed(branch):
                     b[ONPATH] = True
                     b[LOSTBY] = None
-                    path.append(b[V])
+                    _push(path, b[V])
             else:
-                if pw is None and parent not in (0, None):
+                if pw is None and parent > 0 and not _on_runs(path, parent):
                     self.approximate = True
-                self._drop(k, w, lambda v: v > parent)
-        path.append(w[V])
+                self._drop(k, w, parent)
+        _push(path, w[V])
         w[ONPATH] = True
-        if len(path) > 2 * self.window_versions:
-            del path[: len(path) - self.window_versions]
 
-    def _drop(self, k: _Key, w: _W, above: Callable[[int], bool]) -> None:
+    def _drop(self, k: _Key, w: _W, floor: int) -> None:
+        """Take every version above ``floor`` off the ancestry path: ``w`` erased them."""
         path = k.path
         recent = k.recent
-        v = None
-        while path and above(path[-1]):
-            v = path.pop()
-            x = recent.get(v)
-            if x is None:
-                # Forgotten already (outside the window): counted as lost now.
-                self.lost_final += 1
-                self.approximate = True
-            else:
-                x[ONPATH] = False
-                if x[LOSTBY] is None:
-                    x[LOSTBY] = w[V]
-        if not path and v is not None and w[PARENT] < v - 1 and above(w[PARENT] + 1):
-            # The ancestry below the window was forgotten; it ran contiguously
-            # down to the basis in every history accord writes, so count it.
-            self.lost_final += v - 1 - max(w[PARENT], 0)
-            self.approximate = True
+        oldest = next(iter(recent)) if recent else None
+        while path and path[-1][1] > floor:
+            run = path[-1]
+            lo = max(run[0], floor + 1)
+            v = run[1]
+            while v >= lo and oldest is not None and v >= oldest:
+                x = recent.get(v)
+                if x is not None:
+                    x[ONPATH] = False
+                    if x[LOSTBY] is None:
+                        x[LOSTBY] = w[V]
+                v -= 1
+            if v >= lo:
+                # Versions already forgotten (outside the window) but still on
+                # the path: their changes are lost now; count them.
+                self.lost_final += v - lo + 1
+            if lo > run[0]:
+                run[1] = lo - 1
+                break
+            path.pop()
 
     def _read(
         self,
@@ -661,7 +674,7 @@ class NativeChecker:
         self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: Any
     ) -> None:
         token = ev.get("lease")
-        if token is None or type(key) is not str:
+        if token is None or type(key) is not str or ev.get("outcome", "ok") != "ok":
             return
         k = self.keys.get(key)
         if k is None:
@@ -721,7 +734,9 @@ class NativeChecker:
                 at = parse_time(time)
             except ValueError:
                 at = None
-            if at is not None and at > lease.expires:
+            # Event times are printed to the microsecond, so a deadline and a
+            # commit time taken from them may each be short by up to 1 us.
+            if at is not None and at > lease.expires + 1e-5:
                 why = f"the lease had expired {at - lease.expires:.3f} s earlier"
         if why is None or not self._report("fenced-write-accepted"):
             return
@@ -791,8 +806,6 @@ class NativeChecker:
                 if w[REV] >= horizon or w is k.last:
                     break
                 self._evict(recent, w)
-            if len(k.path) > len(recent) + 1:
-                del k.path[: len(k.path) - len(recent) - 1]
 
     # --- explanations -------------------------------------------------------
 
@@ -915,6 +928,21 @@ class NativeChecker:
             if n > self.max_reported:
                 r.notes.append(f"{n} {name} found; the first {self.max_reported} are listed.")
         return r
+
+
+def _push(path: list[list[int]], v: int) -> None:
+    if path and path[-1][1] == v - 1:
+        path[-1][1] = v
+    else:
+        path.append([v, v])
+
+
+def _on_runs(path: list[list[int]], v: int) -> bool:
+    i = bisect_right(path, [v, _BIG]) - 1
+    return i >= 0 and path[i][0] <= v <= path[i][1]
+
+
+_BIG = 1 << 62
 
 
 def _older(a: _Lease, b: _Lease) -> bool:
