@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -228,7 +228,8 @@ class PostgresBackend:
             passthrough.append(("connect_timeout", "10"))
         if "application_name" not in names:
             passthrough.append(("application_name", "accord"))
-        conninfo = urlunsplit(parts._replace(query=urlencode(passthrough)))
+        # %20, not "+", for spaces: libpq does not read "+" as a space.
+        conninfo = urlunsplit(parts._replace(query=urlencode(passthrough, quote_via=quote)))
         try:
             conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
@@ -576,7 +577,7 @@ class PostgresBackend:
         current: dict[str, Record | None] = dict.fromkeys(keys)
         if replay:
             self.replayed += 1
-            self._replay_before(current, before_text)
+            self._replay_before(current, success if ok else failure, before_text)
         else:
             for row in rows[:-1]:
                 current[row[0]] = _row_to_record(row)
@@ -590,21 +591,24 @@ class PostgresBackend:
         self._maybe_sweep_tokens()
         return TxnResult(ok, revision, current, events)
 
-    def _replay_before(self, current: dict[str, Record | None], before_text: str) -> None:
+    def _replay_before(
+        self, current: dict[str, Record | None], ops: Sequence[Op], before_text: str
+    ) -> None:
         """Rebuild the "before" rows of a transaction that committed on an
-        earlier attempt: the written keys from its token row, the others as
-        they are now (they were only compared, so they are read again)."""
-        written = set()
-        for key, kind, version, revision, author, lamport, clock, deleted, expires in json.loads(
-            before_text
-        ):
-            written.add(key)
-            current[key] = Record(
-                key, kind, b"", version, revision, author, lamport, clock, deleted, expires
-            )
+        earlier attempt: the keys it wrote from its token row (absent there:
+        absent then), the keys it only compared as they are now."""
+        written = {op.key for op in ops if not isinstance(op, Append)}
+        rows = {row[0]: row for row in json.loads(before_text)}
         for key in current:
             if key not in written:
                 current[key] = self.get(key)
+            elif key in rows:
+                _, kind, version, revision, author, lamport, clock, deleted, expires = rows[key]
+                current[key] = Record(
+                    key, kind, b"", version, revision, author, lamport, clock, deleted, expires
+                )
+            else:
+                current[key] = None
 
     def _maybe_sweep_tokens(self) -> None:
         # Tokens only matter while a client may still retry (retry_timeout);
