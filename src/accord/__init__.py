@@ -44,6 +44,7 @@ from .records import Doc, Event
 from .session import Operation, Session
 from .store import Store, open
 from .strategies.branch import Branch, Merge
+from .strategies.crdt import SharedText
 from .strategies.lease import Lease, LeaseInfo, LeaseSet, LeaseStatus
 from .strategies.lease import status as lease_status
 from .strategies.queue import Reject, Request
@@ -87,6 +88,7 @@ __all__ = [
     "Request",
     "RetriesExhausted",
     "Session",
+    "SharedText",
     "Store",
     "Timeout",
     "UsageError",
