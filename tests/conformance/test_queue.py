@@ -446,3 +446,14 @@ def test_serve_limit(store: accord.Store) -> None:
     assert author.serve(KEY, lambda v, c: (v or "") + c, timeout=0, limit=2) == 2
     assert author.read(KEY).value == "0\n1\n"
     assert len(queue.pending(store, KEY)) == 3
+
+
+def test_a_request_pickles_without_its_store(store: accord.Store) -> None:
+    import pickle
+
+    request = store.session("critic").submit(KEY, {"a": 1})
+    copy = pickle.loads(pickle.dumps(request))
+    assert copy == request and copy.change == {"a": 1}
+    with pytest.raises(accord.UsageError, match="not attached"):
+        copy.wait(0)
+    assert queue.get_request(store, copy.id) == request

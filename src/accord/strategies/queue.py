@@ -43,7 +43,7 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from ..clock import encode_clock
@@ -133,6 +133,12 @@ class Request:
     base: Doc | None = field(default=None, compare=False)
     base_version: int | None = field(default=None, compare=False)
     _store: Store | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Requests cross process boundaries (a result queue, a pool); the
+        # store they came from does not: re-attach with get_request().
+        values = tuple(getattr(self, f.name) for f in fields(self) if f.name != "_store")
+        return (Request, values)
 
     @property
     def pending(self) -> bool:
