@@ -26,6 +26,7 @@ def _plain(value: Any) -> Any:
 
 
 def branch_json(branch: Any) -> dict[str, Any]:
+    """A Branch as JSON for --json output."""
     return {
         "id": branch.id,
         "key": branch.key,

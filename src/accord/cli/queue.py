@@ -31,6 +31,7 @@ def read_value(file_: str, json_value: bool, binary: bool) -> Any:
 
 
 def value_options(fn: Any) -> Any:
+    """--file, --json-value and --binary: how a command takes a value."""
     fn = click.option("--binary", is_flag=True, help="Send the input as bytes.")(fn)
     fn = click.option("--json-value", is_flag=True, help="Parse the input as JSON.")(fn)
     return click.option(
@@ -49,6 +50,7 @@ def _plain(value: Any) -> Any:
 
 
 def request_json(request: Any) -> dict[str, Any]:
+    """A Request as JSON for --json output."""
     outcome = request.outcome
     if isinstance(outcome, Doc):
         outcome = {"version": outcome.version, "revision": outcome.revision}

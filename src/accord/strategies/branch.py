@@ -99,6 +99,7 @@ class Branch:
 
     @property
     def record_key(self) -> str:
+        """The store key of this branch's record."""
         return branch_prefix(self.key) + self.id
 
     def _load(self) -> dict[str, Any]:

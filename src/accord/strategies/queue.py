@@ -142,14 +142,17 @@ class Request:
 
     @property
     def pending(self) -> bool:
+        """True while the writer has not decided the request."""
         return self.status == "pending"
 
     @property
     def accepted(self) -> bool:
+        """True once accepted (``outcome`` is the written Doc)."""
         return self.status == "accepted"
 
     @property
     def rejected(self) -> bool:
+        """True once rejected (``reason`` says why)."""
         return self.status == "rejected"
 
     @property
