@@ -121,6 +121,29 @@ def _optimistic(ctx: AgentContext) -> None:
             value, expect = doc.value, doc.version
 
 
+def _lease(ctx: AgentContext) -> None:
+    from .errors import LeaseTimeout
+
+    s = ctx.session
+    ctx.turn("read")
+    started = time.monotonic()
+    try:
+        lease = s.acquire(ctx.key, ttl=60, wait=0)
+    except LeaseTimeout as exc:
+        holders = ", ".join(getattr(exc, "holders", [])) or "another agent"
+        ctx.say(f"lease is held by {holders}: waits in line", blocked=True)
+        lease = s.acquire(ctx.key, ttl=60, wait=TURN_TIMEOUT * 3)
+    waited = time.monotonic() - started
+    ctx.count("waiting for the lease (ms)", round(waited * 1000))
+    doc = s.read(ctx.key)
+    after = f" after {waited * 1000:.0f} ms" if waited > 0.05 else ""
+    ctx.say(f"gets the lease (token {lease.token}){after}, reads v{doc.version}")
+    ctx.turn("write")
+    new = s.write(ctx.key, doc.value + ctx.line, lease=lease)
+    lease.release()
+    ctx.say(f"writes under token {lease.token} -> v{new.version}, releases", style="green")
+
+
 def _queue(ctx: AgentContext) -> None:
     s = ctx.session
     ctx.turn("read")
@@ -181,6 +204,7 @@ def _branch(ctx: AgentContext) -> None:
 SCRIPTS: dict[str, dict[str, Script]] = {
     "none": {"agent-a": _none, "agent-b": _none},
     "optimistic": {"agent-a": _optimistic, "agent-b": _optimistic},
+    "lease": {"agent-a": _lease, "agent-b": _lease},
     "queue": {"agent-a": _queue, "agent-b": _queue, "writer": _queue_writer},
     "branch": {"agent-a": _branch, "agent-b": _branch},
 }
@@ -189,6 +213,7 @@ SCRIPTS: dict[str, dict[str, Script]] = {
 DESCRIPTIONS: dict[str, str] = {
     "none": "blind writes: nobody checks what changed since they read",
     "optimistic": "write with expect=<version read>; on Conflict re-read and retry",
+    "lease": "take the key's lease before reading; others wait in line (FIFO)",
     "queue": "agents submit change requests; one writer applies them in order",
     "branch": "each agent edits its own copy; the copies are merged at synthesis",
 }
@@ -196,6 +221,7 @@ DESCRIPTIONS: dict[str, str] = {
 COSTS: dict[str, str] = {
     "none": "no cost, and no safety: one agent's work silently disappears",
     "optimistic": "a retry for the agent that lost the race; nobody waits",
+    "lease": "the second agent waits while the first thinks; no retries, no conflicts",
     "queue": "submitters wait for the writer's decision; no retries, no conflicts",
     "branch": "nobody waits; overlapping edits surface as merge conflicts at synthesis",
 }
