@@ -60,6 +60,8 @@ ANOMALY_NAMES = (
 MUTATING = frozenset({"write", "delete", "accept", "merge"})
 """Operations that change a key when their outcome is ok."""
 
+KEYED = MUTATING | {"read"}
+
 Verdict = Literal["clean", "anomalies", "unknown"]
 
 
@@ -364,7 +366,6 @@ class NativeChecker:
         self.max_reported = max_reported
         self.keys: dict[str, _Key] = {}
         self.agent_rev: dict[str, int] = {}
-        self.names: dict[str, str] = {}
         self.reads: dict[tuple[str, str], tuple[int, str]] = {}
         self.idem: dict[str, tuple[int, str, str | None, int]] = {}
         self.requests: dict[str, tuple[int, str, str | None, int]] = {}
@@ -395,10 +396,21 @@ class NativeChecker:
         """Take one event; returns False if it was skipped (lenient mode)."""
         # The hot path of the checker: one call per event, so it binds what it
         # uses to locals and looks each field up once.
-        get = ev.get
-        rev = get("rev")
-        op = get("op")
-        agent = get("agent")
+        # Exports carry every field, so plain subscripts (cheaper than get)
+        # serve them; histories written by others may leave fields out.
+        try:
+            rev = ev["rev"]
+            op = ev["op"]
+            agent = ev["agent"]
+            key: Any = ev["key"]
+            version: Any = ev["version"]
+        except KeyError:
+            get = ev.get
+            rev = get("rev")
+            op = get("op")
+            agent = get("agent")
+            key = get("key")
+            version = get("version")
         if (
             type(rev) is not int
             or rev <= self.last_rev
@@ -407,30 +419,30 @@ class NativeChecker:
             or not agent
         ):
             return self._reject(line, ev, rev, op, agent)
-        key = get("key")
-        version = get("version")
-        if op in MUTATING or op == "read":
+        keyed = op in KEYED
+        if keyed and (
+            type(key) is not str
+            or not key
+            or (version is not None and type(version) is not int)
+        ):
             if type(key) is not str or not key:
                 self.stream.fail(line, f"a {op} event without a 'key'.")
-                return False
-            if version is not None and type(version) is not int:
+            else:
                 self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
-                return False
+            return False
         self.last_rev = rev
         self.events += 1
-        # One string object per agent name, however many events carry it.
-        agent = self.names.setdefault(agent, agent)
         agent_rev = self.agent_rev
         before = agent_rev.get(agent)
         agent_rev[agent] = rev
-        if op in MUTATING:
-            if version is not None and get("outcome", "ok") == "ok":
-                self._commit(line, ev, rev, op, agent, key, version)  # type: ignore[arg-type]
+        if keyed:
+            if op == "read":
+                if version is not None:
+                    self._read(line, ev, rev, agent, key, before, version)
+            elif version is not None and ev.get("outcome", "ok") == "ok":
+                self._commit(line, ev, rev, op, agent, key, version)
             else:
                 self.refused += 1
-        elif op == "read":
-            if version is not None:
-                self._read(line, ev, rev, agent, key, before, version)  # type: ignore[arg-type]
         elif op[:6] == "lease_":
             self._lease(line, ev, rev, op, agent, key)
         if rev >= self.next_sweep:
@@ -466,29 +478,45 @@ class NativeChecker:
         self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str,
         version: int,
     ) -> None:
-        get = ev.get
+        try:
+            prev = ev["prev"]
+            based = ev["based_on"]
+            time = ev["time"] or ""
+            check_kind = ev["check"] or "none"
+            lease = ev["lease"]
+            clock = ev["clock"]
+            idem = ev["idem"]
+            request = ev["request"]
+        except KeyError:
+            get = ev.get
+            prev = get("prev")
+            based = get("based_on")
+            time = get("time") or ""
+            check_kind = get("check") or "none"
+            lease = get("lease")
+            clock = get("clock")
+            idem = get("idem")
+            request = get("request")
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _Key()
-        prev = get("prev")
         if type(prev) is not int:
             prev = k.cur
         elif k.last is not None and prev != k.cur:
             self.gaps += 1
-        based = get("based_on")
         if based is not None and type(based) is not int:
             based = None
-        time = get("time") or ""
         read_time = None
         if based is not None and self.reads:
             held = self.reads.get((agent, key))
             if held is not None and held[0] == based:
                 read_time = held[1]
-        check_kind = get("check") or "none"
-        lease = get("lease")
-        w = _new_w(version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time)
+        # The record of this version (see _new_w; built inline: this is hot).
+        w = [
+            version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time,
+            prev if based is None else based, False, None,
+        ]
         self.writes += 1
-        clock = get("clock")
         last = k.last
 
         lost = based is not None and based < prev
@@ -501,7 +529,7 @@ class NativeChecker:
                 w[PARENT] = prev
         if lost:
             if self._report("lost-update"):
-                self._add(self._lost_update(key, k, w, based, prev))  # type: ignore[arg-type]
+                self._add(self._lost_update(key, k, w, based, prev))
         elif (
             # A write that names the version it replaced (based_on == prev)
             # knew that version: it came after it. Only a write with no basis
@@ -521,7 +549,17 @@ class NativeChecker:
                         self._add(self._concurrent(key, last, w, k.last_clock, clock))
                     break
 
-        self._ancestry(k, w)
+        path = k.path
+        if path and path[-1][1] == w[PARENT]:
+            # The common case: built on the current version, the path grows.
+            run = path[-1]
+            if run[1] == version - 1:
+                run[1] = version
+            else:
+                path.append([version, version])
+            w[ONPATH] = True
+        else:
+            self._ancestry(k, w)
         k.cur = version
         k.deleted = op == "delete"
         k.last = w
@@ -531,10 +569,8 @@ class NativeChecker:
         if len(recent) > self.window_versions:
             self._evict(recent, recent[next(iter(recent))])
 
-        idem = get("idem")
         if idem is not None:
             self._once(self.idem, "idempotency key", idem, line, ev, rev, agent, key)
-        request = get("request")
         if request is not None:
             self._once(self.requests, "request", request, line, ev, rev, agent, key)
         if lease is not None and k.leases is not None:
@@ -624,8 +660,8 @@ class NativeChecker:
         time = ev.get("time") or ""
         self.reads[(agent, key)] = (version, time)
         k = self.keys.get(key)
-        if k is None or before is None or not k.recent:
-            return
+        if k is None or before is None or version >= k.cur or not k.recent:
+            return  # nothing newer than what it read was ever committed
         # The read began after the agent's previous event (program order), so
         # every version committed before that event was acknowledged before
         # the read began: the read must return it or something newer.
