@@ -107,13 +107,23 @@ class Backend(Protocol):
 # --- shared logic ----------------------------------------------------------
 
 
+_LAST_SECOND: tuple[int, str] = (-1, "")
+
+
 def iso_time(ts: float) -> str:
     """RFC 3339 UTC time with microseconds, as history events carry it."""
+    global _LAST_SECOND
     seconds = int(ts)
     micros = round((ts - seconds) * 1_000_000)
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    # Every write stamps its events; formatting the date costs more than the
+    # rest of the stamp, and it changes once a second. One tuple, replaced
+    # whole, so threads never see a second paired with another's text.
+    last = _LAST_SECOND
+    if last[0] != seconds:
+        last = _LAST_SECOND = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{micros:06d}Z"
 
 
 def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:

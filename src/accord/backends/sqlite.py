@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import BackendUnavailable, UsageError
-from ..records import Compare, Op, Record, TxnResult
-from .base import check_compare, plan_ops, touched_keys
+from ..records import Compare, Op, Put, Record, TxnResult, value_hash
+from .base import check_compare, iso_time, plan_ops, touched_keys
 
 APPLICATION_ID = 0x41434344  # "ACCD"
 SCHEMA_VERSION = 1
@@ -68,25 +68,57 @@ INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('purged', 0);
 # The store revision is MAX(rev) of accord_events: every op of a transaction
 # consumes one revision and appends one row (a row with a NULL body for ops
 # that carry no event), so the counter needs no row of its own to update.
+#
+# A body may leave out "rev" (put_if_version appends the row before it knows
+# the rowid): the row's rev is the event's rev, and readers put it back.
 
 _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
-_PREFIXED = ", ".join("rec." + c.strip() for c in _COLUMNS.split(","))
 _MAX_REV = "SELECT MAX(rev) FROM accord_events"
 _GET = f"SELECT {_COLUMNS} FROM accord_records WHERE key = ?"
-# The statement that opens every write: the touched rows, their change-chain
-# heads and the revision, in one round trip. sqlite3 caches prepared
-# statements by SQL text, so the text is built once per number of keys.
+# The statement that opens every write: the revision (first branch, the
+# only row whose key is NULL) and the touched rows with their change-chain
+# heads, in one round trip. Point lookups joined by UNION ALL cost much less
+# than ``key IN (?, ?)``, for which SQLite builds a temporary index on every
+# call. sqlite3 caches prepared statements by SQL text, so the text is built
+# once per number of keys.
 _SELECT_TOUCHED: dict[int, str] = {}
+_REVISION_ROW = "SELECT " + "NULL, " * 11 + "MAX(rev) FROM accord_events"
+_TOUCHED_ROW = f"SELECT {_COLUMNS}, erev, NULL FROM accord_records WHERE key = ?"
+_MAX_UNION = 16
 
 
 def _select_touched(n: int) -> str:
     sql = _SELECT_TOUCHED.get(n)
     if sql is None:
-        marks = ",".join("?" * n)
-        sql = _SELECT_TOUCHED.setdefault(
-            n,
-            f"SELECT {_PREFIXED}, rec.erev, m.r FROM (SELECT MAX(rev) AS r FROM accord_events) m "
-            f"LEFT JOIN accord_records rec ON rec.key IN ({marks})",
+        if n <= _MAX_UNION:
+            parts = [_REVISION_ROW] + [_TOUCHED_ROW] * n
+        else:
+            marks = ",".join("?" * n)
+            parts = [
+                _REVISION_ROW,
+                f"SELECT {_COLUMNS}, erev, NULL FROM accord_records WHERE key IN ({marks})",
+            ]
+        sql = _SELECT_TOUCHED.setdefault(n, " UNION ALL ".join(parts))
+    return sql
+
+
+_PUT_IF: dict[int, str] = {}
+
+
+def _put_if_sql(guards: int) -> str:
+    sql = _PUT_IF.get(guards)
+    if sql is None:
+        # A holder compare holds unless a live, unexpired row of its key is
+        # held by someone else (base.check_compare, target "holder").
+        held_by_other = (
+            " AND NOT EXISTS (SELECT 1 FROM accord_records WHERE key = ? AND deleted = 0 "
+            "AND (expires IS NULL OR expires > ?) AND author != ?)"
+        )
+        sql = _PUT_IF.setdefault(
+            guards,
+            "INSERT INTO accord_events (key, kprev, body) SELECT key, erev, ? "
+            "FROM accord_records WHERE key = ? AND version = ? AND deleted = 0"
+            + held_by_other * guards,
         )
     return sql
 
@@ -324,26 +356,118 @@ class SQLiteBackend:
     ) -> TxnResult:
         conn = self._conn()
         keys = touched_keys(compares, success, failure)
+        self._begin(conn)
+        try:
+            result = self._txn_locked(conn, keys, compares, success, failure)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc, "writing") from exc
+            raise
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
         for attempt in range(_BUSY_RETRIES):
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                return
             except sqlite3.OperationalError as exc:
                 # BEGIN IMMEDIATE failing means nothing ran: always safe to retry.
                 if _is_busy(exc) and attempt < _BUSY_RETRIES - 1:
                     time.sleep(0.005 * (attempt + 1))
                     continue
                 raise self._translate(exc, "starting a write") from exc
-            try:
-                result = self._txn_locked(conn, keys, compares, success, failure)
+
+    def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """The common optimistic write, in fewer statements than :meth:`txn`.
+
+        Means exactly ``txn([Compare(put.key, "version", "==", expect),
+        *guards], [put], failure)``, with one difference in the result: when
+        the write succeeds, ``records`` holds the written key only (the
+        compares are checked by SQLite, not read back). Takes the short path
+        for a put with an event and no ``ttl``, ``expect`` >= 1, and guards
+        that are ``holder`` compares on other keys; anything else, and every
+        refusal, goes through the general transaction.
+        """
+        event = put.event
+        key = put.key
+        compares = [Compare(key, "version", "==", expect), *guards]
+        short = event is not None and put.ttl is None and expect >= 1
+        for guard in guards:
+            if guard.target != "holder" or guard.key == key:
+                short = False
+        if not short or event is None:
+            return self.txn(compares, [put], failure)
+        insert = _put_if_sql(len(guards))
+        version = expect + 1
+        hash_ = value_hash(put.data)
+        conn = self._conn()
+        self._begin(conn)
+        try:
+            # The stamp is taken with the write lock held, as in txn(), so
+            # event times never run backwards along the revisions.
+            now = self.now()
+            out = dict(event)
+            out["time"] = iso_time(now)
+            out.setdefault("version", version)
+            out.setdefault("prev", expect)
+            out.setdefault("hash", hash_)
+            params: list[Any] = [_dumps_event(out), key, expect]
+            for guard in guards:
+                params += (guard.key, now, guard.value)
+            # The compares are the INSERT's WHERE clause: the event row is
+            # appended only if they hold, and its rev is the next rowid
+            # (MAX(rev) + 1, as txn() numbers it). The body leaves rev out:
+            # it is the row's key, and readers put it back.
+            cur = conn.execute(insert, params)
+            if cur.rowcount != 1:
+                # Nothing was written. Decide again the general way inside
+                # the same transaction (the lock is held, so nothing moved):
+                # it takes the failure branch and records the refusal, and a
+                # loser under contention holds the write lock once, not twice.
+                result = self._txn_locked(
+                    conn, touched_keys(compares, [put], failure), compares, [put], failure
+                )
                 conn.execute("COMMIT")
                 return result
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise self._translate(exc, "writing") from exc
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            rev = cur.lastrowid
+            assert rev is not None
+            conn.execute(
+                _UPDATE,
+                (
+                    put.kind,
+                    put.data,
+                    version,
+                    rev,
+                    put.author,
+                    put.lamport,
+                    put.clock,
+                    False,
+                    None,
+                    rev,
+                    key,
+                ),
+            )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc, "writing") from exc
+            raise
+        out["rev"] = rev
+        record = Record(
+            key, put.kind, put.data, version, rev, put.author, put.lamport, put.clock, False, None
+        )
+        return TxnResult(True, rev, {key: record}, [out])
 
     def _txn_locked(
         self,
@@ -358,9 +482,11 @@ class SQLiteBackend:
         rows = conn.execute(_select_touched(len(keys)), keys).fetchall()
         current: dict[str, Record | None] = dict.fromkeys(keys)
         heads: dict[str, int | None] = {}
-        revision = rows[0][11] or 0
+        revision = 0
         for row in rows:
-            if row[0] is not None:
+            if row[0] is None:
+                revision = row[11] or 0
+            else:
                 current[row[0]] = _row_to_record(row)
                 heads[row[0]] = row[10]
         existing = set(heads)
@@ -383,12 +509,12 @@ class SQLiteBackend:
             while rev < event["rev"]:
                 event_rows.append((rev, None, None, None))
                 rev += 1
-            key = event.get("key")
+            ekey: str | None = event.get("key")
             kprev = None
-            if id(event) in change_ids:
-                kprev = heads.get(key)
-                heads[key] = rev
-            event_rows.append((rev, key, kprev, _dumps_event(event)))
+            if ekey is not None and id(event) in change_ids:
+                kprev = heads.get(ekey)
+                heads[ekey] = rev
+            event_rows.append((rev, ekey, kprev, _dumps_event(event)))
             rev += 1
         while rev <= new_revision:
             event_rows.append((rev, None, None, None))
@@ -396,11 +522,18 @@ class SQLiteBackend:
         for key, rec in writes:
             if rec is None:
                 conn.execute("DELETE FROM accord_records WHERE key = ?", (key,))
+                existing.discard(key)
                 continue
             # An UPDATE of the row in place is cheaper than INSERT OR REPLACE
-            # (a delete plus an insert); we know which rows exist already.
+            # (a delete plus an insert); we know which rows exist already
+            # (several ops of one transaction may write one key).
+            if key in existing:
+                sql = _UPDATE
+            else:
+                sql = _INSERT
+                existing.add(key)
             conn.execute(
-                _UPDATE if key in existing else _INSERT,
+                sql,
                 (
                     rec.kind,
                     rec.data,
@@ -455,7 +588,9 @@ class SQLiteBackend:
             except sqlite3.Error as exc:
                 raise self._translate(exc, "reading history") from exc
             for rev, body in rows:
-                yield json.loads(body)
+                event = json.loads(body)
+                event["rev"] = rev
+                yield event
                 since = rev
             seen += len(rows)
             if len(rows) < want:
@@ -472,7 +607,9 @@ class SQLiteBackend:
                 ).fetchone()
                 if found is None:
                     return
-                yield json.loads(found[1])
+                event = json.loads(found[1])
+                event["rev"] = rev
+                yield event
                 rev = found[0]
         except sqlite3.Error as exc:
             raise self._translate(exc, f"reading the changes of {key!r}") from exc
