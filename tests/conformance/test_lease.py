@@ -474,3 +474,37 @@ def test_nested_keys_do_not_mix(store: accord.Store) -> None:
     ):
         status = accord.lease_status(store, "docs")
         assert [h.agent for h in status.holders] == ["agent-a"]
+
+
+def test_release_wakes_only_the_next_waiter(open_store: Callable[..., accord.Store]) -> None:
+    store = open_store()
+    holder = store.session("holder").acquire("hot", ttl=30)
+    runners: dict[str, Runner] = {}
+    gate = threading.Event()
+    for i, name in enumerate(["w1", "w2", "w3", "w4"]):
+        session = open_store().session(name)
+
+        def take(session: accord.Session = session) -> int:
+            lease = session.acquire("hot", ttl=30, wait=BOUND)
+            gate.wait(BOUND)  # hold it until the test has looked
+            lease.release()
+            return lease.token
+
+        runners[name] = Runner(take)
+        until(lambda i=i: len(waiters(store, "hot")) == i + 1, f"{name} to queue")
+
+    def tickets() -> dict[str, int]:
+        prefix = ".accord/lease/hot/q/"
+        return {
+            str(rec.value["agent"]): rec.version for rec in store.backend.scan(prefix)
+        }
+
+    before = tickets()
+    holder.release()
+    until(lambda: waiters(store, "hot") == ["w2", "w3", "w4"], "w1 to be granted")
+    after = tickets()
+    # The release rewrote (rang) w1's ticket only; nobody else was woken.
+    assert after == {name: before[name] for name in ("w2", "w3", "w4")}
+    gate.set()
+    tokens = [runners[name].join().result for name in ["w1", "w2", "w3", "w4"]]
+    assert tokens == sorted(tokens)
