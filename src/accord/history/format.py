@@ -90,8 +90,10 @@ class EventStream:
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
         source = self.source
         if isinstance(source, (str, os.PathLike)):
-            yield from self._lines(Path(source))
-            return
+            return self._lines(Path(source))
+        return self._items(source)
+
+    def _items(self, source: Any) -> Iterator[tuple[int, dict[str, Any]]]:
         history = getattr(source, "history", None)
         if callable(history) and hasattr(source, "backend"):
             source = source.backend.history()
@@ -115,12 +117,11 @@ class EventStream:
         with handle:
             loads = _loads
             for n, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
                 try:
                     data = loads(raw)
                 except _JSONError as exc:
-                    self.fail(n, f"not valid JSON ({_short(exc)}).")
+                    if raw.strip():  # blank lines are allowed
+                        self.fail(n, f"not valid JSON ({_short(exc)}).")
                     continue
                 if type(data) is not dict:
                     self.fail(n, f"expected a JSON object, got {type(data).__name__}.")
