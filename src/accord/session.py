@@ -40,7 +40,19 @@ from .errors import (
     UsageError,
 )
 from .keys import internal, validate_key
-from .records import NOW, Append, Compare, Delete, Doc, Op, Put, Record, Value, encode_value
+from .records import (
+    NOW,
+    Append,
+    Compare,
+    Delete,
+    Doc,
+    Op,
+    Put,
+    Record,
+    Value,
+    decode_value,
+    encode_value,
+)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -122,8 +134,26 @@ class Session:
         the agent's, so the read is part of happened-before.
         """
         validate_key(key)
-        self._check("read", key)
-        rec = self.store.backend.get(key)
+        store = self.store
+        if store._hooks:
+            self._intercept("read", key)
+        backend = store.backend
+        read_live = None if store.record_reads else getattr(backend, "read_live", None)
+        if read_live is not None:
+            # A backend may hand over the row of a live key without building
+            # a Record first (the hot path of a read); absent or deleted keys
+            # take the general path below, which explains them.
+            row = read_live(key)
+            if row is not None:
+                kind, data, version, revision, author, lamport, clock_text = row
+                self.clock.observe(key, lamport, clock_text)
+                value = decode_value(kind, data)
+                with self._seen_lock:
+                    self._seen[key] = (version, value)
+                return Doc(
+                    key, value, version, revision, author, kind, lamport, decode_clock(clock_text)
+                )
+        rec = backend.get(key)
         if rec is None or rec.deleted:
             self._remember(key, 0 if rec is None else rec.version, None)
             if self.store.record_reads:
