@@ -130,27 +130,9 @@ END
 $fn$
 -- ;;
 CREATE OR REPLACE FUNCTION @s@.accord_txn(
-    p_token   uuid,
-    c_key     text[],
-    c_target  text[],
-    c_op      text[],
-    c_num     double precision[],
-    c_text    text[],
-    c_json    jsonb[],
-    c_bytes   bytea[],
-    c_now     boolean[],
-    o_branch  boolean[],
-    o_type    text[],
-    o_key     text[],
-    o_kind    text[],
-    o_data    bytea[],
-    o_author  text[],
-    o_lamport bigint[],
-    o_clock   text[],
-    o_ttl     double precision[],
-    o_event   text[],
-    o_evkey   text[],
-    o_hash    text[]
+    p_token uuid,
+    p_spec  text,
+    p_data  bytea[]
 ) RETURNS TABLE (
     r_key text, r_kind text, r_data bytea, r_version bigint, r_revision bigint,
     r_author text, r_lamport bigint, r_clock text, r_deleted boolean,
@@ -167,8 +149,18 @@ LANGUAGE plpgsql AS $fn$
 -- move the revision, notify waiters. Mirrors accord.backends.base:
 -- check_compare and plan_ops; the client replays plan_ops on the returned
 -- "before" rows to build its result, and checks that the revisions agree.
+--
+-- p_spec is JSON {"c": compares, "o": ops}, each a list of arrays (see
+-- _txn_spec in postgres.py); byte strings travel in p_data, by index, so
+-- values are never escaped into text.
 DECLARE
-    v_has_ops boolean := coalesce(array_length(o_type, 1), 0) > 0;
+    v_spec jsonb := p_spec::jsonb;
+    c_key text[]; c_target text[]; c_op text[]; c_num double precision[];
+    c_text text[]; c_json jsonb[]; c_bytes bytea[]; c_now boolean[];
+    o_branch boolean[]; o_type text[]; o_key text[]; o_kind text[]; o_data bytea[];
+    o_author text[]; o_lamport bigint[]; o_clock text[]; o_ttl double precision[];
+    o_event text[]; o_evkey text[]; o_hash text[];
+    v_has_ops boolean;
     v_ok boolean := true;
     v_rev0 bigint;
     v_rev bigint;
@@ -189,6 +181,24 @@ DECLARE
     tok @s@.accord_tokens%ROWTYPE;
     i integer;
 BEGIN
+    SELECT array_agg(e->>0 ORDER BY n), array_agg(e->>1 ORDER BY n),
+           array_agg(e->>2 ORDER BY n), array_agg((e->>3)::double precision ORDER BY n),
+           array_agg(e->>4 ORDER BY n), array_agg(e->5 ORDER BY n),
+           array_agg(p_data[(e->>7)::integer] ORDER BY n),
+           array_agg((e->>6)::boolean ORDER BY n)
+      INTO c_key, c_target, c_op, c_num, c_text, c_json, c_bytes, c_now
+      FROM jsonb_array_elements(v_spec->'c') WITH ORDINALITY AS t(e, n);
+    SELECT array_agg((e->>0)::boolean ORDER BY n), array_agg(e->>1 ORDER BY n),
+           array_agg(e->>2 ORDER BY n), array_agg(e->>3 ORDER BY n),
+           array_agg(coalesce(p_data[(e->>4)::integer], ''::bytea) ORDER BY n),
+           array_agg(e->>5 ORDER BY n), array_agg((e->>6)::bigint ORDER BY n),
+           array_agg(e->>7 ORDER BY n), array_agg((e->>8)::double precision ORDER BY n),
+           array_agg(e->>9 ORDER BY n), array_agg(e->>10 ORDER BY n),
+           array_agg(e->>11 ORDER BY n)
+      INTO o_branch, o_type, o_key, o_kind, o_data, o_author, o_lamport, o_clock, o_ttl,
+           o_event, o_evkey, o_hash
+      FROM jsonb_array_elements(v_spec->'o') WITH ORDINALITY AS t(e, n);
+    v_has_ops := coalesce(array_length(o_type, 1), 0) > 0;
     v_keys := ARRAY(
         SELECT DISTINCT k FROM unnest(coalesce(c_key, '{}') || coalesce(o_key, '{}')) AS k
         WHERE k IS NOT NULL ORDER BY k);

@@ -40,6 +40,7 @@ It spans processes and hosts.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
@@ -71,6 +72,8 @@ _PREFIX_END = "\U0010ffff"
 _TOKEN_HORIZON = 3600.0  # seconds a transaction token is kept for retries
 _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
 _EVENT_COLUMNS = "rev, body, ts, version, prev, hash, expires"
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"))
+_SPEC_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 T = TypeVar("T")
 
@@ -124,12 +127,7 @@ class PostgresBackend:
         self._poll = float(options["poll"])
         s = sql.Identifier(self.schema)
         self._channel = self._channel_name(self.schema)
-        self._sql_txn = sql.SQL(
-            "SELECT * FROM {}.accord_txn(%s::uuid, %s::text[], %s::text[], %s::text[], "
-            "%s::float8[], %s::text[], %s::jsonb[], %b::bytea[], %s::bool[], %s::bool[], "
-            "%s::text[], %s::text[], %s::text[], %b::bytea[], %s::text[], %s::int8[], "
-            "%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[])"
-        ).format(s)
+        self._sql_txn = sql.SQL("SELECT * FROM {}.accord_txn(%s::uuid, %s, %b::bytea[])").format(s)
         self._sql_get = sql.SQL(
             "SELECT " + _COLUMNS + " FROM {}.accord_records WHERE key = %s"
         ).format(s)
@@ -555,7 +553,7 @@ class PostgresBackend:
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         has_ops = bool(success) or bool(failure)
-        return self._txn(compares, success, failure, uuid.uuid4() if has_ops else None)
+        return self._txn(compares, success, failure, _token() if has_ops else None)
 
     def _txn(
         self,
@@ -566,7 +564,8 @@ class PostgresBackend:
     ) -> TxnResult:
         keys = touched_keys(compares, success, failure)
         has_ops = bool(success) or bool(failure)
-        params = [token, *_compare_params(compares), *_op_params(success, failure)]
+        spec, blobs = _txn_spec(compares, success, failure)
+        params = (token, spec, blobs)
 
         def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.cursor(binary=True).execute(self._sql_txn, params).fetchall()
@@ -797,74 +796,73 @@ def _event(
     return out
 
 
-def _compare_params(compares: Sequence[Compare]) -> list[list[Any]]:
-    keys: list[str] = []
-    targets: list[str] = []
-    ops: list[str] = []
-    nums: list[float | None] = []
-    texts: list[str | None] = []
-    jsons: list[str | None] = []
-    blobs: list[bytes | None] = []
-    nows: list[bool] = []
+def _token() -> uuid.UUID:
+    # Time first, then randomness: new tokens land at the right edge of the
+    # tokens' primary key index instead of on random pages (which, after
+    # every checkpoint, would each cost a full page image in the WAL).
+    return uuid.UUID(int=(time.time_ns() << 64) | random.getrandbits(64))
+
+
+def _number(value: float) -> float | str:
+    # JSON has no infinities; PostgreSQL reads these spellings as float8.
+    return value if math.isfinite(value) else str(value).replace("inf", "Infinity")
+
+
+def _txn_spec(
+    compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
+) -> tuple[str, list[bytes]]:
+    """The arguments of ``accord_txn``: JSON for the structure, and the byte
+    strings (values) apart, referred to by 1-based index, so they travel in
+    binary and are never escaped."""
+    blobs: list[bytes] = []
+    cs: list[list[Any]] = []
     for cmp in compares:
         value = cmp.value
         is_now = isinstance(value, str) and value == NOW
-        num: float | None = None
+        num: float | str | None = None
         text: str | None = None
-        js: str | None = None
-        blob: bytes | None = None
+        js: Any = None
+        blob: int | None = None
         if not is_now:
             if cmp.target in ("version", "expires"):
                 if value is not None:
                     if not isinstance(value, int | float):
-                        raise UsageError(
-                            f"A {cmp.target} compare needs a number, not {value!r}."
-                        )
-                    num = float(value)
+                        raise UsageError(f"A {cmp.target} compare needs a number, not {value!r}.")
+                    num = _number(float(value))
             elif cmp.target == "holder":
                 text = value if isinstance(value, str) else None
             elif isinstance(value, bytes | bytearray | memoryview):
-                blob = bytes(value)
+                blobs.append(bytes(value))
+                blob = len(blobs)
             else:
-                try:
-                    js = json.dumps(value, allow_nan=False)
-                except (TypeError, ValueError) as exc:
-                    raise UsageError(
-                        f"A value compare needs str, bytes or JSON data, not {value!r}."
-                    ) from exc
-        keys.append(cmp.key)
-        targets.append(cmp.target)
-        ops.append(cmp.op)
-        nums.append(num)
-        texts.append(text)
-        jsons.append(js)
-        blobs.append(blob)
-        nows.append(is_now)
-    return [keys, targets, ops, nums, texts, jsons, blobs, nows]
-
-
-def _op_params(success: Sequence[Op], failure: Sequence[Op]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(12)]
-    for branch, ops in ((True, success), (False, failure)):
-        for op in ops:
+                js = value
+        cs.append([cmp.key, cmp.target, cmp.op, num, text, js, is_now, blob])
+    ops: list[list[Any]] = []
+    for branch, branch_ops in ((True, success), (False, failure)):
+        for op in branch_ops:
             event = op.event
-            body = None if event is None else json.dumps(event, separators=(",", ":"))
+            body = None if event is None else _EVENT_JSON.encode(event)
             evkey = None if event is None else event.get("key")
             if isinstance(op, Append):
-                row: tuple[Any, ...] = (branch, "a", None, "", b"", "", 0, "{}", None, body,
-                                        evkey, None)
+                ops.append([branch, "a", None, "", None, "", 0, "{}", None, body, evkey, None])
             elif isinstance(op, Put):
-                row = (branch, "p", op.key, op.kind, op.data, op.author, op.lamport, op.clock,
-                       None if op.ttl is None else float(op.ttl), body, evkey,
-                       None if event is None else value_hash(op.data))
+                blobs.append(op.data)
+                ttl = None if op.ttl is None else _number(float(op.ttl))
+                hash_ = None if event is None else value_hash(op.data)
+                ops.append([branch, "p", op.key, op.kind, len(blobs), op.author, op.lamport,
+                            op.clock, ttl, body, evkey, hash_])
             elif isinstance(op, Delete):
-                row = (branch, "x" if op.purge else "d", op.key, "", b"", op.author, op.lamport,
-                       op.clock, None, body, evkey, None)
+                ops.append([branch, "x" if op.purge else "d", op.key, "", None, op.author,
+                            op.lamport, op.clock, None, body, evkey, None])
             else:  # pragma: no cover - guarded by the type
                 raise TypeError(f"unknown op {op!r}")
-            for col, value in zip(cols, row, strict=True):
-                col.append(value)
-    return cols
+    try:
+        spec = _SPEC_JSON.encode({"c": cs, "o": ops})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"A value compare needs str, bytes or JSON data ({exc})."
+        ) from exc
+    return spec, blobs
 
 
 def _matches(changed: list[str] | None, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
