@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -366,6 +367,7 @@ class NativeChecker:
         self.max_reported = max_reported
         self.keys: dict[str, _Key] = {}
         self.agent_rev: dict[str, int] = {}
+        self.queue: deque[tuple[int, _Key, int]] = deque()
         self.reads: dict[tuple[str, str], tuple[int, str]] = {}
         self.idem: dict[str, tuple[int, str, str | None, int]] = {}
         self.requests: dict[str, tuple[int, str, str | None, int]] = {}
@@ -566,6 +568,7 @@ class NativeChecker:
         k.last_clock = clock if type(clock) is dict else None
         recent = k.recent
         recent[version] = w
+        self.queue.append((rev, k, version))
         if len(recent) > self.window_versions:
             self._evict(recent, recent[next(iter(recent))])
 
@@ -832,16 +835,19 @@ class NativeChecker:
         )
 
     def _sweep(self, rev: int) -> None:
-        """Forget versions and reads older than the revision window."""
+        """Forget the versions older than the revision window.
+
+        Every remembered version is queued in commit order, so forgetting
+        costs time per forgotten version, not per key.
+        """
         horizon = rev - self.window_revisions
         self.next_sweep = rev + self.window_revisions // 2
-        for k in self.keys.values():
-            recent = k.recent
-            while recent:
-                w = recent[next(iter(recent))]
-                if w[REV] >= horizon or w is k.last:
-                    break
-                self._evict(recent, w)
+        queue = self.queue
+        while queue and queue[0][0] < horizon:
+            _, k, version = queue.popleft()
+            w = k.recent.get(version)
+            if w is not None and w is not k.last:
+                self._evict(k.recent, w)
 
     # --- explanations -------------------------------------------------------
 
