@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     sizes = sorted({max(1, args.events // 4), args.events})
     print(f"history: {args.keys:,} keys, 20 agents; sizes {', '.join(f'{s:,}' for s in sizes)}")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     for size in sizes:
         path = tmp / f"history-{size}.jsonl"
         lost = generate(path, size, args.keys)
@@ -122,14 +124,19 @@ def main() -> None:
         assert check["events"] == size, check
         assert check["lost_update"] == lost, (check, lost)
         print(
-            f"{size:>10,} events ({mb:,.0f} MB): check {check['seconds']:.2f} s "
-            f"(CPU {check['cpu']:.2f} s) "
-            f"({size / check['seconds']:,.0f} events/s, max RSS {check['max_rss_mb']:.0f} MB); "
-            f"bare parse {parse['seconds']:.2f} s (CPU {parse['cpu']:.2f} s, max RSS {parse['max_rss_mb']:.0f} MB); "
-            f"check/parse = {check['seconds'] / parse['seconds']:.2f}x; "
+            f"{size:>10,} events ({mb:,.0f} MB): check {check['seconds']:.2f} s wall, "
+            f"{check['cpu']:.2f} s CPU, max RSS {check['max_rss_mb']:.0f} MB "
+            f"({size / check['seconds']:,.0f} events/s)"
+        )
+        print(
+            f"{'':>10}  bare parse {parse['seconds']:.2f} s wall, {parse['cpu']:.2f} s CPU, "
+            f"max RSS {parse['max_rss_mb']:.0f} MB; check/parse = "
+            f"{check['seconds'] / parse['seconds']:.2f}x wall, "
+            f"{check['cpu'] / parse['cpu']:.2f}x CPU; "
             f"{int(check['lost_update'])} lost updates found of {lost}"
         )
         path.unlink()
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

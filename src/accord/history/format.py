@@ -184,4 +184,6 @@ def clock_time(stamp: str | None) -> str:
 
 def is_foreign(event: dict[str, Any]) -> bool:
     """True when an event is in the foreign (version-less) shape."""
-    return "rev" not in event and ("start" in event or "end" in event or "value" in event)
+    return "rev" not in event and any(
+        name in event for name in ("start", "end", "value", "hash")
+    )
