@@ -410,21 +410,20 @@ class SQLiteBackend:
 
         Means exactly ``txn([Compare(put.key, "version", "==", expect),
         *guards], [put], failure)``, with one difference in the result: when
-        the write succeeds, ``records`` holds the written key only (the
-        compares are checked by SQLite, not read back). Takes the short path
+        the write succeeds, ``records`` is empty (the compares are checked by
+        SQLite, and no row is read back). Takes the short path
         for a put with an event and no ``ttl``, ``expect`` >= 1, and guards
         that are ``holder`` compares on other keys; anything else, and every
         refusal, goes through the general transaction.
         """
         event = put.event
         key = put.key
-        compares = [Compare(key, "version", "==", expect), *guards]
         short = event is not None and put.ttl is None and expect >= 1
         for guard in guards:
             if guard.target != "holder" or guard.key == key:
                 short = False
         if not short or event is None:
-            return self.txn(compares, [put], failure)
+            return self.txn([Compare(key, "version", "==", expect), *guards], [put], failure)
         insert = _put_if_sql(len(guards))
         version = expect + 1
         hash_ = value_hash(put.data)
@@ -452,6 +451,7 @@ class SQLiteBackend:
                 # the same transaction (the lock is held, so nothing moved):
                 # it takes the failure branch and records the refusal, and a
                 # loser under contention holds the write lock once, not twice.
+                compares = [Compare(key, "version", "==", expect), *guards]
                 result = self._txn_locked(
                     conn, touched_keys(compares, [put], failure), compares, [put], failure
                 )
@@ -483,10 +483,7 @@ class SQLiteBackend:
                 raise self._translate(exc, "writing") from exc
             raise
         out["rev"] = rev
-        record = Record(
-            key, put.kind, put.data, version, rev, put.author, put.lamport, put.clock, False, None
-        )
-        return TxnResult(True, rev, {key: record}, [out])
+        return TxnResult(True, rev, {}, [out])
 
     def _txn_locked(
         self,
