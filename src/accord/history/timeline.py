@@ -231,7 +231,10 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
     show_labels = len(marks) <= MAX_LABELS
     for m in marks:
         y = lane[m.agent]
-        if m.kind == "write" and m.bar_start is not None:
+        # A dense picture keeps only the windows and arrows of anomalies:
+        # hundreds of grey arrows would hide the red ones.
+        detail = show_labels or id(m) in red_bars or id(m) in orange
+        if m.kind == "write" and m.bar_start is not None and detail:
             color = RED if id(m) in red_bars else GREY
             ax.plot(
                 [x(m.bar_start), x(m.end)],
@@ -242,7 +245,7 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
                 alpha=0.7,
                 solid_capstyle="butt",
             )
-        if m.kind == "write" and m.basis is not None:
+        if m.kind == "write" and m.basis is not None and detail:
             b = m.basis
             ax.annotate(
                 "",
@@ -270,10 +273,11 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
             if m.kind == "write"
             else GREY
         )
+        z = 4 if color in (RED, ORANGE) else 3
         if m.kind == "read":
-            ax.plot(x(m.end), y, "o", mfc="white", mec=color, mew=1.5, ms=7)
+            ax.plot(x(m.end), y, "o", mfc="white", mec=color, mew=1.5, ms=7, zorder=z)
         elif m.kind == "write":
-            ax.plot(x(m.end), y, "s", color=color, ms=8)
+            ax.plot(x(m.end), y, "s", color=color, ms=8, zorder=z)
         elif m.kind == "refused":
             ax.plot(x(m.end), y, "x", color=GREY, ms=8, mew=2)
         else:
