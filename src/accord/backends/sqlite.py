@@ -118,12 +118,11 @@ def _put_if_sql(guards: int) -> str:
             " AND NOT EXISTS (SELECT 1 FROM accord_records WHERE key = ? AND deleted = 0 "
             "AND (expires IS NULL OR expires > ?) AND author != ?)"
         )
-        sql = _PUT_IF.setdefault(
-            guards,
+        head = (
             "INSERT INTO accord_events (key, kprev, body) SELECT key, erev, ? "
             "FROM accord_records WHERE key = ? AND version = ? AND deleted = 0"
-            + held_by_other * guards,
         )
+        sql = _PUT_IF.setdefault(guards, head + held_by_other * guards)
     return sql
 
 
