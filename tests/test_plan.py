@@ -401,3 +401,18 @@ def test_docs_show_the_real_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rendered in docs
     example = (root / "examples" / "research-crew" / "accord.toml").read_text()
     assert example.split("\n\n", 1)[1] in docs_text
+
+
+def test_demo_plan_flag_starts_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from accord import demo as demo_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ACCORD_URL", raising=False)
+    result = run("demo", "--plan")
+    assert result.exit_code == 0, result.output
+    assert "docs/plan.md" in result.output and "accord demo --strategy lease" in result.output
+    assert list(tmp_path.iterdir()) == []  # no store was created
+    # The plan describes the demo's real resources.
+    row = demo_plan().rows[0]
+    assert row.resource.key == demo_mod.KEY
+    assert set(row.resource.writers.names) == set(demo_mod.LINES)

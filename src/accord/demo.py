@@ -436,11 +436,23 @@ def render(run: Run) -> Panel:
     metavar="URL",
     help="Store URL (default: ACCORD_URL, else sqlite:///.accord/state.db).",
 )
-def demo(strategy: str, store_url: str | None) -> None:
+@click.option(
+    "--plan",
+    "show_plan",
+    is_flag=True,
+    help="Show the shared-state design protocol on the demo's resources, and exit "
+    "(starts nothing).",
+)
+def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
     """Run the lost-update picture live, with two agent processes.
 
     A reads at T=1, B reads at T=2, B writes at T=4, A writes at T=5.
     """
+    if show_plan:
+        from .plan import render_demo_plan
+
+        render_demo_plan(Console(highlight=False))
+        return
     from .cli._common import err_console
     from .store import DEFAULT_URL, _backend_for
 
