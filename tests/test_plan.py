@@ -371,8 +371,9 @@ def test_demo_plan() -> None:
     text = console.export_text()
     assert "docs/plan.md" in text and "optimistic" in text and "recommended" in text
     assert 'strategy = "optimistic"' in text
+    assert "see it: accord demo" in text
     for strategy in ("branch", "queue", "lease", "none"):
-        assert f"accord demo --strategy {strategy}" in text
+        assert f"--strategy {strategy}" in text
 
 
 def test_a_bypassed_strategy_is_not_in_use(tmp_path: Path) -> None:
@@ -410,7 +411,7 @@ def test_demo_plan_flag_starts_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("ACCORD_URL", raising=False)
     result = run("demo", "--plan")
     assert result.exit_code == 0, result.output
-    assert "docs/plan.md" in result.output and "accord demo --strategy lease" in result.output
+    assert "docs/plan.md" in result.output and "--strategy lease" in result.output
     assert list(tmp_path.iterdir()) == []  # no store was created
     # The plan describes the demo's real resources.
     row = demo_plan().rows[0]

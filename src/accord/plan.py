@@ -942,14 +942,6 @@ conflicts = "low"      # two agents, a few writes each
 reasoning = "short"
 """
 
-DEMO_COMMANDS = {
-    "optimistic": "accord demo --strategy optimistic",
-    "lease": "accord demo --strategy lease",
-    "queue": "accord demo --strategy queue",
-    "branch": "accord demo --strategy branch",
-}
-
-
 def demo_plan() -> Plan:
     """The plan of the demo's resources (agent-a and agent-b write docs/plan.md)."""
     from .policy.manifest import parse_manifest
@@ -983,12 +975,12 @@ def render_demo_plan(console: Any) -> None:
     table.add_column("strategy")
     table.add_column("simplest when")
     table.add_column("cost")
-    table.add_column("see it")
+    table.add_column("see it: accord demo", no_wrap=True)
     for name in ("optimistic", "branch", "queue", "lease"):
         marker = " (chosen)" if name == plan.rows[0].strategy else ""
-        table.add_row(name + marker, FITS[name], COSTS[name], DEMO_COMMANDS[name])
+        table.add_row(name + marker, FITS[name], COSTS[name], f"--strategy {name}")
     table.add_row("none", "never: blind writes lose updates", "no cost, no safety",
-                  "accord demo --strategy none")
+                  "--strategy none")
     console.print(table)
     console.print(
         "Enforce it: save the manifest as accord.toml and open the store with "
