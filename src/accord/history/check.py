@@ -318,7 +318,7 @@ def _label(w: list[Any]) -> str:
 class _Key:
     """What the checker remembers about one key."""
 
-    __slots__ = ("cur", "deleted", "last", "last_clock", "leases", "path", "recent")
+    __slots__ = ("cur", "deleted", "last", "last_clock", "leases", "path", "reads", "recent")
 
     def __init__(self) -> None:
         self.cur = 0
@@ -330,6 +330,8 @@ class _Key:
         # whose changes the current value contains, through based_on links.
         self.path: list[list[int]] = []
         self.leases: dict[Any, _Lease] | None = None
+        # agent -> (version, time) of its last read of this key
+        self.reads: dict[str, tuple[int, str]] | None = None
 
 
 class _Lease:
@@ -368,7 +370,6 @@ class NativeChecker:
         self.keys: dict[str, _Key] = {}
         self.agent_rev: dict[str, int] = {}
         self.queue: deque[tuple[int, _Key, int]] = deque()
-        self.reads: dict[tuple[str, str], tuple[int, str]] = {}
         self.idem: dict[str, tuple[int, str, str | None, int]] = {}
         self.requests: dict[str, tuple[int, str, str | None, int]] = {}
         self.last_rev = 0
@@ -509,8 +510,8 @@ class NativeChecker:
         if based is not None and type(based) is not int:
             based = None
         read_time = None
-        if based is not None and self.reads:
-            held = self.reads.get((agent, key))
+        if based is not None and k.reads is not None:
+            held = k.reads.get(agent)
             if held is not None and held[0] == based:
                 read_time = held[1]
         # The record of this version (see _new_w; built inline: this is hot).
@@ -660,10 +661,14 @@ class NativeChecker:
         before: int | None,
         version: int,
     ) -> None:
-        time = ev.get("time") or ""
-        self.reads[(agent, key)] = (version, time)
         k = self.keys.get(key)
-        if k is None or before is None or version >= k.cur or not k.recent:
+        if k is None:
+            return  # nothing was ever written to it: nothing to be stale against
+        time = ev.get("time") or ""
+        if k.reads is None:
+            k.reads = {}
+        k.reads[agent] = (version, time)
+        if before is None or version >= k.cur or not k.recent:
             return  # nothing newer than what it read was ever committed
         # The read began after the agent's previous event (program order), so
         # every version committed before that event was acknowledged before
