@@ -233,9 +233,12 @@ def test_owner_writes_blind_others_are_refused(open_store: OpenStore) -> None:
     owner.write("plan.md", "v1")
     doc = owner.write("plan.md", "v2")  # no expect: nobody else can write it
     assert doc.version == 2
-    with pytest.raises(accord.PolicyViolation) as info:
+    with pytest.raises(accord.NotWriter) as info:
         store.session("a").write("plan.md", "mine", expect=2)
     assert "owned by owner" in info.value.message and "Ask owner" in info.value.message
+    assert info.value.writer == "owner"
+    with pytest.raises(accord.NotWriter):
+        store.session("a").delete("plan.md", force=True)
     assert store.session("reader").read("plan.md").value == "v2"
 
 

@@ -8,7 +8,8 @@ of the resource that governs the key (see :meth:`Manifest.resource_for`):
 ==============  =============================================================
 every strategy  writes and deletes only by the resource's writers
 read_only       no writes at all
-owner           only the owner writes; it may write without ``expect``
+owner           only the owner writes (others get :class:`NotWriter`); it may
+                write without ``expect``
 queue           only the writer writes (others get :class:`NotWriter`: submit)
 optimistic      every write names ``expect=``; ``force=True`` is refused
 lease           every write carries ``lease=``
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import NotWriter, PolicyViolation, UsageError
+from ..errors import NotWriter, PolicyViolation, PreconditionFailed, UsageError
 from .manifest import Manifest, Resource, load_manifest
 
 if TYPE_CHECKING:
@@ -214,14 +215,17 @@ class Policy:
 
     def _not_writer(
         self, agent: str, key: str, resource: Resource, strategy: str | None, *, verb: str
-    ) -> PolicyViolation:
+    ) -> PreconditionFailed:
         pattern = f"resource {resource.key!r}, " if resource.key != key else ""
         if strategy == "owner":
-            return PolicyViolation(
+            # The strategy's own error: like a queue key, the key has one
+            # writer, so the caller learns who it is, not just "refused".
+            return NotWriter(
                 f"{agent} may not {verb} {key}: it is owned by {resource.writer} in "
                 f"{self.manifest.name} ({pattern}strategy owner), and only the owner writes it. "
-                f"Ask {resource.writer} to change it, or make it a queue resource so others can "
-                "submit changes.",
+                f"Ask {resource.writer} to change it; if others must change it routinely, make "
+                f"it a queue resource (writer = {resource.writer!r}, submitters = [...]) and "
+                "submit changes with session.submit(key, change).",
                 key=key,
                 writer=resource.writer,
             )
