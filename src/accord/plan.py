@@ -171,6 +171,7 @@ class Observed:
 
     @property
     def agents(self) -> set[str]:
+        """Every agent that touched the key in any way."""
         return self.readers | self.writers | self.submitters | self.acceptors | self.forkers
 
     @property
@@ -197,12 +198,14 @@ class Observed:
         return None
 
     def conflict_rate(self) -> str | None:
+        """The ``conflicts`` hint the refused share of writes suggests (None: no writes)."""
         if not self.attempts:
             return None
         rate = self.conflicts / self.attempts
         return "high" if rate >= 0.2 else "medium" if rate >= 0.05 else "low"
 
     def reasoning(self) -> str | None:
+        """The ``reasoning`` hint the median read-to-write time suggests (None: unknown)."""
         if not self.think:
             return None
         return "long" if _median(self.think) >= 5.0 else "short"
@@ -251,6 +254,7 @@ class PlanRow:
             self.origin = "declared" if self.declared else "recommended"
 
     def to_json(self) -> dict[str, Any]:
+        """This row as JSON data (what ``accord plan --json`` prints)."""
         res = self.resource
         out: dict[str, Any] = {
             "key": res.key,
@@ -285,6 +289,7 @@ class Violation:
     message: str
 
     def to_json(self) -> dict[str, str]:
+        """This violation as JSON data."""
         return {"kind": self.kind, "key": self.key, "message": self.message}
 
 
@@ -309,6 +314,7 @@ class Plan:
         return not self.violations
 
     def to_json(self) -> dict[str, Any]:
+        """The whole plan as JSON data (what ``accord plan --json`` prints)."""
         return {
             "source": self.source,
             "ok": self.ok,

@@ -111,6 +111,7 @@ class Who:
         return ", ".join(self.names) if self.names else "-"
 
     def to_toml(self) -> list[str]:
+        """The names as a manifest lists them (``["*"]`` for everyone)."""
         return ["*"] if self.anyone or self.star else list(self.names)
 
 
