@@ -100,3 +100,87 @@ def test_lost_update_flagged_exactly_when_final_state_misses_a_write(
         assert (inferred.counts["lost-update"] > 0) == bool(missing)
         assert inferred.lost_writes == len(missing)
         assert not inferred.unknown
+
+
+FIELDS = [
+    "rev", "time", "agent", "op", "key", "version", "prev", "based_on", "check", "outcome",
+    "clock", "lease", "idem", "request", "ttl", "expires", "mode", "value", "hash", "start",
+    "end",
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 10**20) | st.floats(allow_nan=False)
+    | st.text(max_size=8) | st.sampled_from(
+        ["read", "write", "lease_acquire", "lease_release", "2026-11-28T10:00:00Z", "a", "k"]
+    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=10), max_size=8),
+    st.booleans(),
+)
+def test_any_input_gives_a_result_or_a_clear_error(
+    events: list[dict[str, Any]], lenient: bool
+) -> None:
+    try:
+        result = accord.check(events, lenient=lenient)
+    except accord.HistoryFormatError as exc:
+        assert str(exc)
+    else:
+        assert result.verdict in ("clean", "anomalies", "unknown")
+        result.to_dict()
+
+
+@st.composite
+def mangled_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Well-formed accord or foreign events with junk in some fields."""
+    foreign = draw(st.booleans())
+    out = []
+    for n in range(draw(st.integers(1, 8))):
+        if foreign:
+            ev: dict[str, Any] = {
+                "agent": draw(st.sampled_from(["a", "b"])),
+                "op": draw(st.sampled_from(["read", "write"])),
+                "key": "k",
+                "value": draw(st.sampled_from(["x", "y", None])),
+                "start": n,
+                "end": n + draw(st.sampled_from([0.5, 2])),
+            }
+        else:
+            ev = {
+                "rev": n + 1,
+                "time": "2026-11-28T10:00:00.000000Z",
+                "agent": draw(st.sampled_from(["a", "b"])),
+                "op": draw(st.sampled_from(["read", "write", "delete", "lease_acquire",
+                                            "lease_release", "accept"])),
+                "key": "k",
+                "version": n + 1,
+                "prev": n,
+                "based_on": draw(st.sampled_from([None, 0, n])),
+                "lease": draw(st.sampled_from([None, 1, 2])),
+                "clock": {"a": n},
+            }
+        for name in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
+            if name in ("rev", "agent", "op", "key"):
+                continue
+            ev[name] = draw(json_values)
+        out.append(ev)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(mangled_histories(), st.booleans())
+def test_mangled_fields_give_a_result_or_a_clear_error(
+    events: list[dict[str, Any]], lenient: bool
+) -> None:
+    try:
+        result = accord.check(events, lenient=lenient)
+    except accord.HistoryFormatError as exc:
+        assert str(exc)
+    else:
+        result.to_dict()
+        result.summary()

@@ -417,6 +417,7 @@ class NativeChecker:
         if (
             type(rev) is not int
             or rev <= self.last_rev
+            or type(op) is not str
             or op not in NATIVE_OPS
             or type(agent) is not str
             or not agent
@@ -468,7 +469,7 @@ class NativeChecker:
                 f"revision {rev} comes after revision {self.last_rev}: events are out of "
                 "revision order. Sort the file by rev (accord export writes it in order).",
             )
-        elif op not in NATIVE_OPS:
+        elif type(op) is not str or op not in NATIVE_OPS:
             self.stream.fail(
                 line,
                 f"unknown op {op!r}; expected one of {', '.join(sorted(NATIVE_OPS))}.",
@@ -500,6 +501,14 @@ class NativeChecker:
             clock = get("clock")
             idem = get("idem")
             request = get("request")
+        # Fields of a foreign writer's choosing: anything unexpected is taken
+        # as absent rather than trusted.
+        if type(time) is not str:
+            time = ""
+        if type(lease) not in (int, str):
+            lease = None
+        if type(clock) is not dict:
+            clock = None
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _Key()
@@ -544,13 +553,11 @@ class NativeChecker:
             and last[AGENT] != agent
             and clock
             and k.last_clock
-            and not (lease is not None and last[LEASE] is not None and lease > last[LEASE])
+            and not _lease_after(lease, last[LEASE])
+            and not _clock_leq(k.last_clock, clock)
+            and self._report("concurrent-writes")
         ):
-            for who, count in k.last_clock.items():
-                if count > clock.get(who, 0):
-                    if self._report("concurrent-writes"):
-                        self._add(self._concurrent(key, last, w, k.last_clock, clock))
-                    break
+            self._add(self._concurrent(key, last, w, k.last_clock, clock))
 
         path = k.path
         if path and path[-1][1] == w[PARENT]:
@@ -665,6 +672,8 @@ class NativeChecker:
         if k is None:
             return  # nothing was ever written to it: nothing to be stale against
         time = ev.get("time") or ""
+        if type(time) is not str:
+            time = ""
         if k.reads is None:
             k.reads = {}
         k.reads[agent] = (version, time)
@@ -718,7 +727,11 @@ class NativeChecker:
         self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: Any
     ) -> None:
         token = ev.get("lease")
-        if token is None or type(key) is not str or ev.get("outcome", "ok") != "ok":
+        if (
+            type(token) not in (int, str)
+            or type(key) is not str
+            or ev.get("outcome", "ok") != "ok"
+        ):
             return
         k = self.keys.get(key)
         if k is None:
@@ -977,6 +990,22 @@ class NativeChecker:
         return r
 
 
+def _lease_after(token: Any, other: Any) -> bool:
+    """True if lease ``token`` was granted after ``other`` (both known tokens)."""
+    try:
+        return token is not None and other is not None and bool(token > other)
+    except TypeError:
+        return False
+
+
+def _clock_leq(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True if vector clock ``a`` happened before or equals ``b`` (bad entries: True)."""
+    try:
+        return all(n <= b.get(who, 0) for who, n in a.items())
+    except TypeError:
+        return True
+
+
 def _push(path: list[list[int]], v: int) -> None:
     if path and path[-1][1] == v - 1:
         path[-1][1] = v
@@ -1008,7 +1037,7 @@ def _expiry(ev: dict[str, Any], time: str) -> float | None:
         if ttl is not None:
             at = parse_time(time)
             return None if at is None else at + float(ttl)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return None
 

@@ -151,18 +151,24 @@ def parse_time(value: Any) -> float | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            from datetime import UTC
+    try:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+            if seconds != seconds or abs(seconds) > 1e11:
+                raise ValueError(f"{value!r} is not a time")
+            return seconds
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                from datetime import UTC
 
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+    except (OverflowError, TypeError) as exc:
+        raise ValueError(f"{value!r} is not a time") from exc
     raise ValueError(f"{value!r} is not a time")
 
 

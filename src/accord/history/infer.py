@@ -79,7 +79,7 @@ def _normalise(line: int, ev: dict[str, Any], stream: EventStream, seq: int) -> 
         stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
         return None
     op = ev.get("op")
-    if op not in FOREIGN_OPS:
+    if type(op) is not str or op not in FOREIGN_OPS:
         stream.fail(
             line,
             f"unknown op {op!r} in a foreign history; expected read or write (an accord "
