@@ -167,3 +167,12 @@ def test_bad_files(tmp_path: Path) -> None:
         import_spans(empty, parse_mapping(MAP))
     result = CliRunner().invoke(cli, ["check", "--otel", str(MAPPING)])
     assert result.exit_code == 1 and "--otel needs HISTORY" in result.stderr
+
+
+def test_unreadable_span_is_a_clear_error(tmp_path: Path) -> None:
+    bad = otlp([tool_span("1", "a", "get", 0, {"id": "x"}, 1)])
+    bad["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = "soon"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(accord.HistoryFormatError, match="cannot read"):
+        import_spans(path, parse_mapping(MAP))

@@ -272,7 +272,14 @@ def read_spans(path: str | os.PathLike[str]) -> list[Span]:
                     f"{path}, line {n}: not valid JSON ({exc}). Export spans as OTLP JSON "
                     "(the collector's file exporter) or one span per line."
                 ) from exc
-    spans = [s for doc in docs for s in _spans_of(doc)]
+    try:
+        spans = [s for doc in docs for s in _spans_of(doc)]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HistoryFormatError(
+            f"{path}: a span this importer cannot read ({type(exc).__name__}: {exc}). It "
+            "reads OTLP JSON (resourceSpans, times in startTimeUnixNano) and the SDK's "
+            "console-exporter span dicts."
+        ) from exc
     if not spans:
         raise HistoryFormatError(
             f"{path} holds no spans. Export them as OTLP JSON (resourceSpans) or as the span "
