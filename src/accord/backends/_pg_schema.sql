@@ -181,23 +181,22 @@ DECLARE
     tok @s@.accord_tokens%ROWTYPE;
     i integer;
 BEGIN
-    SELECT array_agg(e->>0 ORDER BY n), array_agg(e->>1 ORDER BY n),
-           array_agg(e->>2 ORDER BY n), array_agg((e->>3)::double precision ORDER BY n),
-           array_agg(e->>4 ORDER BY n), array_agg(e->5 ORDER BY n),
-           array_agg(p_data[(e->>7)::integer] ORDER BY n),
-           array_agg((e->>6)::boolean ORDER BY n)
+    -- One sort per list (by ordinality) feeding every aggregate, rather
+    -- than one sort per aggregate: this runs on every write.
+    SELECT array_agg(e->>0), array_agg(e->>1), array_agg(e->>2),
+           array_agg((e->>3)::double precision), array_agg(e->>4), array_agg(e->5),
+           array_agg(p_data[(e->>7)::integer]), array_agg((e->>6)::boolean)
       INTO c_key, c_target, c_op, c_num, c_text, c_json, c_bytes, c_now
-      FROM jsonb_array_elements(v_spec->'c') WITH ORDINALITY AS t(e, n);
-    SELECT array_agg((e->>0)::boolean ORDER BY n), array_agg(e->>1 ORDER BY n),
-           array_agg(e->>2 ORDER BY n), array_agg(e->>3 ORDER BY n),
-           array_agg(coalesce(p_data[(e->>4)::integer], ''::bytea) ORDER BY n),
-           array_agg(e->>5 ORDER BY n), array_agg((e->>6)::bigint ORDER BY n),
-           array_agg(e->>7 ORDER BY n), array_agg((e->>8)::double precision ORDER BY n),
-           array_agg(e->>9 ORDER BY n), array_agg(e->>10 ORDER BY n),
-           array_agg(e->>11 ORDER BY n)
+      FROM (SELECT e FROM jsonb_array_elements(v_spec->'c') WITH ORDINALITY AS t(e, n)
+            ORDER BY n) AS c;
+    SELECT array_agg((e->>0)::boolean), array_agg(e->>1), array_agg(e->>2), array_agg(e->>3),
+           array_agg(coalesce(p_data[(e->>4)::integer], ''::bytea)), array_agg(e->>5),
+           array_agg((e->>6)::bigint), array_agg(e->>7), array_agg((e->>8)::double precision),
+           array_agg(e->>9), array_agg(e->>10), array_agg(e->>11)
       INTO o_branch, o_type, o_key, o_kind, o_data, o_author, o_lamport, o_clock, o_ttl,
            o_event, o_evkey, o_hash
-      FROM jsonb_array_elements(v_spec->'o') WITH ORDINALITY AS t(e, n);
+      FROM (SELECT e FROM jsonb_array_elements(v_spec->'o') WITH ORDINALITY AS t(e, n)
+            ORDER BY n) AS o;
     v_has_ops := coalesce(array_length(o_type, 1), 0) > 0;
     v_keys := ARRAY(
         SELECT DISTINCT k FROM unnest(coalesce(c_key, '{}') || coalesce(o_key, '{}')) AS k
