@@ -140,8 +140,9 @@ def _lease(ctx: AgentContext) -> None:
     ctx.say(f"gets the lease (token {lease.token}){after}, reads v{doc.version}")
     ctx.turn("write")
     new = s.write(ctx.key, doc.value + ctx.line, lease=lease)
-    lease.release()
+    # Report first: once released, the next holder's report may overtake ours.
     ctx.say(f"writes under token {lease.token} -> v{new.version}, releases", style="green")
+    lease.release()
 
 
 def _queue(ctx: AgentContext) -> None:
