@@ -17,9 +17,11 @@ delays every answer by ``--latency`` ms (a network between agent and
 database); the difference divided by the delay is the number of network
 round trips an operation costs.
 
-Part 3, contention: 1, 4 and 16 client processes doing ``update()`` on one
-hot key, or each on a key of its own, for ``--seconds`` each, against bare
-psycopg processes doing the pair in a retry loop on the same shape.
+Part 3, contention: 1, 4 and 16 client processes incrementing one hot key,
+or each a key of its own, for ``--seconds`` each: accord's read +
+``write(expect=)`` repeated until it wins (``update()`` without its backoff,
+so retries are counted), against bare psycopg processes repeating the pair
+until its UPDATE matches, on the same shape.
 
 Run: .venv/bin/python bench/bench_postgres.py [--url postgresql://...] [--seconds 3]
 """
@@ -338,7 +340,8 @@ def main() -> None:
         for name, rt in round_trips(url, base, table, args.latency / 1000):
             print(f"{name:<28} {rt:>5.2f}")
 
-        print(f"\n3. contention: processes x {args.seconds:g} s; update() vs bare pair + retry")
+        print(f"\n3. contention: processes x {args.seconds:g} s; read + write(expect=) until it "
+              "wins (update() without backoff) vs the bare pair until it wins")
         print(f"{'clients':>7} {'keys':<5} {'accord/s':>10} {'bare/s':>10} {'ratio':>6} "
               f"{'accord retries/op':>17} {'bare retries/op':>15}")
         for clients in (int(c) for c in args.clients.split(",")):
