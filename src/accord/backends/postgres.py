@@ -109,8 +109,11 @@ def _row_to_record(row: Sequence[Any]) -> Record:
 class PostgresBackend:
     """A store in one schema of a PostgreSQL database, shared across hosts.
 
-    Connections come from a psycopg pool (``pool_size``), plus one listener
-    connection once ``wait()`` is used. Safe to use from many threads.
+    URL: ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME&...]``
+    (options in the module docstring and docs/postgres.md). Connections come
+    from a psycopg pool (``pool_size``), plus one listener connection once
+    ``wait()`` is used. Safe to use from many threads; not across ``fork()``
+    (open the store in the child). You *must* ``close()`` it when done.
     """
 
     spans_processes: ClassVar[bool] = True
