@@ -281,6 +281,11 @@ def _ring(entries: Sequence[_Entry], ttl_of: float | None = None) -> tuple[list[
         compares.append(Compare(e.record_key, "holder", "==", e.agent))
         ttl = ttl_of if ttl_of is not None else _queue_ttl_from(e)
         ops.append(Put(e.record_key, "json", e.data, e.agent, ttl=ttl))
+        # The ticket's deadline moved: keep its wait-for entry alive as long.
+        key = json.loads(e.data).get("key")
+        if isinstance(key, str):
+            index = _json({"agent": e.agent, "key": key, "ticket": e.number, "mode": e.mode})
+            ops.append(Put(_waitfor_key(e.agent, key, e.number), "json", index, e.agent, ttl=ttl))
     return compares, ops
 
 
@@ -901,7 +906,8 @@ class _Acquirer:
         agent = self.session.agent
         ticket = state.tickets_version + 1
         data = _json(
-            {"agent": agent, "mode": self.mode, "ticket": ticket, "since": now, "qttl": self.qttl}
+            {"agent": agent, "mode": self.mode, "ticket": ticket, "since": now, "qttl": self.qttl,
+             "key": self.key}
         )
         index = _json({"agent": agent, "key": self.key, "ticket": ticket, "mode": self.mode})
         result = self.backend.txn(
