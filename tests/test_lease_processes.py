@@ -216,3 +216,43 @@ def test_paused_holder_has_every_late_write_fenced(tmp_path: Path) -> None:
         if sleeper.is_alive():
             os.kill(sleeper.pid, signal.SIGCONT)  # type: ignore[arg-type]
             sleeper.kill()
+
+
+# --- a waiter that dies in line -------------------------------------------------------
+
+
+def wait_in_line(url: str, reports: Any) -> None:
+    """Queue for the lease (report the place in line), until killed."""
+    from accord.strategies import lease as lease_mod
+
+    with accord.open(url) as store:
+        lease_mod.acquire(
+            store.session("ghost"), "doc", ttl=1.0, wait=BOUND, on_wait=reports.put
+        )
+        reports.put("granted")  # must not happen: the holder keeps it until we are killed
+
+
+@pytest.mark.slow
+def test_waiter_killed_in_line_does_not_block_the_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ghost.db"
+    ctx = mp.get_context("spawn")
+    reports = ctx.Queue()
+    with accord.open(url) as store:
+        holder = store.session("holder").acquire("doc", ttl=30)
+        ghost = ctx.Process(target=wait_in_line, args=(url, reports))
+        ghost.start()
+        try:
+            assert reports.get(timeout=BOUND) == 1  # first in line
+            os.kill(ghost.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            ghost.join(timeout=BOUND)
+            assert [w.agent for w in accord.lease_status(store, "doc").waiters] == ["ghost"]
+            holder.release()
+            # The dead waiter's ticket lapses (it no longer refreshes it) and the
+            # line moves past it.
+            lease = store.session("next").acquire("doc", ttl=10, wait=BOUND)
+            assert lease.token == holder.token + 1
+            assert accord.lease_status(store, "doc").waiters == []
+            lease.release()
+        finally:
+            if ghost.is_alive():
+                ghost.kill()

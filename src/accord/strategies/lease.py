@@ -268,24 +268,23 @@ def _grantable_after(state: _State, now: float, removed: set[str]) -> list[_Entr
     return out
 
 
-def _ring(entries: Sequence[_Entry], ttl_of: float | None = None) -> tuple[list[Compare], list[Op]]:
+def _ring(entries: Sequence[_Entry], now: float) -> tuple[list[Compare], list[Op]]:
     """Rewrite waiting tickets (unchanged data) so their owners wake up.
 
     The compares make sure a ticket that was granted or abandoned in the
-    meantime is not brought back to life.
+    meantime is not brought back to life. The rewrite keeps each ticket's
+    deadline (``now`` is the clock reading the caller decided on): only its
+    owner extends it, so a dead waiter's ticket still lapses however often it
+    is rung.
     """
     compares: list[Compare] = []
     ops: list[Op] = []
     for e in entries:
         compares.append(Compare(e.record_key, "expires", ">", NOW))
         compares.append(Compare(e.record_key, "holder", "==", e.agent))
-        ttl = ttl_of if ttl_of is not None else _queue_ttl_from(e)
+        # Tickets always have a deadline; the fallback is for foreign records.
+        ttl = max(MIN_TTL, e.expires - now) if e.expires is not None else _queue_ttl_from(e)
         ops.append(Put(e.record_key, "json", e.data, e.agent, ttl=ttl))
-        # The ticket's deadline moved: keep its wait-for entry alive as long.
-        key = json.loads(e.data).get("key")
-        if isinstance(key, str):
-            index = _json({"agent": e.agent, "key": key, "ticket": e.number, "mode": e.mode})
-            ops.append(Put(_waitfor_key(e.agent, key, e.number), "json", index, e.agent, ttl=ttl))
     return compares, ops
 
 
@@ -518,7 +517,7 @@ class Lease:
                 if mine is None or mine.agent != self.agent or not mine.live(now):
                     break
                 wake = _grantable_after(state, now, {hk})
-                ring_compares, ring_ops = _ring(wake)
+                ring_compares, ring_ops = _ring(wake, now)
                 lamport, vector = session.clock.tick()
                 event = _lease_event(session, "lease_release", self.key, self.token, lamport,
                                      vector)
@@ -949,7 +948,7 @@ class _Acquirer:
             try:
                 state = _scan(self.backend, self.key)
                 now = self.backend.now()
-                ring_compares, ring_ops = _ring(_grantable_after(state, now, {qk}))
+                ring_compares, ring_ops = _ring(_grantable_after(state, now, {qk}), now)
                 ops: list[Op] = [
                     Delete(qk, purge=True),
                     Delete(_waitfor_key(agent, self.key, self.ticket), purge=True),
