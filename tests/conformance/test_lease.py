@@ -248,6 +248,8 @@ def test_timeout_leaves_the_line_and_holds_nothing(store: accord.Store) -> None:
         assert waiters(store, "doc") == []
     rejected = [e for e in store.history(key="doc") if e.outcome == "rejected"]
     assert rejected and rejected[0].extra["reason"] == "timeout"
+    with a.lease("doc", ttl=30), pytest.raises(accord.LeaseTimeout, match="not re-entrant"):
+        a.acquire("doc", ttl=5, wait=0)
 
 
 def test_expired_holder_is_replaced_with_a_higher_token(store: accord.Store) -> None:

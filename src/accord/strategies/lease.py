@@ -986,10 +986,17 @@ class _Acquirer:
             self._abandon({"reason": "timeout", "waited": round(waited, 6)})
         else:
             position = 1 + sum(1 for e in state.queue if e.live(now))
+        me = self.session.agent
+        own = (
+            f" {me} is you: leases are not re-entrant, so use the lease you already hold "
+            "(or release it first)."
+            if any(e.kind == "held" and e.agent == me for e in blockers)
+            else ""
+        )
         raise LeaseTimeout(
             f"No {self.mode} lease on {self.key} within wait={self.wait:g} s: {who}; you were "
-            f"number {position} in line. You hold nothing now. Retry with a longer wait=, "
-            "or do other work and come back.",
+            f"number {position} in line. You hold nothing new now.{own} Retry with a longer "
+            "wait=, or do other work and come back.",
             key=self.key,
             waited=waited,
             position=position,
