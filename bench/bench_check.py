@@ -8,7 +8,8 @@ parsing its JSON (with the same parser the checker uses), nothing else.
 
 The check runs in child processes so each one's peak memory (max RSS) is its
 own: memory that stays flat from the small history to the large one shows
-the check streams.
+the check streams. It runs twice: in one process (``workers=1``), and split
+between two processes by key (``workers=2``).
 
 Run: .venv/bin/python bench/bench_check.py [--events 1000000] [--keys 10000]
 """
@@ -39,7 +40,7 @@ if mode == "parse":
     out = {"events": n}
 else:
     import accord
-    r = accord.check(path)
+    r = accord.check(path, workers=int(mode[5:]))
     out = {"events": r.events, "lost_update": r.counts["lost-update"],
            "lost_writes": r.lost_writes, "verdict": r.verdict}
 out["seconds"] = time.perf_counter() - start
@@ -120,13 +121,19 @@ def main() -> None:
         lost = generate(path, size, args.keys)
         mb = path.stat().st_size / 1e6
         parse = child("parse", path)
-        check = child("check", path)
-        assert check["events"] == size, check
-        assert check["lost_update"] == lost, (check, lost)
+        two = child("check2", path)
+        check = child("check1", path)
+        for result in (check, two):
+            assert result["events"] == size, result
+            assert result["lost_update"] == lost, (result, lost)
         print(
             f"{size:>10,} events ({mb:,.0f} MB): check {check['seconds']:.2f} s wall, "
             f"{check['cpu']:.2f} s CPU, max RSS {check['max_rss_mb']:.0f} MB "
             f"({size / check['seconds']:,.0f} events/s)"
+        )
+        print(
+            f"{'':>10}  split between 2 processes (workers=2): "
+            f"{two['seconds']:.2f} s wall, main process {two['cpu']:.2f} s CPU"
         )
         print(
             f"{'':>10}  bare parse {parse['seconds']:.2f} s wall, {parse['cpu']:.2f} s CPU, "

@@ -548,3 +548,48 @@ def test_empty_history_is_an_error(tmp_path: Path) -> None:
 def test_unknown_extra_fields_are_ignored() -> None:
     events = [dict(e, mode="exclusive", extra={"x": 1}, shard=7) for e in CASES[0][1]]
     assert accord.check(events).counts["lost-update"] == 1
+
+
+def test_two_processes_find_the_same_as_one(tmp_path: Path) -> None:
+    import json
+    import random
+
+    rnd = random.Random(3)
+    events: list[dict[str, Any]] = []
+    versions: dict[str, int] = {}
+    for rev in range(1, 3001):
+        key = f"k{rnd.randrange(40)}"
+        agent = f"a{rnd.randrange(5)}"
+        cur = versions.get(key, 0)
+        roll = rnd.random()
+        if roll < 0.3 and cur:
+            events.append(r(rev, agent, cur - 1 if roll < 0.01 else cur, key=key))
+            continue
+        based: int | None = cur
+        if roll > 0.97 and cur > 2:
+            based = cur - 2
+        elif roll > 0.95:
+            based = None
+        idem = f"i{rnd.randrange(2000)}" if roll > 0.9 else None
+        versions[key] = cur + 1
+        events.append(w(rev, agent, cur + 1, based, key=key, idem=idem,
+                        clock={agent: rev}))
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    one = accord.check(path, workers=1)
+    two = accord.check(path, workers=2)
+    assert one.counts == two.counts and any(one.counts.values())
+    assert all(one.counts[name] for name in ("lost-update", "concurrent-writes",
+                                              "duplicate-apply", "stale-read"))
+    assert (one.lost_writes, one.writes, one.keys, one.events, one.agents) == (
+        two.lost_writes, two.writes, two.keys, two.events, two.agents)
+    assert sorted(a.explanation for a in one.anomalies) == sorted(
+        a.explanation for a in two.anomalies)
+    assert [a.events[-1]["rev"] for a in two.anomalies] == sorted(
+        a.events[-1]["rev"] for a in two.anomalies)
+    # Bad input is reported the same way.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text() + "{oops\n")
+    with pytest.raises(accord.HistoryFormatError, match="line 3001"):
+        accord.check(bad, workers=2)
+    assert accord.check(bad, workers=2, lenient=True).skipped == 1

@@ -155,3 +155,10 @@ def test_check_is_documented() -> None:
     assert code == 0
     for option in ("--json", "--lenient", "--timeline"):
         assert option in out
+
+
+def test_workers_option() -> None:
+    code, out, _ = invoke("check", "--workers", "2", str(HERE / "lost_update.jsonl"))
+    assert code == 5 and "lost-update on docs/plan.md" in out
+    code, _, _ = invoke("check", "--workers", "0", str(HERE / "lost_update.jsonl"))
+    assert code != 0

@@ -26,6 +26,13 @@ TIMELINE_MAX_EVENTS = 20_000
 )
 @click.option("--limit", type=int, default=20, show_default=True, help="Anomalies to print.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split a history file's keys between this many processes (idle cores only).",
+)
+@click.option(
     "--otel",
     "otel_mapping",
     default=None,
@@ -45,6 +52,7 @@ def check(
     lenient: bool,
     timeline_path: str | None,
     limit: int,
+    workers: int,
     otel_mapping: str | None,
     save_history: str | None,
     store_url: str | None,
@@ -101,7 +109,9 @@ def check(
     elif save_history:
         raise UsageError("--save-history goes with --otel.")
     else:
-        result = run_check(history, lenient=lenient, on_event=on_event)
+        # Drawing needs every event in this process: one worker then.
+        workers = 1 if collected is not None else workers
+        result = run_check(history, lenient=lenient, on_event=on_event, workers=workers)
     if imported is not None:
         result.notes.insert(
             0,

@@ -31,13 +31,16 @@ through :mod:`accord.history.infer`, which infers each key's version order.
 from __future__ import annotations
 
 import gc
+import json
+import os
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zlib import crc32
 
-from ..errors import HistoryFormatError
+from ..errors import HistoryFormatError, UsageError
 from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
 
 WINDOW_VERSIONS = 100_000
@@ -184,6 +187,7 @@ def check(
     *,
     lenient: bool = False,
     on_event: Callable[[int, dict[str, Any]], None] | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Check a history for lost updates and races; return a :class:`CheckResult`.
 
@@ -199,7 +203,28 @@ def check(
     skipped and counted in ``CheckResult.skipped``. An empty history is an
     error too: there is nothing to call clean. ``on_event(line, event)``, if
     given, sees every accepted event (the timeline uses it).
+
+    ``workers`` (for an accord history file) splits the keys between that
+    many processes: each reads the whole file and checks its share of the
+    keys, and the results are merged (the findings are the same). It pays
+    only on idle cores: parsing, which every process repeats, is a third of
+    the work.
     """
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a number of processes >= 1, not {workers!r}.")
+    if workers > 1 and on_event is None and isinstance(events, (str, os.PathLike)):
+        return _check_parallel(events, lenient, workers)
+    return _check_shard(events, lenient, on_event, 0, 1)[0]
+
+
+def _check_shard(
+    events: Any,
+    lenient: bool,
+    on_event: Callable[[int, dict[str, Any]], None] | None,
+    shard: int,
+    shards: int,
+) -> tuple[CheckResult, int, bool]:
+    """Check the keys of ``shard`` (of ``shards``); returns (result, gaps, approximate)."""
     stream = EventStream(events, lenient=lenient)
     iterator = iter(stream)
     first: tuple[int, dict[str, Any]] | None = None
@@ -222,7 +247,7 @@ def check(
     paused = gc.isenabled()
     gc.disable()
     try:
-        result = _run(first, iterator, stream, on_event)
+        result, gaps, approximate = _run(first, iterator, stream, on_event, shard, shards)
     finally:
         if paused:
             gc.enable()
@@ -233,7 +258,7 @@ def check(
             f"{stream.name}: every line was malformed ({stream.skipped} skipped); there is "
             "nothing to check. The first problems: " + "; ".join(stream.problems[:3])
         )
-    return result
+    return result, gaps, approximate
 
 
 def _run(
@@ -241,13 +266,17 @@ def _run(
     iterator: Any,
     stream: EventStream,
     on_event: Callable[[int, dict[str, Any]], None] | None,
-) -> CheckResult:
+    shard: int = 0,
+    shards: int = 1,
+) -> tuple[CheckResult, int, bool]:
     if is_foreign(first[1]):
         from .infer import check_foreign
 
-        result = check_foreign(_chain(first, iterator), stream, on_event)
+        if shard:
+            return CheckResult(format="foreign"), 0, False
+        return check_foreign(_chain(first, iterator), stream, on_event), 0, False
     else:
-        native = NativeChecker(stream)
+        native = NativeChecker(stream, shard=shard, shards=shards)
         feed = native.feed
         if on_event is None:
             feed(*first)
@@ -258,7 +287,73 @@ def _run(
                 if feed(line, event):
                     on_event(line, event)
         result = native.finish()
-    return result
+    return result, native.gaps, native.approximate
+
+
+def _check_parallel(path: str | os.PathLike[str], lenient: bool, workers: int) -> CheckResult:
+    """Check ``path`` with ``workers`` processes, one share of the keys each, and merge."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A foreign history is checked whole, in this process (one shard).
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                try:
+                    first = json.loads(raw)
+                except ValueError:
+                    first = None
+                if isinstance(first, dict) and is_foreign(first):
+                    return _check_shard(path, lenient, None, 0, 1)[0]
+                break
+    pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"))
+    try:
+        futures = [
+            pool.submit(_check_shard, os.fspath(path), lenient, None, i, workers)
+            for i in range(1, workers)
+        ]
+        parts = [_check_shard(path, lenient, None, 0, workers)]
+        parts += [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return _merge(parts)
+
+
+def _merge(parts: list[tuple[CheckResult, int, bool]]) -> CheckResult:
+    """One result from the shards' results (every shard read every event)."""
+    head = parts[0][0]
+    out = CheckResult(format=head.format)
+    out.events, out.agents = head.events, head.agents
+    out.skipped, out.problems = head.skipped, head.problems
+    out.counts = dict.fromkeys(ANOMALY_NAMES, 0)
+    out.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
+    lost: int | None = 0
+    anomalies: list[Anomaly] = []
+    for result, _, _ in parts:
+        out.keys += result.keys
+        out.writes += result.writes
+        for name in ANOMALY_NAMES:
+            out.counts[name] += result.counts.get(name, 0)
+            out.unknown_counts[name] += result.unknown_counts.get(name, 0)
+        anomalies += result.anomalies
+        out.unknown += result.unknown
+        lost = None if lost is None or result.lost_writes is None else lost + result.lost_writes
+    anomalies.sort(key=lambda a: a.events[-1].get("rev") or 0 if a.events else 0)
+    kept: dict[str, int] = {}
+    for a in anomalies:
+        kept[a.name] = kept.get(a.name, 0) + 1
+        if kept[a.name] <= MAX_REPORTED:
+            out.anomalies.append(a)
+    out.lost_writes = lost
+    out.notes = _notes(
+        sum(g for _, g, _ in parts),
+        any(x for _, _, x in parts),
+        out.counts,
+        WINDOW_VERSIONS,
+        WINDOW_REVISIONS,
+        MAX_REPORTED,
+    )
+    return out
 
 
 def _chain(first: tuple[int, dict[str, Any]], rest: Any) -> Any:
@@ -362,8 +457,15 @@ class NativeChecker:
         window_versions: int = WINDOW_VERSIONS,
         window_revisions: int = WINDOW_REVISIONS,
         max_reported: int = MAX_REPORTED,
+        shard: int = 0,
+        shards: int = 1,
     ) -> None:
         self.stream = stream or EventStream([], lenient=False)
+        # With several shards this checker owns the keys (and idempotency
+        # keys and request ids) whose CRC-32 falls in its share; it still
+        # reads every event, for the order checks and each agent's events.
+        self.shard = shard
+        self.shards = shards
         self.window_versions = window_versions
         self.window_revisions = window_revisions
         self.max_reported = max_reported
@@ -439,6 +541,18 @@ class NativeChecker:
         agent_rev = self.agent_rev
         before = agent_rev.get(agent)
         agent_rev[agent] = rev
+        if self.shards > 1 and type(key) is str and crc32(key.encode()) % self.shards != self.shard:
+            # Another shard's key: only the ids this shard owns are its business.
+            if (
+                keyed
+                and op != "read"
+                and version is not None
+                and ev.get("outcome", "ok") == "ok"
+            ):
+                self._ids(line, ev, rev, agent, key)
+            if rev >= self.next_sweep:
+                self._sweep(rev)
+            return True
         if keyed:
             if op == "read":
                 if version is not None:
@@ -580,12 +694,23 @@ class NativeChecker:
         if len(recent) > self.window_versions:
             self._evict(recent, recent[next(iter(recent))])
 
-        if idem is not None:
-            self._once(self.idem, "idempotency key", idem, line, ev, rev, agent, key)
-        if request is not None:
-            self._once(self.requests, "request", request, line, ev, rev, agent, key)
+        if idem is not None or request is not None:
+            self._ids(line, ev, rev, agent, key)
         if lease is not None and k.leases is not None:
             self._fence(line, ev, k, key, lease, agent, time, rev)
+
+    def _ids(self, line: int, ev: dict[str, Any], rev: int, agent: str, key: str) -> None:
+        """Record a committed write's idempotency key and request id (duplicate-apply)."""
+        for field_name, what, seen in (
+            ("idem", "idempotency key", self.idem),
+            ("request", "request", self.requests),
+        ):
+            ident = ev.get(field_name)
+            if ident is None:
+                continue
+            if self.shards > 1 and crc32(str(ident).encode()) % self.shards != self.shard:
+                continue
+            self._once(seen, what, ident, line, ev, rev, agent, key)
 
     def _evict(self, recent: dict[int, _W], w: _W) -> None:
         del recent[w[V]]
@@ -973,21 +1098,41 @@ class NativeChecker:
         r.counts = self.counts
         r.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
         r.lost_writes = lost
-        if self.approximate:
-            r.notes.append(
-                "Some writes were based on versions older than the checker's window "
-                f"({self.window_versions} versions or {self.window_revisions} revisions per "
-                "key); lost_writes is approximate. Every lost update is still reported."
-            )
-        if self.gaps:
-            r.notes.append(
-                f"{self.gaps} writes did not continue from the previous version seen: the "
-                "history is incomplete (exported with --since, or filtered by key)."
-            )
-        for name, n in self.counts.items():
-            if n > self.max_reported:
-                r.notes.append(f"{n} {name} found; the first {self.max_reported} are listed.")
+        r.notes += _notes(
+            self.gaps,
+            self.approximate,
+            self.counts,
+            self.window_versions,
+            self.window_revisions,
+            self.max_reported,
+        )
         return r
+
+
+def _notes(
+    gaps: int,
+    approximate: bool,
+    counts: dict[str, int],
+    window_versions: int,
+    window_revisions: int,
+    max_reported: int,
+) -> list[str]:
+    notes = []
+    if approximate:
+        notes.append(
+            "Some writes were based on versions older than the checker's window "
+            f"({window_versions} versions or {window_revisions} revisions per "
+            "key); lost_writes is approximate. Every lost update is still reported."
+        )
+    if gaps:
+        notes.append(
+            f"{gaps} writes did not continue from the previous version seen: the "
+            "history is incomplete (exported with --since, or filtered by key)."
+        )
+    for name, n in counts.items():
+        if n > max_reported:
+            notes.append(f"{n} {name} found; the first {max_reported} are listed.")
+    return notes
 
 
 def _lease_after(token: Any, other: Any) -> bool:
