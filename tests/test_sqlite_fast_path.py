@@ -172,3 +172,21 @@ def test_read_live(backend: SQLiteBackend) -> None:
     assert backend.read_live("k") is None
     rec = backend.get("k")
     assert rec is not None and rec.deleted
+
+
+def test_non_ascii_names_round_trip_through_the_short_path(tmp_path: Path) -> None:
+    import accord
+
+    with accord.open(f"sqlite:///{tmp_path}/utf8.db") as store:
+        s = store.session("agénte-✓")
+        s.write("dóc/ü", "v1")
+        doc = s.write("dóc/ü", "v2 ✓", expect=1)
+        last = list(store.history(key="dóc/ü"))[-1]
+        assert (last.agent, last.key, last.version, last.rev) == (
+            "agénte-✓",
+            "dóc/ü",
+            2,
+            doc.revision,
+        )
+        assert last.clock == {"agénte-✓": 2}
+        assert s.read("dóc/ü").value == "v2 ✓"

@@ -155,6 +155,32 @@ def _event_encoder() -> Callable[[dict[str, Any]], str]:
 
 
 _dumps_event = _event_encoder()
+
+
+def _short_event_encoder() -> Callable[[dict[str, Any]], str]:
+    """The event encoder of put_if_version: orjson when installed.
+
+    Those events hold only str, int, None and a dict of str to int, for
+    which orjson writes the same JSON as the stdlib (non-ASCII characters
+    unescaped, which decodes the same), several times faster. Anything it
+    refuses goes to the stdlib encoder.
+    """
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson comes with the 'fast' extra
+        return _dumps_event
+    fast = orjson.dumps
+
+    def dumps(event: dict[str, Any]) -> str:
+        try:
+            return fast(event).decode()
+        except TypeError:  # pragma: no cover - orjson.JSONEncodeError is a TypeError
+            return _dumps_event(event)
+
+    return dumps
+
+
+_dumps_short_event = _short_event_encoder()
 _INSERT = (
     "INSERT INTO accord_records (kind, data, version, revision, author, lamport, clock, "
     "deleted, expires, erev, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -437,7 +463,7 @@ class SQLiteBackend:
             out.setdefault("version", version)
             out.setdefault("prev", expect)
             out.setdefault("hash", hash_)
-            params: list[Any] = [_dumps_event(out), key, expect]
+            params: list[Any] = [_dumps_short_event(out), key, expect]
             for guard in guards:
                 params += (guard.key, now, guard.value)
             # The compares are the INSERT's WHERE clause: the event row is
