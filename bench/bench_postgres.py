@@ -15,7 +15,8 @@ alternating rounds (medians), each with its ratio to the pair.
 Part 2, round trips: the same operations direct and through a relay that
 delays every answer by ``--latency`` ms (a network between agent and
 database); the difference divided by the delay is the number of network
-round trips an operation costs.
+round trips an operation costs, and the last column is its rate relative to
+the bare pair's when both pay the delay.
 
 Part 3, contention: 1, 4 and 16 client processes incrementing one hot key,
 or each a key of its own, for ``--seconds`` each: accord's read +
@@ -190,7 +191,9 @@ def with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
 
 
-def round_trips(url: str, base: str, table: str, delay: float) -> list[tuple[str, float]]:
+def round_trips(
+    url: str, base: str, table: str, delay: float
+) -> list[tuple[str, float, float, float]]:
     """Network round trips per operation: (time through the relay - time
     direct) / delay, so server and client work cancel out."""
     parts = base.split("@", 1)[-1].split("/", 1)[0]
@@ -229,7 +232,7 @@ def round_trips(url: str, base: str, table: str, delay: float) -> list[tuple[str
             times.setdefault(name, []).append(per_op(fn))
         store.close()
         bare.conn.close()
-    return [(name, (slow - fast) / delay) for name, (fast, slow) in times.items()]
+    return [(name, fast, slow, (slow - fast) / delay) for name, (fast, slow) in times.items()]
 
 
 # --- contention across processes ----------------------------------------------------
@@ -337,8 +340,13 @@ def main() -> None:
             print(f"{name:<22} {o:>10,.0f} {b:>10,.0f} {r:>6.2f}")
 
         print(f"\n2. network round trips per operation ({args.latency:g} ms delay per answer)")
-        for name, rt in round_trips(url, base, table, args.latency / 1000):
-            print(f"{name:<28} {rt:>5.2f}")
+        rows = round_trips(url, base, table, args.latency / 1000)
+        pair = {name: slow for name, _, slow, _ in rows}["bare SELECT + UPDATE pair"]
+        print(f"{'operation':<26} {'direct ms':>9} {'delayed ms':>10} {'round trips':>11} "
+              f"{'vs pair, delayed':>16}")
+        for name, fast, slow, rt in rows:
+            print(f"{name:<26} {fast * 1000:>9.2f} {slow * 1000:>10.2f} {rt:>11.2f} "
+                  f"{pair / slow:>16.2f}")
 
         print(f"\n3. contention: processes x {args.seconds:g} s; read + write(expect=) until it "
               "wins (update() without backoff) vs the bare pair until it wins")
