@@ -295,6 +295,21 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, int], str, int | None]] =
         0,
     ),
     (
+        "a read that says it began after a newer write was acknowledged",
+        [SETUP, w(2, "a", 2, 1, check="version", at=2), r(3, "b", 1, at=4, start=t(3))],
+        {"stale-read": 1},
+        "anomalies",
+        0,
+    ),
+    (
+        "a read that says it began before the newer write (another thread went first)",
+        [SETUP, w(2, "a", 2, 1, check="version", at=2), ev(3, "b", "submit", "other", at=3),
+         r(4, "b", 1, at=4, start=t(1.5))],
+        {},
+        "clean",
+        0,
+    ),
+    (
         "a read of an older version that started before the newer write",
         [SETUP, ev(2, "b", "submit", "other"), w(3, "a", 2, 1, check="version"), r(4, "b", 1)],
         {},

@@ -802,16 +802,26 @@ class NativeChecker:
         if k.reads is None:
             k.reads = {}
         k.reads[agent] = (version, time)
-        if before is None or version >= k.cur or not k.recent:
+        if version >= k.cur or not k.recent:
             return  # nothing newer than what it read was ever committed
-        # The read began after the agent's previous event (program order), so
-        # every version committed before that event was acknowledged before
-        # the read began: the read must return it or something newer.
+        started = ev.get("start")
         newest: _W | None = None
-        for w in reversed(k.recent.values()):
-            if w[REV] < before:
-                newest = w
-                break
+        if type(started) is str and started:
+            # The read says when it began: every version committed before
+            # that (same store clock, same format) was acknowledged before it.
+            for w in reversed(k.recent.values()):
+                if w[TIME] and w[TIME] < started:
+                    newest = w
+                    break
+        elif before is not None:
+            # Otherwise the read began after the agent's previous event
+            # (program order; an agent's operations are taken as sequential),
+            # so every version committed before that event was acknowledged
+            # before the read began: the read must return it or something newer.
+            for w in reversed(k.recent.values()):
+                if w[REV] < before:
+                    newest = w
+                    break
         if newest is None:
             return
         expected = 0 if newest[OP] == "delete" else newest[V]
