@@ -130,27 +130,32 @@ class PostgresBackend:
         self._poll = float(options["poll"])
         s = sql.Identifier(self.schema)
         self._channel = self._channel_name(self.schema)
-        self._sql_txn = sql.SQL("SELECT * FROM {}.accord_txn(%s::uuid, %s, %b::bytea[])").format(s)
+        # Rendered to bytes once: psycopg then parses each query only once.
+        self._sql_txn = sql.SQL(
+            "SELECT * FROM {}.accord_txn(%s::uuid, %s, %b::bytea[])"
+        ).format(s).as_bytes(None)
         self._sql_get = sql.SQL(
             "SELECT " + _COLUMNS + " FROM {}.accord_records WHERE key = %s"
-        ).format(s)
+        ).format(s).as_bytes(None)
         self._sql_scan = sql.SQL(
             "SELECT " + _COLUMNS + " FROM {}.accord_records WHERE key >= %s AND key < %s "
             "AND NOT deleted ORDER BY key LIMIT %s"
-        ).format(s)
-        self._sql_revision = sql.SQL("SELECT rev FROM {}.accord_counter WHERE id = 1").format(s)
+        ).format(s).as_bytes(None)
+        self._sql_revision = sql.SQL(
+            "SELECT rev FROM {}.accord_counter WHERE id = 1"
+        ).format(s).as_bytes(None)
         self._sql_history = sql.SQL(
             "SELECT " + _EVENT_COLUMNS + " FROM {}.accord_events "
             "WHERE rev > %s ORDER BY rev LIMIT %s"
-        ).format(s)
+        ).format(s).as_bytes(None)
         self._sql_history_key = sql.SQL(
             "SELECT " + _EVENT_COLUMNS + " FROM {}.accord_events "
             "WHERE key = %s AND rev > %s ORDER BY rev LIMIT %s"
-        ).format(s)
+        ).format(s).as_bytes(None)
         self._sql_changes = sql.SQL(
             "SELECT " + _EVENT_COLUMNS + " FROM {}.accord_events "
             "WHERE key = %s AND rev < %s AND change ORDER BY rev DESC LIMIT %s"
-        ).format(s)
+        ).format(s).as_bytes(None)
         self._sql_changed = sql.SQL(
             "SELECT c.rev, c.rev > %(since)s AND (c.purged > %(since)s "
             "OR EXISTS (SELECT 1 FROM {s}.accord_records r WHERE r.key = ANY (%(keys)s::text[]) "
@@ -159,15 +164,17 @@ class PostgresBackend:
             "JOIN {s}.accord_records r ON r.key >= p.lo COLLATE \"C\" "
             "AND r.key < p.hi COLLATE \"C\" WHERE r.revision > %(since)s)) "
             "FROM {s}.accord_counter c WHERE c.id = 1"
-        ).format(s=s)
+        ).format(s=s).as_bytes(None)
         self._sql_expired = sql.SQL(
             "SELECT key FROM {}.accord_records WHERE key >= %s AND key < %s "
             "AND expires IS NOT NULL AND expires < %s"
-        ).format(s)
-        self._sql_purge = sql.SQL("SELECT {}.accord_purge(%s::text[], %s::float8)").format(s)
+        ).format(s).as_bytes(None)
+        self._sql_purge = sql.SQL(
+            "SELECT {}.accord_purge(%s::text[], %s::float8)"
+        ).format(s).as_bytes(None)
         self._sql_tokens = sql.SQL(
             "DELETE FROM {}.accord_tokens WHERE ts < extract(epoch FROM clock_timestamp()) - %s"
-        ).format(s)
+        ).format(s).as_bytes(None)
         self.retried = 0
         """Operations repeated after a lost connection or a rolled-back conflict."""
         self.replayed = 0
