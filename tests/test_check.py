@@ -608,3 +608,19 @@ def test_two_processes_find_the_same_as_one(tmp_path: Path) -> None:
     with pytest.raises(accord.HistoryFormatError, match="line 3001"):
         accord.check(bad, workers=2)
     assert accord.check(bad, workers=2, lenient=True).skipped == 1
+
+
+def test_every_backend_history_checks_the_same(open_store: Any) -> None:
+    store = open_store(record_reads=True)
+    a, b = store.session("agent-a"), store.session("agent-b")
+    a.write("doc", "v0")
+    x, y = a.read("doc"), b.read("doc")
+    a.write("doc", x.value + " A", force=True)
+    b.write("doc", y.value + " B", force=True)
+    d = a.read("doc")
+    a.write("doc", d.value + " C", expect=d.version)
+    result = accord.check(store)
+    assert result.counts["lost-update"] == 1 and result.lost_writes == 1
+    (anomaly,) = result.anomalies
+    assert anomaly.agents == ("agent-a", "agent-b")
+    assert "agent-a read it at" in anomaly.explanation
