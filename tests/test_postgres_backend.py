@@ -266,9 +266,7 @@ def test_wait_survives_a_lost_listener(url: str) -> None:
         t, out = _wait_in_thread(b, ["w/key"], since)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             killed = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query = %s",
-                (f'LISTEN "accord_{b.schema}"',),
+                f'SELECT pg_terminate_backend(pid) FROM "{b.schema}".accord_listeners'
             ).fetchall()
         assert killed == [(True,)]
         writer.backend.txn([], [put("w/key")])
@@ -400,3 +398,23 @@ def test_missing_permissions_name_the_grant(url: str, limited_role: str) -> None
         with pytest.raises(accord.BackendUnavailable, match="GRANT USAGE ON SCHEMA") as info:
             store.session("reader").write("k2", "v")
         assert info.value.fate == "not applied"
+
+
+def test_listeners_register_and_leave(url: str) -> None:
+    # Writers notify only while a listener is registered: a store nobody
+    # waits on pays nothing for NOTIFY.
+    with accord.open(url) as store:
+        b = store.backend
+        schema = b.schema  # type: ignore[attr-defined]
+
+        def count() -> int:
+            with psycopg.connect(POSTGRES_URL) as conn:
+                row = conn.execute(f'SELECT count(*) FROM "{schema}".accord_listeners').fetchone()
+                assert row is not None
+                return int(row[0])
+
+        b.txn([], [put("k")])
+        assert count() == 0
+        _listening(store)
+        assert count() == 1
+    assert count() == 0

@@ -66,6 +66,13 @@ CREATE TABLE IF NOT EXISTS @s@.accord_tokens (
     before text NOT NULL
 )
 -- ;;
+-- The backends listening for this store's NOTIFY (one per store object
+-- that has waited). Writers notify only while this table has a row.
+CREATE TABLE IF NOT EXISTS @s@.accord_listeners (
+    pid   integer PRIMARY KEY,
+    since double precision NOT NULL
+)
+-- ;;
 CREATE OR REPLACE FUNCTION @s@.accord_value_cmp(
     present boolean, a_kind text, a_data bytea, op text, e_json jsonb, e_bytes bytea
 ) RETURNS boolean
@@ -362,7 +369,7 @@ BEGIN
         INSERT INTO @s@.accord_tokens (token, ts, ok, rev0, rev1, before)
             VALUES (p_token, v_now, v_ok, v_rev0, v_rev, v_before);
     END IF;
-    IF cardinality(v_changed) > 0 THEN
+    IF cardinality(v_changed) > 0 AND EXISTS (SELECT 1 FROM @s@.accord_listeners) THEN
         -- A wake-up hint for wait(), delivered at COMMIT: the revision, then
         -- the keys that changed, or "*" when they do not fit in a payload.
         v_payload := v_rev::text || E'\n' || array_to_string(v_changed, E'\n');
@@ -393,7 +400,9 @@ BEGIN
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_count > 0 THEN
         UPDATE @s@.accord_counter c SET rev = v_rev + 1, purged = v_rev + 1 WHERE c.id = 1;
-        PERFORM pg_notify(@channel@, (v_rev + 1)::text || E'\n*');
+        IF EXISTS (SELECT 1 FROM @s@.accord_listeners) THEN
+            PERFORM pg_notify(@channel@, (v_rev + 1)::text || E'\n*');
+        END IF;
     END IF;
     RETURN v_count;
 END

@@ -39,6 +39,7 @@ It spans processes and hosts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -252,8 +253,6 @@ class PostgresBackend:
     def _channel_name(schema: str) -> str:
         name = "accord_" + schema
         if len(name) > 63:
-            import hashlib
-
             name = "accord_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
         return name
 
@@ -358,10 +357,12 @@ class PostgresBackend:
                     time.sleep(0.2)
                     continue
                 raise self._connect_error(exc) from exc
+        script = _load_schema_sql()
+        digest = hashlib.sha256(script.encode()).hexdigest()[:16]
         try:
             with conn:
                 _configure(conn)
-                if self._schema_version(conn) == SCHEMA_VERSION:
+                if self._schema_version(conn) == (SCHEMA_VERSION, digest):
                     return
                 with conn.transaction():
                     # Two processes opening a new store at once: the second
@@ -370,13 +371,14 @@ class PostgresBackend:
                         "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                         (_LOCK_CLASS, self.schema),
                     )
-                    version = self._schema_version(conn)
-                    if version == SCHEMA_VERSION:
+                    if self._schema_version(conn) == (SCHEMA_VERSION, digest):
                         return
-                    if version is None or version == 0:
-                        self._create(conn)
-                    # Later schema versions add their steps here, each from
-                    # version n to n + 1, inside this one transaction.
+                    # The script is idempotent (IF NOT EXISTS, OR REPLACE): it
+                    # creates a new schema, and brings the functions of an
+                    # existing one of this version up to date. Later schema
+                    # versions add their steps here, each from version n to
+                    # n + 1, inside this one transaction.
+                    self._create(conn, script, digest)
         except psycopg.Error as exc:
             state = getattr(exc, "sqlstate", None)
             if state == "42501":
@@ -392,17 +394,19 @@ class PostgresBackend:
                 raise self._connect_error(exc) from exc
             raise self._translate(exc, "creating accord's schema", wrote=True) from exc
 
-    def _schema_version(self, conn: psycopg.Connection[Any]) -> int | None:
-        """The schema version stored in the database (None: no schema yet)."""
+    def _schema_version(self, conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
+        """The schema version and functions digest stored in the database
+        (None: no schema yet)."""
         exists = conn.execute(
             "SELECT to_regclass(%s)", (f'"{self.schema}".accord_meta',)
         ).fetchone()
         if exists is None or exists[0] is None:
             return None
         row = conn.execute(
-            sql.SQL("SELECT value FROM {}.accord_meta WHERE name = 'schema_version'").format(
-                sql.Identifier(self.schema)
-            )
+            sql.SQL(
+                "SELECT v.value, f.value FROM {s}.accord_meta v LEFT JOIN {s}.accord_meta f "
+                "ON f.name = 'functions' WHERE v.name = 'schema_version'"
+            ).format(s=sql.Identifier(self.schema))
         ).fetchone()
         if row is None:
             raise BackendUnavailable(
@@ -417,14 +421,14 @@ class PostgresBackend:
                 "(pip install -U accord), or use another ?schema= for this version.",
                 schema_version=version,
             )
-        return version
+        return version, str(row[1] or "")
 
-    def _create(self, conn: psycopg.Connection[Any]) -> None:
+    def _create(self, conn: psycopg.Connection[Any], script: str, digest: str) -> None:
         exists = conn.execute("SELECT to_regnamespace(%s)", (f'"{self.schema}"',)).fetchone()
         ident = sql.Identifier(self.schema).as_string(conn)
         if exists is None or exists[0] is None:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
-        script = _load_schema_sql().replace("@s@", ident).replace(
+        script = script.replace("@s@", ident).replace(
             "@channel@", sql.Literal(self._channel).as_string(conn)
         )
         for statement in script.split("-- ;;"):
@@ -435,10 +439,10 @@ class PostgresBackend:
                 conn.execute(body.encode())
         conn.execute(
             sql.SQL(
-                "INSERT INTO {}.accord_meta (name, value) VALUES ('schema_version', %s) "
-                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+                "INSERT INTO {}.accord_meta (name, value) VALUES ('schema_version', %s), "
+                "('functions', %s) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
             ).format(sql.Identifier(self.schema)),
-            (str(SCHEMA_VERSION),),
+            (str(SCHEMA_VERSION), digest),
         )
 
     # --- running statements ---------------------------------------------------
@@ -731,7 +735,7 @@ class PostgresBackend:
             if self._closed:
                 raise BackendUnavailable("This store was closed; open it again with accord.open().")
             if self._listener is None:
-                self._listener = _Listener(self._conninfo, self._channel)
+                self._listener = _Listener(self._conninfo, self._channel, self.schema)
             return self._listener
 
     def purge_expired(self, prefix: str, before: float) -> int:
@@ -893,9 +897,28 @@ class _Listener:
 
     _BUFFER = 4096
 
-    def __init__(self, conninfo: str, channel: str) -> None:
+    def __init__(self, conninfo: str, channel: str, schema: str) -> None:
         self._conninfo = conninfo
         self._channel = channel
+        s = sql.Identifier(schema)
+        self._sql_register = [
+            # Under the counter lock: a writer that committed before this
+            # registration is seen by the waiters' table check that follows
+            # it; a writer after it sees the registration and notifies.
+            sql.SQL("SELECT 1 FROM {}.accord_counter WHERE id = 1 FOR UPDATE").format(s),
+            sql.SQL(
+                "DELETE FROM {}.accord_listeners WHERE pid NOT IN "
+                "(SELECT pid FROM pg_stat_activity)"
+            ).format(s),
+            sql.SQL(
+                "INSERT INTO {}.accord_listeners (pid, since) VALUES "
+                "(pg_backend_pid(), extract(epoch FROM clock_timestamp())) "
+                "ON CONFLICT (pid) DO NOTHING"
+            ).format(s),
+        ]
+        self._sql_unregister = sql.SQL(
+            "DELETE FROM {}.accord_listeners WHERE pid = pg_backend_pid()"
+        ).format(s)
         self._cond = threading.Condition()
         self._gen = 0
         self._lost_gen = 0
@@ -945,11 +968,25 @@ class _Listener:
             try:
                 with conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-                    self._bump(True)
+                    # Writers notify only while a listener is registered, so
+                    # a store nobody waits on pays nothing for NOTIFY (whose
+                    # commit takes a lock shared by the whole cluster). A
+                    # listener that may not register (a read-only user) is
+                    # "not ready": its waiters poll quickly instead.
+                    try:
+                        with conn.transaction():
+                            for statement in self._sql_register:
+                                conn.execute(statement)
+                        registered = True
+                    except psycopg.errors.InsufficientPrivilege:
+                        registered = False
+                    self._bump(registered)
                     delay = 0.05
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.25):
                             self._deliver(note.payload)
+                    if registered:
+                        conn.execute(self._sql_unregister)
             except psycopg.Error:
                 pass
             self._bump(False)
