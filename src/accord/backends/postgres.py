@@ -345,15 +345,21 @@ class PostgresBackend:
 
     def _migrate(self) -> None:
         """Create or upgrade the schema: idempotent, and safe from many processes."""
-        deadline = time.monotonic() + self._retry_timeout
+        start = time.monotonic()
         while True:
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True)
                 break
             except psycopg.OperationalError as exc:
-                # "the database system is starting up" is worth waiting for;
-                # anything else is a wrong URL or a server that is not there.
-                if "starting up" in str(exc) and time.monotonic() < deadline:
+                # A server starting or stopping is worth waiting for, and a
+                # refused connection briefly too (a restart takes a second or
+                # two); anything else is a wrong URL or a server not there.
+                text = str(exc)
+                waited = time.monotonic() - start
+                if (
+                    ("starting up" in text or "shutting down" in text)
+                    and waited < self._retry_timeout
+                ) or ("Connection refused" in text and waited < min(3.0, self._retry_timeout)):
                     time.sleep(0.2)
                     continue
                 raise self._connect_error(exc) from exc
