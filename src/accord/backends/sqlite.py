@@ -436,10 +436,11 @@ class SQLiteBackend:
         Means exactly ``txn([Compare(put.key, "version", "==", expect),
         *guards], [put], failure)``, with one difference in the result: when
         the write succeeds, ``records`` is empty (the compares are checked by
-        SQLite, and no row is read back). Takes the short path
-        for a put with an event and no ``ttl``, ``expect`` >= 1, and guards
-        that are ``holder`` compares on other keys; anything else, and every
-        refusal, goes through the general transaction.
+        SQLite, and no row is read back). Takes the short path for a put with
+        an event and no ``ttl``, ``expect`` >= 1, and guards that are
+        ``holder`` compares on other keys; anything else goes through
+        :meth:`txn`, and a refusal is decided by the general path inside the
+        same transaction.
         """
         event = put.event
         key = put.key
