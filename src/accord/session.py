@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .backends.base import iso_time
 from .clock import AgentClock, decode_clock, encode_clock
 from .diff import describe_change
 from .errors import (
@@ -153,11 +154,14 @@ class Session:
                 return Doc(
                     key, value, version, revision, author, kind, lamport, decode_clock(clock_text)
                 )
+        # With reads recorded, the event says when the read began (store
+        # clock), so the checker can order it against acknowledged writes.
+        started = backend.now() if store.record_reads else 0.0
         rec = backend.get(key)
         if rec is None or rec.deleted:
             self._remember(key, 0 if rec is None else rec.version, None)
             if self.store.record_reads:
-                self._record_read(key, rec)
+                self._record_read(key, rec, started)
             raise NotFound(
                 f"{key} does not exist"
                 + (f" (it was deleted at version {rec.version})" if rec is not None else "")
@@ -168,14 +172,15 @@ class Session:
         doc = self.store._doc(rec)
         self._remember(key, rec.version, doc.value)
         if self.store.record_reads:
-            self._record_read(key, rec)
+            self._record_read(key, rec, started)
         return doc
 
-    def _record_read(self, key: str, rec: Record | None) -> None:
+    def _record_read(self, key: str, rec: Record | None, started: float) -> None:
         lamport, vector = self.clock.tick()
         version = 0 if rec is None or rec.deleted else rec.version
         event = self._event("read", key, lamport, vector, check="none")
         event["version"] = version
+        event["start"] = iso_time(started)
         if rec is not None and not rec.deleted:
             from .records import value_hash
 

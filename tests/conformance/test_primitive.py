@@ -204,3 +204,12 @@ def test_compare_on_absent_key(store: accord.Store, target: str) -> None:
         assert store.backend.txn([Compare("zz", "version", "==", 0)], []).succeeded
     else:
         assert not store.backend.txn([Compare("zz", "expires", ">", NOW)], []).succeeded
+
+
+def test_wait_sees_a_row_purged_in_a_txn(open_store) -> None:  # type: ignore[no-untyped-def]
+    b = open_store().backend
+    b.txn([], [put(".accord/p/x"), put(".accord/q/y")])
+    since = b.revision()
+    b.txn([], [Delete(".accord/p/x", purge=True)])
+    assert b.wait([".accord/p/x"], [], since, timeout=5) > since
+    assert b.wait([], [".accord/p/"], since, timeout=5) > since

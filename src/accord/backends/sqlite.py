@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import BackendUnavailable, UsageError
-from ..records import Compare, Op, Put, Record, TxnResult, value_hash
+from ..records import Compare, Delete, Op, Put, Record, TxnResult, value_hash
 from .base import check_compare, iso_time, plan_ops, touched_keys
 
 APPLICATION_ID = 0x41434344  # "ACCD"
@@ -313,9 +313,19 @@ class SQLiteBackend:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            # WAL is a property of the file: set it once. Switching modes needs
+            # a lock that a concurrent opener may hold, so retry a busy answer.
+            for attempt in range(_BUSY_RETRIES):
+                try:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
         except sqlite3.Error as exc:
             raise self._translate(exc, "opening the store") from exc
         self._local.conn = conn
@@ -539,17 +549,23 @@ class SQLiteBackend:
                 ok = False
                 break
         changes: list[dict[str, Any]] = []
-        writes, events, new_revision = plan_ops(
-            success if ok else failure, current, revision, now, changes
-        )
+        ops = success if ok else failure
+        writes, events, new_revision = plan_ops(ops, current, revision, now, changes)
         change_ids = {id(e) for e in changes}
+        # A purged row leaves no record for wait() to see; its revision's row
+        # names the key instead, so a waiter on it still wakes.
+        purged = {
+            revision + 1 + i: op.key
+            for i, op in enumerate(ops)
+            if isinstance(op, Delete) and op.purge
+        }
         event_rows: list[tuple[int, str | None, int | None, str | None]] = []
         # Every op consumed one revision; an op without an event still gets
         # its row (NULL body), because the revision is MAX(rev).
         rev = revision + 1
         for event in events:
             while rev < event["rev"]:
-                event_rows.append((rev, None, None, None))
+                event_rows.append((rev, purged.get(rev), None, None))
                 rev += 1
             ekey: str | None = event.get("key")
             kprev = None
@@ -559,7 +575,7 @@ class SQLiteBackend:
             event_rows.append((rev, ekey, kprev, _dumps_event(event)))
             rev += 1
         while rev <= new_revision:
-            event_rows.append((rev, None, None, None))
+            event_rows.append((rev, purged.get(rev), None, None))
             rev += 1
         for key, rec in writes:
             if rec is None:
@@ -689,16 +705,33 @@ class SQLiteBackend:
             return True
         for key in keys:
             row = conn.execute(
-                "SELECT 1 FROM accord_records WHERE key = ? AND revision > ?", (key, since)
+                "SELECT revision FROM accord_records WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None and row[0] > since:
+                return True
+            # No row: it may have been purged since; purges name their key in
+            # a body-less history row (a range scan of the revisions since).
+            if (
+                row is None
+                and conn.execute(
+                    "SELECT 1 FROM accord_events WHERE rev > ? AND key = ? AND body IS NULL LIMIT 1",
+                    (since, key),
+                ).fetchone()
+            ):
+                return True
+        for prefix in prefixes:
+            end = _prefix_end(prefix)
+            row = conn.execute(
+                "SELECT 1 FROM accord_records WHERE key >= ? AND key < ? AND revision > ? LIMIT 1",
+                (prefix, end, since),
             ).fetchone()
             if row is not None:
                 return True
-        for prefix in prefixes:
-            row = conn.execute(
-                "SELECT 1 FROM accord_records WHERE key >= ? AND key < ? AND revision > ? LIMIT 1",
-                (prefix, _prefix_end(prefix), since),
-            ).fetchone()
-            if row is not None:
+            if conn.execute(
+                "SELECT 1 FROM accord_events WHERE rev > ? AND key >= ? AND key < ? "
+                "AND body IS NULL LIMIT 1",
+                (since, prefix, end),
+            ).fetchone():
                 return True
         return False
 
