@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing as mp
 import os
 import queue
@@ -156,7 +157,8 @@ def _can_make_namespaces() -> str | None:
 def _teardown_namespaces() -> None:
     for ns in NAMESPACES:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=30)
+    for link in (BRIDGE, *(f"acveth{n}" for n in range(len(NAMESPACES)))):
+        subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=30)
 
 
 def _make_namespaces() -> None:
@@ -216,8 +218,13 @@ def hosts() -> Iterator[dict[str, Any]]:
     """How agents reach the server from "other hosts": namespaces, or a relay."""
     problem = _can_make_namespaces()
     if problem is None:
-        _make_namespaces()
+        # Names and addresses are fixed (the server listens on HOST_ADDR), so
+        # two runs on one machine take turns instead of tearing down each
+        # other's namespaces.
+        lock = open("/tmp/accord-netns-test.lock", "w")  # noqa: SIM115
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            _make_namespaces()
             if not _server_listens_on_bridge():
                 _let_server_listen_on_bridge()
             assert _server_listens_on_bridge(), "PostgreSQL does not answer on the bridge"
@@ -230,6 +237,8 @@ def hosts() -> Iterator[dict[str, Any]]:
             }
         finally:
             _teardown_namespaces()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
     else:
         proxies = [Proxy(latency=0.001), Proxy(latency=0.002)]
         try:
