@@ -33,21 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import accord
+from _timing import timed
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def timed(fn: Callable[[], None], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(20):
-            fn()
-        n += 20
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
 
 
 def rounds(

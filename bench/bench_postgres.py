@@ -35,7 +35,6 @@ import multiprocessing as mp
 import os
 import queue
 import socket
-import statistics
 import threading
 import time
 import uuid
@@ -45,39 +44,9 @@ from typing import Any
 import psycopg
 
 import accord
+from _timing import paired
 
 DEFAULT_URL = os.environ.get("ACCORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def timed(fn: Callable[[], None], seconds: float) -> float:
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(20):
-            fn()
-        n += 20
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
-
-
-def paired(
-    ours: Callable[[], None], bare: Callable[[], None], seconds: float, rounds: int
-) -> tuple[float, float, float]:
-    """Median rates of ``ours`` and ``bare``, and the median of per-round ratios."""
-    for _ in range(50):
-        bare()
-        ours()
-    o_rates, b_rates, ratios = [], [], []
-    for i in range(rounds):
-        if i % 2:
-            o, b = timed(ours, seconds / rounds), timed(bare, seconds / rounds)
-        else:
-            b, o = timed(bare, seconds / rounds), timed(ours, seconds / rounds)
-        o_rates.append(o)
-        b_rates.append(b)
-        ratios.append(o / b)
-    return statistics.median(o_rates), statistics.median(b_rates), statistics.median(ratios)
 
 
 class Bare:

@@ -33,45 +33,10 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import accord
-
-
-def timed(fn: Callable[[], None], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(50):
-            fn()
-        n += 50
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
-
-
-def paired(
-    ours: Callable[[], None], bare: Callable[[], None], seconds: float, rounds: int
-) -> tuple[float, float, float]:
-    """Median rates of ``ours`` and ``bare``, and the median of per-round ratios."""
-    for _ in range(200):
-        bare()
-        ours()
-    ours_rates, bare_rates, ratios = [], [], []
-    for i in range(rounds):
-        # Alternate which goes first so neither always gets the quieter half.
-        if i % 2:
-            o = timed(ours, seconds / rounds)
-            b = timed(bare, seconds / rounds)
-        else:
-            b = timed(bare, seconds / rounds)
-            o = timed(ours, seconds / rounds)
-        ours_rates.append(o)
-        bare_rates.append(b)
-        ratios.append(o / b)
-    return statistics.median(ours_rates), statistics.median(bare_rates), statistics.median(ratios)
+from _timing import paired
 
 
 def main() -> None:
@@ -132,7 +97,7 @@ def main() -> None:
         ("write(expect=)", write, raw_cas),
         ("update()", update, raw_rmw),
     ):
-        rows.append((name, *paired(ours, bare, args.seconds, args.rounds)))
+        rows.append((name, *paired(ours, bare, args.seconds, args.rounds, warmup=200, batch=50)))
 
     print(f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} cores, file {path}")
     print(f"load average before the decay run: {os.getloadavg()[0]:.1f}")

@@ -11,35 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
+from .records import compact_json_encoder
 
-def _clock_encoder() -> Callable[[dict[str, int]], str]:
-    # json.dumps builds a new C encoder on every call, which costs several
-    # times what encoding a small clock does; this one is built once. The
-    # output is exactly json.dumps(sort_keys=True, separators=(",", ":")).
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has the C encoder
-        return json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-    encode = make(
-        None,
-        json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ":",
-        ",",
-        True,
-        False,
-        True,
-    )
-
-    def dumps(clock: dict[str, int]) -> str:
-        return "".join(encode(clock, 0))
-
-    return dumps
-
-
-_encode_clock = _clock_encoder()
+_encode_clock = compact_json_encoder(sort_keys=True)
 
 
 def encode_clock(clock: Mapping[str, int]) -> str:

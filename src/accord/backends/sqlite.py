@@ -27,7 +27,16 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import BackendUnavailable, UsageError
-from ..records import Compare, Delete, Op, Put, Record, TxnResult, value_hash
+from ..records import (
+    Compare,
+    Delete,
+    Op,
+    Put,
+    Record,
+    TxnResult,
+    compact_json_encoder,
+    value_hash,
+)
 from .base import check_compare, iso_time, plan_ops, touched_keys
 
 APPLICATION_ID = 0x41434344  # "ACCD"
@@ -126,35 +135,7 @@ def _put_if_sql(guards: int) -> str:
     return sql
 
 
-def _event_encoder() -> Callable[[dict[str, Any]], str]:
-    """Compact JSON for history events, as ``json.dumps(separators=(",", ":"))``.
-
-    ``json.dumps`` builds a new C encoder on every call, which costs more
-    than encoding a small event; this one is built once. No circular check:
-    events are plain data that was JSON-encoded once already.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has the C encoder
-        return json.JSONEncoder(separators=(",", ":")).encode
-    encode = make(
-        None,
-        json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        True,
-    )
-
-    def dumps(event: dict[str, Any]) -> str:
-        return "".join(encode(event, 0))
-
-    return dumps
-
-
-_dumps_event = _event_encoder()
+_dumps_event = compact_json_encoder()
 
 
 def _short_event_encoder() -> Callable[[dict[str, Any]], str]:
@@ -714,7 +695,8 @@ class SQLiteBackend:
             if (
                 row is None
                 and conn.execute(
-                    "SELECT 1 FROM accord_events WHERE rev > ? AND key = ? AND body IS NULL LIMIT 1",
+                    "SELECT 1 FROM accord_events WHERE rev > ? AND key = ? "
+                    "AND body IS NULL LIMIT 1",
                     (since, key),
                 ).fetchone()
             ):

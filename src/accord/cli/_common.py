@@ -103,3 +103,19 @@ def emit_json(data: Any) -> None:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON output carries it: bytes as text (undecodable bytes replaced)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def print_value(value: Any) -> None:
+    """Print a stored value for people: text as is, bytes raw, JSON indented."""
+    if isinstance(value, bytes):
+        sys.stdout.buffer.write(value)
+        sys.stdout.buffer.flush()
+    elif isinstance(value, str):
+        click.echo(value, nl=not value.endswith("\n"))
+    else:
+        click.echo(json.dumps(value, indent=2))

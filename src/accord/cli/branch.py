@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from ._common import EXIT_CONFLICT, common, console, emit_json, open_store, require_agent
+from ._common import (
+    EXIT_CONFLICT,
+    common,
+    console,
+    emit_json,
+    open_store,
+    plain,
+    print_value,
+    require_agent,
+)
 from .queue import read_value, value_options
-
-
-def _print_value(value: Any) -> None:
-    if isinstance(value, bytes):
-        sys.stdout.buffer.write(value)
-    elif isinstance(value, str):
-        click.echo(value, nl=not value.endswith("\n"))
-    else:
-        click.echo(json.dumps(value, indent=2))
-
-
-def _plain(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def branch_json(branch: Any) -> dict[str, Any]:
@@ -104,9 +99,9 @@ def read(key: str, branch_id: str, store_url: str | None, agent: str | None, as_
         found = get_branch(store, key, branch_id)
         value = found.read()
     if as_json:
-        emit_json({**branch_json(found), "value": _plain(value)})
+        emit_json({**branch_json(found), "value": plain(value)})
     else:
-        _print_value(value)
+        print_value(value)
 
 
 @branch.command("write")
@@ -208,7 +203,7 @@ def merge(
                 "clean": result.clean,
                 "committed": doc is not None,
                 "version": doc.version if doc is not None else None,
-                "value": _plain(result.value),
+                "value": plain(result.value),
                 "conflicts": [c.to_dict() for c in result.conflicts],
                 "resolved": len(result.resolved),
             }

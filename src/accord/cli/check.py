@@ -149,9 +149,7 @@ def print_result(result: Any, limit: int = 20) -> None:
     style = {"clean": "bold green", "anomalies": "bold red", "unknown": "bold yellow"}
     console.print(f"[{style[result.verdict]}]{escape(result.summary())}[/]")
     if result.lost_writes:
-        console.print(
-            f"{result.lost_writes} committed write(s) are missing from the final state."
-        )
+        console.print(f"{result.lost_writes} committed write(s) are missing from the final state.")
     found = result.anomalies + result.unknown
     for shown, anomaly in enumerate(found):
         if shown >= limit:

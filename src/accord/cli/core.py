@@ -11,16 +11,13 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..records import Doc
-from ._common import common, console, emit_json, open_store, require_agent
+from ._common import common, console, emit_json, open_store, plain, print_value, require_agent
 
 
 def doc_json(doc: Doc) -> dict[str, Any]:
-    value = doc.value
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
     return {
         "key": doc.key,
-        "value": value,
+        "value": plain(doc.value),
         "kind": doc.kind,
         "version": doc.version,
         "revision": doc.revision,
@@ -38,15 +35,7 @@ def read(key: str, store_url: str | None, agent: str | None, as_json: bool) -> N
     if as_json:
         emit_json(doc_json(doc))
         return
-    value = doc.value
-    if isinstance(value, bytes):
-        sys.stdout.buffer.write(value)
-    elif isinstance(value, str):
-        click.echo(value, nl=not value.endswith("\n"))
-    else:
-        import json
-
-        click.echo(json.dumps(value, indent=2))
+    print_value(doc.value)
     click.echo(f"{doc.key} v{doc.version} by {doc.author} (rev {doc.revision})", err=True)
 
 

@@ -48,12 +48,27 @@ def lease() -> None:
 
 @lease.command("acquire")
 @click.argument("key")
-@click.option("--ttl", type=float, default=30.0, show_default=True,
-              help="Seconds the lease lives unless renewed (store clock).")
-@click.option("--wait", type=float, default=10.0, show_default=True,
-              help="Seconds to wait in line for it (0: do not wait).")
-@click.option("--mode", type=click.Choice(["exclusive", "shared"]), default="exclusive",
-              show_default=True, help="exclusive: one holder, may write; shared: readers.")
+@click.option(
+    "--ttl",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds the lease lives unless renewed (store clock).",
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait in line for it (0: do not wait).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["exclusive", "shared"]),
+    default="exclusive",
+    show_default=True,
+    help="exclusive: one holder, may write; shared: readers.",
+)
 @common
 def acquire_cmd(
     key: str,
@@ -96,8 +111,12 @@ def acquire_cmd(
 @lease.command("renew")
 @click.argument("key")
 @click.option("--token", type=int, required=True, help="The token acquire printed.")
-@click.option("--ttl", type=float, default=None,
-              help="New TTL from now (default: the TTL it was granted with).")
+@click.option(
+    "--ttl",
+    type=float,
+    default=None,
+    help="New TTL from now (default: the TTL it was granted with).",
+)
 @common
 def renew_cmd(
     key: str,

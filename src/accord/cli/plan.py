@@ -14,14 +14,23 @@ from ._common import EXIT_PLAN, console, emit_json, handle_errors, json_option
 
 @click.command()
 @click.argument("manifest", required=False, type=click.Path(dir_okay=False))
-@click.option("--check", is_flag=True,
-              help="Exit 6 if there are violations (a CI gate).")
-@click.option("--from-history", "history", default=None, metavar="HISTORY",
-              help="A history (JSONL file or store URL): build the access table from what "
-                   "the agents really did; with MANIFEST, check the history against it.")
-@click.option("--write-manifest", "write_to", default=None, metavar="PATH",
-              type=click.Path(dir_okay=False),
-              help="With --from-history: write a starting manifest to PATH.")
+@click.option("--check", is_flag=True, help="Exit 6 if there are violations (a CI gate).")
+@click.option(
+    "--from-history",
+    "history",
+    default=None,
+    metavar="HISTORY",
+    help="A history (JSONL file or store URL): build the access table from what "
+    "the agents really did; with MANIFEST, check the history against it.",
+)
+@click.option(
+    "--write-manifest",
+    "write_to",
+    default=None,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="With --from-history: write a starting manifest to PATH.",
+)
 @json_option
 @handle_errors
 def plan(

@@ -11,7 +11,7 @@ import click
 
 from ..errors import UsageError
 from ..records import Doc
-from ._common import common, console, emit_json, open_store, require_agent
+from ._common import common, console, emit_json, open_store, plain, require_agent
 
 
 def read_value(file_: str, json_value: bool, binary: bool) -> Any:
@@ -43,12 +43,6 @@ def value_options(fn: Any) -> Any:
     )(fn)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
 def request_json(request: Any) -> dict[str, Any]:
     """A Request as JSON for --json output."""
     outcome = request.outcome
@@ -60,7 +54,7 @@ def request_json(request: Any) -> dict[str, Any]:
         "submitter": request.submitter,
         "status": request.status,
         "seq": request.seq,
-        "change": _plain(request.change),
+        "change": plain(request.change),
         "outcome": outcome,
         "decided_by": request.decided_by,
     }
