@@ -355,13 +355,13 @@ def test_refused_connection() -> None:
         accord.open(with_host(POSTGRES_URL, "127.0.0.1", 1))
 
 
-def test_missing_database() -> None:
+def test_missing_database(url: str) -> None:  # the fixture: a server to ask
     base = POSTGRES_URL.rsplit("/", 1)[0]
     with pytest.raises(accord.BackendUnavailable, match="createdb no_such_db_accord"):
         accord.open(f"{base}/no_such_db_accord")
 
 
-def test_missing_role() -> None:
+def test_missing_role(url: str) -> None:  # the fixture: a server to ask
     url = POSTGRES_URL.replace("postgres@", "no_such_role_accord@", 1)
     with pytest.raises(accord.BackendUnavailable, match="does not exist"):
         accord.open(url)

@@ -26,6 +26,7 @@ import pytest
 
 import accord
 
+from .conftest import require_postgres
 from .postgres_helpers import (
     POSTGRES_URL,
     ensure_server_running,
@@ -40,6 +41,7 @@ WRITERS = 8
 
 @pytest.fixture
 def server_back_up() -> Iterator[None]:
+    require_postgres()  # before the teardown that restarts a server we never had
     try:
         yield
     finally:

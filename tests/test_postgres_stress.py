@@ -29,6 +29,7 @@ import pytest
 
 import accord
 
+from .conftest import require_postgres
 from .postgres_helpers import (
     POSTGRES_URL,
     Proxy,
@@ -216,6 +217,7 @@ def _let_server_listen_on_bridge() -> None:
 @pytest.fixture
 def hosts() -> Iterator[dict[str, Any]]:
     """How agents reach the server from "other hosts": namespaces, or a relay."""
+    require_postgres()  # before touching the server's configuration
     problem = _can_make_namespaces()
     if problem is None:
         # Names and addresses are fixed (the server listens on HOST_ADDR), so

@@ -162,3 +162,27 @@ def test_errors_pickle() -> None:
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is accord.Conflict and again.current == 2 and str(again) == "msg"
     assert accord.Conflict.__module__ == "accord"
+
+
+def test_many_threads_open_a_new_file_at_once(tmp_path: Path) -> None:
+    import threading
+
+    for trial in range(10):
+        url = f"sqlite:///{tmp_path}/new{trial}.db"
+        barrier = threading.Barrier(6, timeout=10)
+        errors: list[BaseException] = []
+
+        def open_it(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            try:
+                barrier.wait()
+                with accord.open(url) as store:
+                    store.session("a").scan("")
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []

@@ -235,10 +235,17 @@ class SQLiteBackend:
             )
         conn = self._conn()
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            # One read transaction, so both answers come from one snapshot: a
+            # process creating the schema at the same moment commits the
+            # tables and the application id together.
+            conn.execute("BEGIN")
+            try:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                tables = {
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise BackendUnavailable(
                 f"{str(self.path)!r} is not an accord store (SQLite says: {exc}). "
