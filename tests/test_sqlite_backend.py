@@ -172,7 +172,11 @@ def test_many_threads_open_a_new_file_at_once(tmp_path: Path) -> None:
         barrier = threading.Barrier(6, timeout=10)
         errors: list[BaseException] = []
 
-        def open_it(url: str = url, barrier: threading.Barrier = barrier) -> None:
+        def open_it(
+            url: str = url,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
             try:
                 barrier.wait()
                 with accord.open(url) as store:
