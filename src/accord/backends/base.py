@@ -253,6 +253,33 @@ def _stamp(
     return out
 
 
+HISTORY_PAGE = 2000
+
+
+def paged_history(
+    fetch: Callable[[int, int], list[dict[str, Any]]],
+    since: int,
+    limit: int | None,
+) -> Iterator[dict[str, Any]]:
+    """Stream history in pages so a long history never sits in memory at once.
+
+    ``fetch(since, count)`` returns at most ``count`` events with ``rev >
+    since``, oldest first; a short page ends the stream.
+    """
+    seen = 0
+    while True:
+        want = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - seen)
+        if want <= 0:
+            return
+        page = fetch(since, want)
+        yield from page
+        if page:
+            since = page[-1]["rev"]
+        seen += len(page)
+        if len(page) < want:
+            return
+
+
 def touched_keys(compares: Sequence[Compare], *branches: Sequence[Op]) -> list[str]:
     """Every key a transaction reads or writes, in first-seen order."""
     seen: dict[str, None] = {}

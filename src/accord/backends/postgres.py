@@ -60,7 +60,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import BackendUnavailable, UsageError
 from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult, value_hash
-from .base import iso_time, plan_ops, touched_keys
+from .base import iso_time, paged_history, plan_ops, touched_keys
 
 SCHEMA_VERSION = 1
 """The schema version this accord creates and understands."""
@@ -647,31 +647,19 @@ class PostgresBackend:
     def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        # Stream in pages so a long history never sits in memory at once.
-        page = 2000
-        seen = 0
-        while True:
-            want = page if limit is None else min(page, limit - seen)
-            if want <= 0:
-                return
+        def fetch(after: int, count: int) -> list[dict[str, Any]]:
             params: tuple[Any, ...]
             if key is None:
-                query, params = self._sql_history, (since, want)
+                query, params = self._sql_history, (after, count)
             else:
-                query, params = self._sql_history_key, (key, since, want)
+                query, params = self._sql_history_key, (key, after, count)
 
-            def go(
-                conn: psycopg.Connection[Any], q: Any = query, p: Any = params
-            ) -> list[tuple[Any, ...]]:
-                return conn.cursor(binary=True).execute(q, p).fetchall()
+            def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+                return conn.cursor(binary=True).execute(query, params).fetchall()
 
-            rows = self._run(go, "reading history")
-            for row in rows:
-                yield _event(*row)
-                since = row[0]
-            seen += len(rows)
-            if len(rows) < want:
-                return
+            return [_event(*row) for row in self._run(go, "reading history")]
+
+        return paged_history(fetch, since, limit)
 
     def changes(self, key: str) -> Iterator[dict[str, Any]]:
         # Newest first, in small pages: callers usually stop after a few.

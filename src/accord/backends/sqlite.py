@@ -37,7 +37,7 @@ from ..records import (
     compact_json_encoder,
     value_hash,
 )
-from .base import check_compare, iso_time, plan_ops, touched_keys
+from .base import check_compare, iso_time, paged_history, plan_ops, touched_keys
 
 APPLICATION_ID = 0x41434344  # "ACCD"
 SCHEMA_VERSION = 1
@@ -603,44 +603,31 @@ class SQLiteBackend:
     def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        # Stream in pages so a long history never sits in memory at once.
-        page = 2000
-        seen = 0
-        while True:
-            want = page if limit is None else min(page, limit - seen)
-            if want <= 0:
-                return
+        if key is None:
+            sql = (
+                "SELECT rev, body FROM accord_events WHERE rev > ? "
+                "AND body IS NOT NULL ORDER BY rev LIMIT ?"
+            )
+        else:
+            sql = (
+                "SELECT rev, body FROM accord_events WHERE key = ? AND rev > ? "
+                "AND body IS NOT NULL ORDER BY rev LIMIT ?"
+            )
+
+        def fetch(after: int, count: int) -> list[dict[str, Any]]:
+            params = (after, count) if key is None else (key, after, count)
             try:
-                if key is None:
-                    rows = (
-                        self._conn()
-                        .execute(
-                            "SELECT rev, body FROM accord_events WHERE rev > ? "
-                            "AND body IS NOT NULL ORDER BY rev LIMIT ?",
-                            (since, want),
-                        )
-                        .fetchall()
-                    )
-                else:
-                    rows = (
-                        self._conn()
-                        .execute(
-                            "SELECT rev, body FROM accord_events WHERE key = ? AND rev > ? "
-                            "AND body IS NOT NULL ORDER BY rev LIMIT ?",
-                            (key, since, want),
-                        )
-                        .fetchall()
-                    )
+                rows = self._conn().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._translate(exc, "reading history") from exc
+            out = []
             for rev, body in rows:
                 event = json.loads(body)
-                event["rev"] = rev
-                yield event
-                since = rev
-            seen += len(rows)
-            if len(rows) < want:
-                return
+                event["rev"] = rev  # the fast write path leaves it to the row
+                out.append(event)
+            return out
+
+        return paged_history(fetch, since, limit)
 
     def changes(self, key: str) -> Iterator[dict[str, Any]]:
         conn = self._conn()

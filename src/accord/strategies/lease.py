@@ -55,7 +55,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ..errors import (
     AccordError,
@@ -353,7 +353,28 @@ def _check_token(token: object) -> int:
 # --- the lease -----------------------------------------------------------------------
 
 
-class Lease:
+class _ReleasedOnExit:
+    """``with`` support shared by Lease and LeaseSet: leaving the block releases.
+
+    A lease that lapsed inside the block raises :class:`LeaseLost` on the way
+    out, unless an error from the block is already leaving: that one wins.
+    """
+
+    def release(self) -> None:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.release()
+        except LeaseLost:
+            if exc_type is None:
+                raise
+
+
+class Lease(_ReleasedOnExit):
     """A granted lease on one key. Get one with ``session.acquire()`` or ``session.lease()``.
 
     ``token`` is the fencing token (strictly increasing per key); ``expires``
@@ -629,18 +650,6 @@ class Lease:
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join(timeout=10)
 
-    # --- context manager -----------------------------------------------------------
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.release()
-        except LeaseLost:
-            if exc_type is None:
-                raise
-            # An error from the block is already on its way out; do not mask it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -1123,7 +1132,7 @@ def _find_cycle(
 # --- several keys ----------------------------------------------------------------------
 
 
-class LeaseSet:
+class LeaseSet(_ReleasedOnExit):
     """Leases on several keys, taken in one canonical (sorted) order.
 
     Index by key (``leases["docs/a"]``), iterate in key order, and use as a
@@ -1189,15 +1198,6 @@ class LeaseSet:
                 keys=[getattr(exc, "key", None) for exc in lost],
             )
 
-    def __enter__(self) -> LeaseSet:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.release()
-        except LeaseLost:
-            if exc_type is None:
-                raise
 
 
 def acquire_all(
