@@ -213,3 +213,13 @@ def test_wait_sees_a_row_purged_in_a_txn(open_store) -> None:  # type: ignore[no
     b.txn([], [Delete(".accord/p/x", purge=True)])
     assert b.wait([".accord/p/x"], [], since, timeout=5) > since
     assert b.wait([], [".accord/p/"], since, timeout=5) > since
+
+
+def test_wait_sees_an_expired_row_purged(open_store) -> None:  # type: ignore[no-untyped-def]
+    b = open_store().backend
+    b.txn([], [put(".accord/e/x", ttl=-1)])
+    since = b.revision()
+    assert b.purge_expired(".accord/e/", b.now()) == 1
+    assert b.get(".accord/e/x") is None
+    assert b.revision() > since
+    assert b.wait([".accord/e/x"], [], since, timeout=5) > since

@@ -43,10 +43,6 @@ APPLICATION_ID = 0x41434344  # "ACCD"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS accord_meta (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS accord_records (
     key      TEXT PRIMARY KEY,
     kind     TEXT NOT NULL,
@@ -66,7 +62,6 @@ CREATE TABLE IF NOT EXISTS accord_events (
     kprev INTEGER,
     body  TEXT
 );
-INSERT OR IGNORE INTO accord_meta (name, value) VALUES ('purged', 0);
 """
 # Why the history has no index on key: every index is one more page written
 # at every commit, and the hot paths never search history by key. Instead
@@ -675,9 +670,6 @@ class SQLiteBackend:
     def _changed(
         self, conn: sqlite3.Connection, keys: Sequence[str], prefixes: Sequence[str], since: int
     ) -> bool:
-        purged = conn.execute("SELECT value FROM accord_meta WHERE name = 'purged'").fetchone()[0]
-        if purged > since:
-            return True
         for key in keys:
             row = conn.execute(
                 "SELECT revision FROM accord_records WHERE key = ?", (key,)
@@ -716,19 +708,27 @@ class SQLiteBackend:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = conn.execute(
-                    "DELETE FROM accord_records WHERE key >= ? AND key < ? "
-                    "AND expires IS NOT NULL AND expires < ?",
-                    (prefix, _prefix_end(prefix), before),
-                )
-                count = cur.rowcount
+                doomed = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT key FROM accord_records WHERE key >= ? AND key < ? "
+                        "AND expires IS NOT NULL AND expires < ?",
+                        (prefix, _prefix_end(prefix), before),
+                    )
+                ]
+                count = len(doomed)
                 if count:
-                    # A purge removes rows without a change event; it takes a
-                    # revision of its own (a NULL-body row) and is remembered so
-                    # wait() sees a row vanish.
-                    rev = (conn.execute(_MAX_REV).fetchone()[0] or 0) + 1
-                    conn.execute(_INSERT_EVENT, (rev, None, None, None))
-                    conn.execute("UPDATE accord_meta SET value = ? WHERE name = 'purged'", (rev,))
+                    conn.executemany(
+                        "DELETE FROM accord_records WHERE key = ?", [(k,) for k in doomed]
+                    )
+                    # Like a purge inside txn(): each removed row takes a
+                    # revision whose body-less history row names the key, so
+                    # wait() on that key (and only on it) wakes.
+                    rev = conn.execute(_MAX_REV).fetchone()[0] or 0
+                    conn.executemany(
+                        _INSERT_EVENT,
+                        [(rev + 1 + i, k, None, None) for i, k in enumerate(doomed)],
+                    )
                 conn.execute("COMMIT")
                 return count
             except BaseException:
