@@ -480,7 +480,9 @@ def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
     console.print(
         "[bold]The lost update[/]: two agents edit one document. "
         "A reads (T=1), B reads (T=2), B writes (T=4), A writes (T=5).\n"
-        f"Store: {url}   key: {KEY}"
+        f"Store: {url}   key: {KEY}\n"
+        "Before each strategy the document is reset (deleted and created again), so its "
+        "version numbers keep counting up: accord never reuses a version."
     )
     for name in names:
         console.print(render(run_strategy(name, url)))
