@@ -122,6 +122,26 @@ def test_write_whose_answer_was_lost_is_applied_once(url: str, proxy: Proxy) -> 
         assert [e["version"] for e in events_of(store, "doc")] == [1, 2]
 
 
+def test_refusal_whose_answer_was_lost_is_recorded_once(url: str, proxy: Proxy) -> None:
+    """A stale write is refused, its answer is lost: the repeat finds the
+    first attempt's refusal (by its token) and reports the same Conflict,
+    with one conflict event in the history, not two."""
+    with accord.open(proxy.url(url)) as store:
+        a = store.session("a")
+        a.write("doc", "v1")
+        a.write("doc", "v2", expect=1)
+        proxy.drop_next("response")
+        with pytest.raises(accord.Conflict) as info:
+            a.write("doc", "stale", expect=1)
+        assert proxy.dropped == 1
+        assert info.value.current == 2
+        b: Any = store.backend
+        assert b.replayed == 1
+        refusals = [e for e in events_of(store, "doc") if e["outcome"] == "conflict"]
+        assert len(refusals) == 1 and refusals[0]["expected"] == 1
+        assert a.read("doc").value == "v2"
+
+
 def test_write_lost_on_the_way_is_applied_once(url: str, proxy: Proxy) -> None:
     with accord.open(proxy.url(url)) as store:
         a = store.session("a")

@@ -59,8 +59,19 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import BackendUnavailable, UsageError
-from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult, value_hash
-from .base import iso_time, paged_history, plan_ops, touched_keys
+from ..records import (
+    NOW,
+    Append,
+    Compare,
+    Delete,
+    Op,
+    Put,
+    Record,
+    TxnResult,
+    fast_event_encoder,
+    value_hash,
+)
+from .base import _stamp, iso_time, paged_history, plan_ops, touched_keys
 
 SCHEMA_VERSION = 1
 """The schema version this accord creates and understands."""
@@ -75,6 +86,7 @@ _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted,
 _EVENT_COLUMNS = "rev, body, ts, version, prev, hash, expires"
 _EVENT_JSON = json.JSONEncoder(separators=(",", ":"))
 _SPEC_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_dumps_short_event = fast_event_encoder()
 
 T = TypeVar("T")
 
@@ -134,6 +146,10 @@ class PostgresBackend:
         # Rendered to bytes once: psycopg then parses each query only once.
         self._sql_txn = sql.SQL(
             "SELECT * FROM {}.accord_txn(%s::uuid, %s, %b::bytea[])"
+        ).format(s).as_bytes(None)
+        self._sql_put_if = sql.SQL(
+            "SELECT * FROM {}.accord_put_if(%s::uuid, %s, %s, %s, %s, %b, %s, %s, %s, %s, %s, "
+            "%s, %s, %s::text[], %s::text[], %s::float8)"
         ).format(s).as_bytes(None)
         self._sql_get = sql.SQL(
             "SELECT " + _COLUMNS + " FROM {}.accord_records WHERE key = %s"
@@ -591,11 +607,25 @@ class PostgresBackend:
             return conn.cursor(binary=True).execute(self._sql_txn, params).fetchall()
 
         rows = self._run(go, "writing" if has_ops else "checking", write=has_ops)
+        result = self._finish(rows, keys, success, failure)
+        self._maybe_sweep_tokens()
+        return result
+
+    def _finish(
+        self,
+        rows: list[tuple[Any, ...]],
+        keys: list[str],
+        success: Sequence[Op],
+        failure: Sequence[Op],
+    ) -> TxnResult:
+        """The TxnResult of a call of accord_txn or accord_put_if: its rows
+        of the touched keys before the transaction, then a header row."""
         header = rows[-1]
         ok, rev0, rev1, now, replay, before_text = header[10:16]
         current: dict[str, Record | None] = dict.fromkeys(keys)
         if replay:
             self.replayed += 1
+        if replay and before_text is not None:
             self._replay_before(current, success if ok else failure, before_text)
         else:
             for row in rows[:-1]:
@@ -607,8 +637,84 @@ class PostgresBackend:
                 f"{rev0}..{rev1} but accord expected {revision}; the schema's functions do "
                 "not match this accord. Open the store with the accord that created it."
             )
-        self._maybe_sweep_tokens()
         return TxnResult(ok, revision, current, events)
+
+    def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """The common optimistic write in one call of ``accord_put_if``.
+
+        Means exactly ``txn([Compare(put.key, "version", "==", expect),
+        *guards], [put], failure)``, with one difference in the result: when
+        the write succeeds, ``records`` is empty (nothing is read back). Takes
+        the short path for a put with an event and no ``ttl``, ``expect`` >=
+        1, guards that are ``holder`` compares on other keys, and at most one
+        failure op, an ``Append`` of an event naming the same key as the
+        put's; anything else goes through :meth:`txn`. The transaction token
+        is kept in the event row (see ``accord_put_if``).
+        """
+        event = put.event
+        key = put.key
+        short = (
+            event is not None
+            and put.ttl is None
+            and expect >= 1
+            and len(failure) <= 1
+            and all(
+                isinstance(op, Append)
+                and op.event is not None
+                and op.event.get("key") == event.get("key")
+                for op in failure
+            )
+            and all(g.target == "holder" and g.key != key for g in guards)
+        )
+        compares = [Compare(key, "version", "==", expect), *guards]
+        if not short or event is None:
+            return self.txn(compares, [put], failure)
+        failed = failure[0].event if failure else None
+        hash_ = value_hash(put.data)
+        token = _token()
+        params = (
+            key,
+            expect,
+            put.kind,
+            put.data,
+            put.author,
+            put.lamport,
+            put.clock,
+            hash_,
+            _dumps_short_event(event),
+            event.get("key"),
+            None if failed is None else _dumps_short_event(failed),
+            [g.key for g in guards] if guards else None,
+            [g.value if isinstance(g.value, str) else None for g in guards] if guards else None,
+            # How far back a repeat looks for its first attempt's event: well
+            # beyond the time _run keeps retrying.
+            self._retry_timeout + 300.0,
+        )
+        attempts = 0
+
+        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            # Only a repeat can find its token already used.
+            nonlocal attempts
+            attempts += 1
+            cur = conn.cursor(binary=True)
+            return cur.execute(self._sql_put_if, (token, attempts > 1, *params)).fetchall()
+
+        rows = self._run(go, "writing", write=True)
+        ok, rev1, now, replay = rows[-1][10], rows[-1][12], rows[-1][13], rows[-1][14]
+        self._maybe_sweep_tokens()
+        if ok:
+            # A first attempt that committed (a replay) reports the same way.
+            if replay:
+                self.replayed += 1
+            out = _stamp(event, rev1, iso_time(now), expect + 1, expect, hash_)
+            return TxnResult(True, rev1, {}, [out])
+        return self._finish(rows, touched_keys(compares, [put], failure), [put], failure)
 
     def _replay_before(
         self, current: dict[str, Record | None], ops: Sequence[Op], before_text: str

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +35,7 @@ from ..records import (
     Record,
     TxnResult,
     compact_json_encoder,
+    fast_event_encoder,
     value_hash,
 )
 from .base import check_compare, iso_time, paged_history, plan_ops, touched_keys
@@ -133,30 +134,7 @@ def _put_if_sql(guards: int) -> str:
 _dumps_event = compact_json_encoder()
 
 
-def _short_event_encoder() -> Callable[[dict[str, Any]], str]:
-    """The event encoder of put_if_version: orjson when installed.
-
-    Those events hold only str, int, None and a dict of str to int, for
-    which orjson writes the same JSON as the stdlib (non-ASCII characters
-    unescaped, which decodes the same), several times faster. Anything it
-    refuses goes to the stdlib encoder.
-    """
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson comes with the 'fast' extra
-        return _dumps_event
-    fast = orjson.dumps
-
-    def dumps(event: dict[str, Any]) -> str:
-        try:
-            return fast(event).decode()
-        except TypeError:  # pragma: no cover - orjson.JSONEncodeError is a TypeError
-            return _dumps_event(event)
-
-    return dumps
-
-
-_dumps_short_event = _short_event_encoder()
+_dumps_short_event = fast_event_encoder()
 _INSERT = (
     "INSERT INTO accord_records (kind, data, version, revision, author, lamport, clock, "
     "deleted, expires, erev, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -1,11 +1,12 @@
-"""The SQLite short paths mean exactly what the general txn() means.
+"""The backends' short paths mean exactly what the general txn() means.
 
-``SQLiteBackend.put_if_version`` (the optimistic write in four statements)
-and ``read_live`` (a read without a Record) are taken by every
-``Session.write(expect=)`` and ``Session.read`` on SQLite, so the
-conformance suite covers them through the API; these tests pin the
-equivalence at the backend: the same events, the same revisions, the same
-refusals, including the guard compares other strategies add.
+``put_if_version`` (SQLite: the optimistic write in four statements;
+PostgreSQL: one call of ``accord_put_if`` instead of ``accord_txn``) and
+SQLite's ``read_live`` (a read without a Record) are taken by every
+``Session.write(expect=)`` and ``Session.read``, so the conformance suite
+covers them through the API; these tests pin the equivalence at the
+backend, on both: the same events, the same revisions, the same refusals,
+including the guard compares other strategies add.
 """
 
 from __future__ import annotations
@@ -21,12 +22,31 @@ from accord.backends.base import check_compare
 from accord.backends.sqlite import SQLiteBackend
 from accord.records import Append, Compare, Delete, Put
 
+from .conftest import _postgres_schema_url, require_postgres
+
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Any:
+def sqlite_backend(tmp_path: Path) -> Any:
     b = SQLiteBackend(f"sqlite:///{tmp_path}/fast.db")
     yield b
     b.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        b: Any = SQLiteBackend(f"sqlite:///{tmp_path}/fast.db")
+        yield b
+        b.close()
+        return
+    require_postgres()
+    from accord.backends.postgres import PostgresBackend
+
+    url, drop = _postgres_schema_url()
+    b = PostgresBackend(url)
+    yield b
+    b.close()
+    drop()
 
 
 def _event(agent: str = "a", **extra: Any) -> dict[str, Any]:
@@ -37,7 +57,7 @@ def _put(value: bytes, agent: str = "a", event: dict[str, Any] | None = None) ->
     return Put("k", "text", value, agent, 1, "{}", event=_event(agent) if event is None else event)
 
 
-def _create(backend: SQLiteBackend) -> None:
+def _create(backend: Any) -> None:
     backend.txn([Compare("k", "version", "==", 0)], [_put(b"v1")])
 
 
@@ -45,7 +65,7 @@ def _strip(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k != "time"}
 
 
-def test_short_path_event_equals_the_general_one(backend: SQLiteBackend) -> None:
+def test_short_path_event_equals_the_general_one(backend: Any) -> None:
     _create(backend)
     general = backend.txn([Compare("k", "version", "==", 1)], [_put(b"v2")])
     short = backend.put_if_version(_put(b"v3"), 2)
@@ -66,7 +86,8 @@ def test_short_path_event_equals_the_general_one(backend: SQLiteBackend) -> None
     assert (rec.version, rec.revision, rec.data, rec.deleted) == (3, short.revision, b"v3", False)
 
 
-def test_short_path_body_leaves_rev_to_the_row(backend: SQLiteBackend, tmp_path: Path) -> None:
+def test_short_path_body_leaves_rev_to_the_row(sqlite_backend: Any, tmp_path: Path) -> None:
+    backend = sqlite_backend
     _create(backend)
     backend.put_if_version(_put(b"v2"), 1)
     raw = sqlite3.connect(tmp_path / "fast.db")
@@ -76,7 +97,7 @@ def test_short_path_body_leaves_rev_to_the_row(backend: SQLiteBackend, tmp_path:
     assert [e["rev"] for e in backend.history(since=rev - 1)] == [rev]
 
 
-def test_refusal_is_decided_and_recorded_in_one_transaction(backend: SQLiteBackend) -> None:
+def test_refusal_is_decided_and_recorded_in_one_transaction(backend: Any) -> None:
     _create(backend)
     before = backend.revision()
     refused = _event(outcome="conflict", expected=7)
@@ -104,7 +125,7 @@ def test_refusal_is_decided_and_recorded_in_one_transaction(backend: SQLiteBacke
     ],
 )
 def test_holder_guard_means_what_check_compare_means(
-    backend: SQLiteBackend, holder: str | None, expires_in: float | None, deleted: bool, ok: bool
+    backend: Any, holder: str | None, expires_in: float | None, deleted: bool, ok: bool
 ) -> None:
     _create(backend)
     if holder is not None:
@@ -127,7 +148,7 @@ def test_holder_guard_means_what_check_compare_means(
     "case",
     ["create", "ttl", "no-event", "guard-on-the-key", "value-guard"],
 )
-def test_other_shapes_take_the_general_path(backend: SQLiteBackend, case: str) -> None:
+def test_other_shapes_take_the_general_path(backend: Any, case: str) -> None:
     if case == "create":
         result = backend.put_if_version(_put(b"v1"), 0)
         assert result.succeeded and result.records["k"] is not None
@@ -150,7 +171,7 @@ def test_other_shapes_take_the_general_path(backend: SQLiteBackend, case: str) -
     assert rec is not None and rec.version == 2
 
 
-def test_one_transaction_may_write_a_new_key_twice(backend: SQLiteBackend) -> None:
+def test_one_transaction_may_write_a_new_key_twice(backend: Any) -> None:
     result = backend.txn(
         [Compare("n", "version", "==", 0)],
         [Put("n", "text", b"1", "a"), Put("n", "text", b"2", "a")],
@@ -160,7 +181,8 @@ def test_one_transaction_may_write_a_new_key_twice(backend: SQLiteBackend) -> No
     assert rec is not None and (rec.version, rec.data) == (2, b"2")
 
 
-def test_read_live(backend: SQLiteBackend) -> None:
+def test_read_live(sqlite_backend: Any) -> None:
+    backend = sqlite_backend
     assert backend.read_live("k") is None
     _create(backend)
     row = backend.read_live("k")
