@@ -165,6 +165,46 @@ class Doc:
     clock: dict[str, int] = field(default_factory=dict)
 
 
+def _doc_maker() -> Callable[[str, Value, int, int, str, str, int, dict[str, int]], Doc]:
+    # The frozen dataclass's __init__ sets each field through
+    # object.__setattr__, about a microsecond and a half per Doc; setting the
+    # slots through their descriptors directly costs half as much, which is
+    # a tenth of a read on SQLite.
+    new = object.__new__
+    k, v, ve, r, a, ki, la, c = (
+        getattr(Doc, name).__set__
+        for name in ("key", "value", "version", "revision", "author", "kind", "lamport", "clock")
+    )
+
+    def make_doc(
+        key: str,
+        value: Value,
+        version: int,
+        revision: int,
+        author: str,
+        kind: str,
+        lamport: int,
+        clock: dict[str, int],
+    ) -> Doc:
+        doc: Doc = new(Doc)
+        k(doc, key)
+        v(doc, value)
+        ve(doc, version)
+        r(doc, revision)
+        a(doc, author)
+        ki(doc, kind)
+        la(doc, lamport)
+        c(doc, clock)
+        return doc
+
+    return make_doc
+
+
+make_doc = _doc_maker()
+"""``Doc(key, value, version, revision, author, kind, lamport, clock)`` with
+every field given, for the hot paths (the same object, made faster)."""
+
+
 # --- the words of the atomic primitive -------------------------------------
 
 NOW = "$now"

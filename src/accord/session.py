@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from .records import (
     Value,
     decode_value,
     encode_value,
+    make_doc,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +97,6 @@ class Session:
         self.agent = agent
         self.clock = AgentClock(agent)
         self._seen: dict[str, tuple[int, Any]] = {}
-        self._seen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Session(agent={self.agent!r}, store={self.store.url!r})"
@@ -116,8 +115,8 @@ class Session:
             self._intercept(op, key)
 
     def _remember(self, key: str, version: int, value: Any) -> None:
-        with self._seen_lock:
-            self._seen[key] = (version, value)
+        # One dict store: atomic, so threads sharing a session need no lock.
+        self._seen[key] = (version, value)
 
     def seen_version(self, key: str) -> int | None:
         """The version of ``key`` this agent last read or wrote, or None."""
@@ -139,8 +138,8 @@ class Session:
         if store._hooks:
             self._intercept("read", key)
         backend = store.backend
-        read_live = None if store.record_reads else getattr(backend, "read_live", None)
-        if read_live is not None:
+        read_live = store._read_live
+        if read_live is not None and not store.record_reads:
             # A backend may hand over the row of a live key without building
             # a Record first (the hot path of a read); absent or deleted keys
             # take the general path below, which explains them.
@@ -148,10 +147,9 @@ class Session:
             if row is not None:
                 kind, data, version, revision, author, lamport, clock_text = row
                 self.clock.observe(key, lamport, clock_text)
-                value = decode_value(kind, data)
-                with self._seen_lock:
-                    self._seen[key] = (version, value)
-                return Doc(
+                value = data.decode() if kind == "text" else decode_value(kind, data)
+                self._seen[key] = (version, value)
+                return make_doc(
                     key, value, version, revision, author, kind, lamport, decode_clock(clock_text)
                 )
         # With reads recorded, the event says when the read began (store
@@ -367,9 +365,8 @@ class Session:
             return self._refused(op, key, value, expect, check, lease, idem, result.records)
         ev = result.events[0]
         version = ev["version"]
-        with self._seen_lock:
-            self._seen[key] = (version, value if op == "write" else None)
-        return Doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
+        self._seen[key] = (version, value if op == "write" else None)
+        return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
 
     def _refused(
         self,
