@@ -438,3 +438,13 @@ def test_listeners_register_and_leave(url: str) -> None:
         _listening(store)
         assert count() == 1
     assert count() == 0
+
+
+def test_text_array_literal_round_trips(url: str) -> None:
+    """accord_put_if takes its guard lists as text[] literals built in Python."""
+    from accord.backends.postgres import _text_array
+
+    items = ["a", 'b"c', "d\\e", None, "NULL", "", "x,y", "{z}", "é ✓", " sp "]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT %s::text[]", (_text_array(items),)).fetchone()
+    assert row is not None and row[0] == items
