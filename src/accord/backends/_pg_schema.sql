@@ -423,7 +423,8 @@ LANGUAGE plpgsql AS $fn$
 -- refusal the rows of the touched keys as they are, then the header row; on
 -- success the header row alone. The token goes into the event row (not
 -- accord_tokens); a repeat finds it there among the key's events of the last
--- p_window seconds (the client retries for less than that).
+-- p_window seconds (the client retries for less than that) that are newer
+-- than its change to version p_expect.
 DECLARE
     v_del boolean;
     v_expires double precision;
@@ -438,9 +439,12 @@ BEGIN
         -- never will. A first attempt's token is new, so it skips this.
         PERFORM 1 FROM @s@.accord_counter c WHERE c.id = 1 FOR UPDATE;
         v_since := extract(epoch FROM clock_timestamp())::double precision - p_window;
-        FOR ev IN SELECT e.rev, e.ts, e.change, e.token FROM @s@.accord_events e
+        -- Newest first, back to the window's start or to the key's change
+        -- to p_expect, whichever comes first: an event of the first attempt
+        -- can only be newer than both.
+        FOR ev IN SELECT e.rev, e.ts, e.change, e.version, e.token FROM @s@.accord_events e
                 WHERE e.key = p_evkey ORDER BY e.rev DESC LOOP
-            EXIT WHEN ev.ts < v_since;
+            EXIT WHEN ev.ts < v_since OR (ev.change AND ev.version <= p_expect);
             CONTINUE WHEN ev.token IS DISTINCT FROM p_token;
             h_ok := ev.change; h_rev0 := ev.rev - 1; h_rev1 := ev.rev; h_now := ev.ts;
             h_replay := true;

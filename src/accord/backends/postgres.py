@@ -695,9 +695,9 @@ class PostgresBackend:
             _text_array([g.value if isinstance(g.value, str) else None for g in guards])
             if guards
             else None,
-            # How far back a repeat looks for its first attempt's event: well
-            # beyond the time _run keeps retrying.
-            self._retry_timeout + 300.0,
+            # How far back a repeat looks for its first attempt's event: beyond
+            # the time _run keeps retrying, with a minute to spare.
+            self._retry_timeout + 60.0,
         )
         attempts = 0
 
