@@ -336,6 +336,28 @@ def test_schema_from_a_newer_accord_is_refused(url: str) -> None:
         accord.open(url)
 
 
+def test_a_store_from_before_accord_put_if_is_brought_up_to_date(url: str) -> None:
+    """A store made before accord_put_if (no function, no token column, an
+    older functions digest) gets both at the next open, keeping its data."""
+    with accord.open(url) as store:
+        store.session("a").write("doc", "v1")
+        schema = store.backend.schema  # type: ignore[attr-defined]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP FUNCTION "{schema}".accord_put_if')
+        conn.execute(f'ALTER TABLE "{schema}".accord_events DROP COLUMN token')
+        conn.execute(f"UPDATE \"{schema}\".accord_meta SET value = 'old' WHERE name = 'functions'")
+    with accord.open(url) as store:
+        a = store.session("a")
+        doc = a.write("doc", "v2", expect=1)
+        assert doc.version == 2 and a.read("doc").value == "v2"
+        assert [e["version"] for e in events_of(store, "doc")] == [1, 2]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute(
+            f'SELECT token IS NOT NULL FROM "{schema}".accord_events ORDER BY rev DESC LIMIT 1'
+        ).fetchone()
+    assert row == (True,)
+
+
 def test_a_schema_accord_did_not_make_is_refused(url: str) -> None:
     schema = url.split("schema=")[1].split("&")[0]
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
