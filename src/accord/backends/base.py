@@ -280,6 +280,18 @@ def paged_history(
             return
 
 
+def short_put(put: Put, expect: int, guards: Sequence[Compare]) -> bool:
+    """Whether a ``put_if_version`` call has the shape the backends' short
+    paths take: a put with an event and no TTL over an existing version,
+    guarded only by ``holder`` compares on other keys."""
+    return (
+        put.event is not None
+        and put.ttl is None
+        and expect >= 1
+        and all(g.target == "holder" and g.key != put.key for g in guards)
+    )
+
+
 def touched_keys(compares: Sequence[Compare], *branches: Sequence[Op]) -> list[str]:
     """Every key a transaction reads or writes, in first-seen order."""
     seen: dict[str, None] = {}

@@ -71,7 +71,7 @@ from ..records import (
     fast_event_encoder,
     value_hash,
 )
-from .base import _stamp, iso_time, paged_history, plan_ops, touched_keys
+from .base import _stamp, iso_time, paged_history, plan_ops, short_put, touched_keys
 
 SCHEMA_VERSION = 1
 """The schema version this accord creates and understands."""
@@ -660,9 +660,8 @@ class PostgresBackend:
         event = put.event
         key = put.key
         short = (
-            event is not None
-            and put.ttl is None
-            and expect >= 1
+            short_put(put, expect, guards)
+            and event is not None
             and len(failure) <= 1
             and all(
                 isinstance(op, Append)
@@ -670,7 +669,6 @@ class PostgresBackend:
                 and op.event.get("key") == event.get("key")
                 for op in failure
             )
-            and all(g.target == "holder" and g.key != key for g in guards)
         )
         compares = [Compare(key, "version", "==", expect), *guards]
         if not short or event is None:

@@ -38,7 +38,14 @@ from ..records import (
     fast_event_encoder,
     value_hash,
 )
-from .base import check_compare, iso_time, paged_history, plan_ops, touched_keys
+from .base import (
+    check_compare,
+    iso_time,
+    paged_history,
+    plan_ops,
+    short_put,
+    touched_keys,
+)
 
 APPLICATION_ID = 0x41434344  # "ACCD"
 SCHEMA_VERSION = 1
@@ -421,11 +428,7 @@ class SQLiteBackend:
         """
         event = put.event
         key = put.key
-        short = event is not None and put.ttl is None and expect >= 1
-        for guard in guards:
-            if guard.target != "holder" or guard.key == key:
-                short = False
-        if not short or event is None:
+        if not short_put(put, expect, guards) or event is None:
             return self.txn([Compare(key, "version", "==", expect), *guards], [put], failure)
         insert = _put_if_sql(len(guards))
         version = expect + 1
