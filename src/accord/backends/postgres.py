@@ -20,7 +20,9 @@ How it keeps the promises (see docs/postgres.md):
 
 * One round trip per transaction: ``Backend.txn`` is one call of the
   PL/pgSQL function ``accord_txn`` in ``_pg_schema.sql``, which locks,
-  checks, writes, appends history and commits in a single statement.
+  checks, writes, appends history and commits in a single statement. The
+  common optimistic write (``put_if_version``) calls ``accord_put_if``, the
+  same meaning for that one shape in a third of the server time.
 * Writers take a row lock on the revision counter before anything else and
   hold it to COMMIT: revisions are strictly increasing in commit order, and
   the version and fencing checks run in the transaction that writes.
