@@ -138,8 +138,8 @@ class Session:
         if store._hooks:
             self._intercept("read", key)
         backend = store.backend
-        read_live = store._read_live
-        if read_live is not None and not store.record_reads:
+        read_live = None if store.record_reads else getattr(backend, "read_live", None)
+        if read_live is not None:
             # A backend may hand over the row of a live key without building
             # a Record first (the hot path of a read); absent or deleted keys
             # take the general path below, which explains them.

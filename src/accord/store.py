@@ -127,10 +127,6 @@ class Store:
         if idempotency_window <= 0:
             raise UsageError("idempotency_window must be a positive number of seconds.")
         self.backend = backend
-        # The backend's hot read path, if it has one (see Session.read).
-        self._read_live: Callable[[str], tuple[Any, ...] | None] | None = getattr(
-            backend, "read_live", None
-        )
         self.max_value_size = max_value_size
         self.record_reads = record_reads
         self.idempotency_window = float(idempotency_window)
