@@ -262,3 +262,30 @@ def idempotent_writer(url: str, agent: str, acks: Any, stop: Any) -> None:
             i += 1
         backend: Any = store.backend
         acks.put(("done", agent, (i, backend.retried, backend.replayed)))
+
+
+def plain_writer(url: str, agent: str, acks: Any, stop: Any) -> None:
+    """Append 0, 1, 2, ... to ``log/<agent>`` with update() and no idempotency
+    key: every write goes through accord_put_if, whose internal token is all
+    that keeps a repeat after a lost connection from applying it twice (a
+    second apply would show as a number twice in the log). Reports each
+    acknowledged append."""
+    with accord.open(url) as store:
+        s = store.session(agent)
+        key = f"log/{agent}"
+        s.write(key, [])
+        i = 0
+        while not stop.is_set():
+            while True:
+                try:
+                    s.update(key, lambda v, i=i: [*v, i], retries=1000, max_backoff=0.2)
+                    break
+                except accord.BackendUnavailable as exc:
+                    # Fate unknown: look before repeating, as the error says.
+                    acks.put(("unavailable", agent, str(exc)[:200]))
+                    if s.read(key).value[-1:] == [i]:
+                        break
+            acks.put(("ack", agent, f"{agent}:{i}"))
+            i += 1
+        backend: Any = store.backend
+        acks.put(("done", agent, (i, backend.retried, backend.replayed)))
