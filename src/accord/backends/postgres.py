@@ -486,17 +486,37 @@ class PostgresBackend:
         deadline = time.monotonic() + self._retry_timeout
         attempt = 0
         in_doubt = False
+        direct = tried_direct = False
+        last: Exception | None = None
         while True:
             attempt += 1
             try:
-                with self._pool.connection(timeout=max(0.05, deadline - time.monotonic())) as conn:
-                    return fn(conn)
+                if direct:
+                    direct = False
+                    try:
+                        conn = self._connect_direct()
+                    except psycopg.Error as exc:
+                        last = exc  # not connected: nothing was sent
+                    else:
+                        with conn:
+                            return fn(conn)
+                else:
+                    timeout = max(0.05, deadline - time.monotonic())
+                    with self._pool.connection(timeout=timeout) as conn:
+                        return fn(conn)
             except PoolClosed as exc:
                 raise BackendUnavailable(
                     "This store was closed; open it again with accord.open()."
                 ) from exc
             except PoolTimeout as exc:
-                last: Exception = exc
+                last = exc
+                if not tried_direct:
+                    # After failed connections the pool waits out a growing
+                    # backoff (seconds) before it tries the server again, so a
+                    # server that is back may not be used before the deadline.
+                    # One direct attempt settles it, even at the deadline.
+                    direct = tried_direct = True
+                    continue
             except psycopg.Error as exc:
                 state = getattr(exc, "sqlstate", None) or ""
                 if state in ("40001", "40P01"):
@@ -515,10 +535,22 @@ class PostgresBackend:
             if self._closed:
                 raise BackendUnavailable("This store was closed; open it again with accord.open().")
             left = deadline - time.monotonic()
+            assert last is not None
             if left <= 0:
                 raise self._gave_up(last, doing, write=write, in_doubt=in_doubt) from last
             self.retried += 1
             time.sleep(min(left, random.uniform(0, min(1.0, 0.02 * 2**attempt))))
+
+    def _connect_direct(self) -> psycopg.Connection[Any]:
+        """A connection outside the pool, set up as the pool's are (the caller
+        closes it)."""
+        conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+        try:
+            _configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _gave_up(
         self, exc: Exception, doing: str, *, write: bool, in_doubt: bool
