@@ -384,16 +384,22 @@ class SQLiteBackend:
     ) -> TxnResult:
         conn = self._conn()
         keys = touched_keys(compares, success, failure)
+        with self._writing(conn, "writing"):
+            return self._txn_locked(conn, keys, compares, success, failure)
+
+    @contextlib.contextmanager
+    def _writing(self, conn: sqlite3.Connection, doing: str) -> Iterator[None]:
+        """One write transaction: ``BEGIN IMMEDIATE`` (busy retried), COMMIT
+        when the block ends; on any error ROLLBACK, sqlite3 errors translated."""
         self._begin(conn)
         try:
-            result = self._txn_locked(conn, keys, compares, success, failure)
+            yield
             conn.execute("COMMIT")
-            return result
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise self._translate(exc, "writing") from exc
+                raise self._translate(exc, doing) from exc
             raise
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -434,8 +440,7 @@ class SQLiteBackend:
         version = expect + 1
         hash_ = value_hash(put.data)
         conn = self._conn()
-        self._begin(conn)
-        try:
+        with self._writing(conn, "writing"):
             # The stamp is taken with the write lock held, as in txn(), so
             # event times never run backwards along the revisions.
             now = self.now()
@@ -458,11 +463,9 @@ class SQLiteBackend:
                 # it takes the failure branch and records the refusal, and a
                 # loser under contention holds the write lock once, not twice.
                 compares = [Compare(key, "version", "==", expect), *guards]
-                result = self._txn_locked(
+                return self._txn_locked(
                     conn, touched_keys(compares, [put], failure), compares, [put], failure
                 )
-                conn.execute("COMMIT")
-                return result
             rev = cur.lastrowid
             assert rev is not None
             conn.execute(
@@ -481,13 +484,6 @@ class SQLiteBackend:
                     key,
                 ),
             )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._translate(exc, "writing") from exc
-            raise
         out["rev"] = rev
         return TxnResult(True, rev, {}, [out])
 
@@ -692,37 +688,28 @@ class SQLiteBackend:
 
     def purge_expired(self, prefix: str, before: float) -> int:
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                doomed = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT key FROM accord_records WHERE key >= ? AND key < ? "
-                        "AND expires IS NOT NULL AND expires < ?",
-                        (prefix, _prefix_end(prefix), before),
-                    )
-                ]
-                count = len(doomed)
-                if count:
-                    conn.executemany(
-                        "DELETE FROM accord_records WHERE key = ?", [(k,) for k in doomed]
-                    )
-                    # Like a purge inside txn(): each removed row takes a
-                    # revision whose body-less history row names the key, so
-                    # wait() on that key (and only on it) wakes.
-                    rev = conn.execute(_MAX_REV).fetchone()[0] or 0
-                    conn.executemany(
-                        _INSERT_EVENT,
-                        [(rev + 1 + i, k, None, None) for i, k in enumerate(doomed)],
-                    )
-                conn.execute("COMMIT")
-                return count
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "purging expired records") from exc
+        with self._writing(conn, "purging expired records"):
+            doomed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT key FROM accord_records WHERE key >= ? AND key < ? "
+                    "AND expires IS NOT NULL AND expires < ?",
+                    (prefix, _prefix_end(prefix), before),
+                )
+            ]
+            if doomed:
+                conn.executemany(
+                    "DELETE FROM accord_records WHERE key = ?", [(k,) for k in doomed]
+                )
+                # Like a purge inside txn(): each removed row takes a
+                # revision whose body-less history row names the key, so
+                # wait() on that key (and only on it) wakes.
+                rev = conn.execute(_MAX_REV).fetchone()[0] or 0
+                conn.executemany(
+                    _INSERT_EVENT,
+                    [(rev + 1 + i, k, None, None) for i, k in enumerate(doomed)],
+                )
+        return len(doomed)
 
     def close(self) -> None:
         self._closed = True

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -119,3 +120,32 @@ def print_value(value: Any) -> None:
         click.echo(value, nl=not value.endswith("\n"))
     else:
         click.echo(json.dumps(value, indent=2))
+
+
+def read_value(file_: str, json_value: bool, binary: bool) -> Any:
+    """The value given on the command line: a file, or standard input for ``-``."""
+    raw = sys.stdin.buffer.read() if file_ == "-" else Path(file_).read_bytes()
+    if binary:
+        return raw
+    if json_value:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"--json-value: the input is not JSON ({exc}).") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError("The input is not UTF-8 text; pass --binary to take it as bytes.") from exc
+
+
+def value_options(fn: Any) -> Any:
+    """--file, --json-value and --binary: how a command takes a value."""
+    fn = click.option("--binary", is_flag=True, help="Send the input as bytes.")(fn)
+    fn = click.option("--json-value", is_flag=True, help="Parse the input as JSON.")(fn)
+    return click.option(
+        "--file",
+        "file_",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        default="-",
+        help="Read the value from this file (default: standard input).",
+    )(fn)

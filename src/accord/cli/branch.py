@@ -15,9 +15,10 @@ from ._common import (
     open_store,
     plain,
     print_value,
+    read_value,
     require_agent,
+    value_options,
 )
-from .queue import read_value, value_options
 
 
 def branch_json(branch: Any) -> dict[str, Any]:

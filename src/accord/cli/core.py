@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..errors import UsageError
 from ..records import Doc
-from ._common import common, console, emit_json, open_store, plain, print_value, require_agent
+from ._common import (
+    common,
+    console,
+    emit_json,
+    open_store,
+    plain,
+    print_value,
+    read_value,
+    require_agent,
+)
 
 
 def doc_json(doc: Doc) -> dict[str, Any]:
@@ -79,22 +85,7 @@ def write(
 
     Without --expect, --lease or --force the write only creates KEY.
     """
-    raw = sys.stdin.buffer.read() if file_ == "-" else Path(file_).read_bytes()
-    value: Any
-    if binary:
-        value = raw
-    elif json_value:
-        import json
-
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise UsageError(f"--json-value: the input is not JSON ({exc}).") from exc
-    else:
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError("The input is not UTF-8 text; pass --binary to store bytes.") from exc
+    value = read_value(file_, json_value, binary)
     with open_store(store_url) as store:
         session = store.session(require_agent(agent))
         doc = session.write(

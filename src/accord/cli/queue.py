@@ -4,43 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import UsageError
 from ..records import Doc
-from ._common import common, console, emit_json, open_store, plain, require_agent
-
-
-def read_value(file_: str, json_value: bool, binary: bool) -> Any:
-    """The value given on the command line: a file, or standard input for ``-``."""
-    raw = sys.stdin.buffer.read() if file_ == "-" else Path(file_).read_bytes()
-    if binary:
-        return raw
-    if json_value:
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise UsageError(f"--json-value: the input is not JSON ({exc}).") from exc
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError("The input is not UTF-8 text; pass --binary to send bytes.") from exc
-
-
-def value_options(fn: Any) -> Any:
-    """--file, --json-value and --binary: how a command takes a value."""
-    fn = click.option("--binary", is_flag=True, help="Send the input as bytes.")(fn)
-    fn = click.option("--json-value", is_flag=True, help="Parse the input as JSON.")(fn)
-    return click.option(
-        "--file",
-        "file_",
-        type=click.Path(dir_okay=False, allow_dash=True),
-        default="-",
-        help="Read the value from this file (default: standard input).",
-    )(fn)
+from ._common import (
+    common,
+    console,
+    emit_json,
+    open_store,
+    plain,
+    read_value,
+    require_agent,
+    value_options,
+)
 
 
 def request_json(request: Any) -> dict[str, Any]:
