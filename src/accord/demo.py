@@ -410,7 +410,15 @@ def render(run: Run) -> Panel:
         )
     else:
         verdict = Text("Both changes survived.", style="bold green")
-    parts: list[Any] = [table, Text("final document:", style="bold"), final, verdict]
+    # The description heads the panel rather than its title, which a terminal
+    # of 80 columns would cut off mid-sentence.
+    parts: list[Any] = [
+        Text(DESCRIPTIONS.get(run.strategy, ""), style="bold"),
+        table,
+        Text("final document:", style="bold"),
+        final,
+        verdict,
+    ]
     if run.anomalies:
         parts.append(
             Text("accord check names it: " + ", ".join(sorted(set(run.anomalies))), style="red")
@@ -418,8 +426,7 @@ def render(run: Run) -> Panel:
     cost = COSTS.get(run.strategy, "")
     figures = ", ".join(f"{name}: {amount:g}" for name, amount in sorted(run.stats.items()))
     parts.append(Text(f"cost: {cost}" + (f" ({figures})" if figures else ""), style="cyan"))
-    title = f"--strategy {run.strategy}: {DESCRIPTIONS.get(run.strategy, '')}"
-    return Panel(Group(*parts), title=title, title_align="left")
+    return Panel(Group(*parts), title=f"--strategy {run.strategy}", title_align="left")
 
 
 @click.command()
