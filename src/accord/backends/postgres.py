@@ -704,9 +704,8 @@ class PostgresBackend:
                 for op in failure
             )
         )
-        compares = [Compare(key, "version", "==", expect), *guards]
         if not short or event is None:
-            return self.txn(compares, [put], failure)
+            return self.txn([Compare(key, "version", "==", expect), *guards], [put], failure)
         failed = failure[0].event if failure else None
         hash_ = value_hash(put.data)
         # The token as text (the function casts it): cheaper than a UUID object.
@@ -749,7 +748,8 @@ class PostgresBackend:
                 self.replayed += 1
             out = _stamp(event, rev1, iso_time(now), expect + 1, expect, hash_)
             return TxnResult(True, rev1, {}, [out])
-        return self._finish(rows, touched_keys(compares, [put], failure), [put], failure)
+        keys = list(dict.fromkeys([key, *(g.key for g in guards)]))
+        return self._finish(rows, keys, [put], failure)
 
     def _replay_before(
         self, current: dict[str, Record | None], ops: Sequence[Op], before_text: str
