@@ -8,6 +8,7 @@ one atomic primitive, ``Backend.txn``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -54,6 +55,48 @@ def decode_value(kind: str, data: bytes) -> Value:
     if kind == "json":
         return json.loads(data)
     return bytes(data)
+
+
+def to_wire(value: Value) -> tuple[Kind, Any]:
+    """A value as JSON output carries it: ``(kind, wire)``.
+
+    Text and JSON data go as they are; bytes go as standard base64 text, and
+    the kind (``"bytes"``) says so, so every byte round-trips through JSON.
+    Every JSON surface (the CLI's ``--json``, MCP, HTTP) uses this one form:
+    ``{"kind": kind, "value": wire}``. :func:`from_wire` is its inverse.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes", base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, str):
+        return "text", value
+    return "json", value
+
+
+def from_wire(kind: str, wire: Any) -> Value:
+    """The value that :func:`to_wire` turned into ``(kind, wire)``.
+
+    Raises :class:`accord.InvalidValue` when ``kind`` is unknown or bytes are
+    not valid base64.
+    """
+    from .errors import InvalidValue
+
+    if kind == "bytes":
+        if not isinstance(wire, str):
+            raise InvalidValue(f"A bytes value travels as base64 text, not {type(wire).__name__}.")
+        try:
+            return base64.b64decode(wire.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidValue(
+                f"A bytes value must be standard base64 text ({exc}); encode the bytes with "
+                "base64 first."
+            ) from exc
+    if kind == "text":
+        if not isinstance(wire, str):
+            raise InvalidValue(f"A text value must be a string, not {type(wire).__name__}.")
+        return wire
+    if kind == "json":
+        return wire
+    raise InvalidValue(f"Unknown value kind {kind!r}: use 'text', 'json' or 'bytes'.")
 
 
 def compact_json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
