@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -66,6 +65,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "accord.langgraph needs LangGraph: pip install 'accord[langgraph]'."
     ) from exc
 
+from ._segments import decode_segment as _decode_segment
+from ._segments import encode_segment as _encode_segment
 from .errors import InvalidKey, InvalidValue, NotFound, PreconditionRequired, UsageError
 from .keys import MAX_KEY_LENGTH, validate_key
 from .records import Doc
@@ -90,33 +91,6 @@ DEFAULT_AGENT = "langgraph"
 _PUSH = "__pregel_push"
 
 # --- the key mapping ------------------------------------------------------------
-
-# Everything accord's keys forbid inside a segment, plus the escape character
-# itself: '/' (the separator), control characters, and '%'.
-_ESCAPED = re.compile(r"[%/\x00-\x1f\x7f]")
-_ESCAPE = re.compile(r"%([0-9A-F]{2})")
-
-
-def _encode_segment(text: str) -> str:
-    if text == "":
-        # A lone '%' never comes out of escaping (an escape is '%' and two
-        # hex digits), so it can stand for the empty string.
-        return "%"
-    if text == ".":
-        return "%2E"
-    if text == "..":
-        return "%2E%2E"
-    return _ESCAPED.sub(lambda m: f"%{ord(m.group()):02X}", text)
-
-
-def _decode_segment(segment: str) -> str | None:
-    if segment == "%":
-        return ""
-    text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), segment)
-    # Only the canonical spelling maps back: a key written under the prefix
-    # by something else ('a%2fb', a bare '%') is not a LangGraph item.
-    return text if _encode_segment(text) == segment else None
-
 
 def encode_key(namespace: Sequence[str], key: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The accord key of the LangGraph item ``(namespace, key)`` under ``prefix``.
