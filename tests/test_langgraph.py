@@ -234,6 +234,37 @@ def test_search_filter_limit_offset(lg: AccordStore) -> None:
     assert lg.search(("doc",)) == []  # a prefix of labels, not of characters
 
 
+def test_dotted_filter_keys_reach_nested_fields(lg: AccordStore) -> None:
+    lg.put(("docs",), "nested", {"user": {"access-level": "high"}})
+    lg.put(("docs",), "flat", {"user.access-level": "high"})
+    found = lg.search(("docs",), filter={"user.access-level": "high"})
+    assert sorted(i.key for i in found) == ["flat", "nested"]
+    assert lg.search(("docs",), filter={"user.missing.deeper": "high"}) == []
+
+
+@pytest.mark.parametrize("namespace", [("foo.bar",), ("foo", ""), (123,)])
+def test_invalid_labels_are_refused_by_every_method(
+    lg: AccordStore, namespace: tuple[Any, ...]
+) -> None:
+    calls: list[Callable[[], Any]] = [
+        lambda: lg.get(namespace, "k"),
+        lambda: lg.put(namespace, "k", {"v": 1}),
+        lambda: lg.put(namespace, "k", {"v": 1}, expect=0),
+        lambda: lg.delete(namespace, "k"),
+        lambda: lg.delete(namespace, "k", expect=1),
+        lambda: lg.update(namespace, "k", lambda v: {"v": 1}),
+        lambda: lg.search(namespace),
+        lambda: lg.list_namespaces(prefix=namespace),
+        lambda: lg.list_namespaces(suffix=namespace),
+        lambda: asyncio.run(lg.aput(namespace, "k", {"v": 1})),
+        lambda: asyncio.run(lg.asearch(namespace)),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidNamespaceError):
+            call()
+    assert lg.store.revision() == 0  # nothing reached the store
+
+
 def test_list_namespaces(lg: AccordStore) -> None:
     for ns in [("a", "b", "c"), ("a", "b", "d", "e"), ("a", "b", "d", "i"), ("a", "b", "f"),
                ("a", "c", "f"), ("x", "v1")]:

@@ -237,6 +237,20 @@ def _compare(item_value: Any, wanted: Any) -> bool:
     return bool(item_value == wanted)
 
 
+def _field(value: dict[str, Any], name: str) -> Any:
+    # A dotted name reaches into nested objects ({"user.level": 1} matches
+    # {"user": {"level": 1}}), as newer LangGraph stores do; a key that
+    # itself contains the dots wins.
+    if name in value or "." not in name:
+        return value.get(name)
+    current: Any = value
+    for part in name.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return None
+        current = current[part]
+    return current
+
+
 def _operator(value: Any, op: str, wanted: Any) -> bool:
     if op == "$eq":
         return bool(value == wanted)
@@ -642,7 +656,7 @@ class AccordStore(BaseStore):
             if namespace[: len(prefix)] != prefix or not namespace:
                 continue
             value, created, updated = self._unwrap(doc.key, doc.value)
-            if op.filter and not all(_compare(value.get(k), v) for k, v in op.filter.items()):
+            if op.filter and not all(_compare(_field(value, k), v) for k, v in op.filter.items()):
                 continue
             found.append(
                 VersionedSearchItem(
