@@ -238,3 +238,25 @@ def test_generated_histories_round_trip(program: list[tuple[str, str, str]],
     assert findings(imported) == findings(native)
     assert imported.lost_writes == native.lost_writes
     event(f"lost-update found: {bool(native.counts.get('lost-update'))}")
+
+
+@pytest.mark.parametrize("module", ["accord.langgraph", "accord.agents_sdk", "accord.otel"])
+def test_adapter_modules_list_their_public_names(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert mod.__all__ == sorted(mod.__all__)
+    assert all(hasattr(mod, name) for name in mod.__all__)
+
+
+def test_import_accord_leaves_the_frameworks_unloaded() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, accord; "
+        "print(sorted(m for m in ('langgraph', 'agents', 'opentelemetry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
