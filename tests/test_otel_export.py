@@ -260,3 +260,30 @@ def test_import_accord_leaves_the_frameworks_unloaded() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_langgraph_fanout_traced_live_shows_the_lost_updates(tmp_path: Path) -> None:
+    """LangGraph nodes on a last-write-wins AccordStore, traced: the spans name the losses."""
+    import importlib.util
+    import sys
+
+    from accord.langgraph import AccordStore
+
+    example = Path(__file__).parent.parent / "examples" / "langgraph_fanout.py"
+    spec = importlib.util.spec_from_file_location("langgraph_fanout_otel", example)
+    assert spec is not None and spec.loader is not None
+    fanout = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fanout
+    spec.loader.exec_module(fanout)
+
+    store = accord.open(f"sqlite:///{tmp_path / 's.db'}")
+    spans = tmp_path / "spans.jsonl"
+    inst = instrument(store, provider(spans))
+    outcome = fanout.run(AccordStore(store, on_overwrite="last-write-wins"), safe=False,
+                         history=tmp_path / "native.jsonl")
+    inst.uninstrument()
+    assert outcome.kept == 1 and outcome.check is not None
+    imported, _ = imported_check(spans)
+    assert findings(imported) == findings(outcome.check)
+    assert imported.counts["lost-update"] == 2
+    store.close()
