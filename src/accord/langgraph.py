@@ -368,7 +368,10 @@ class AccordStore(BaseStore):
             return DEFAULT_AGENT
         if _PUSH in (metadata.get("langgraph_triggers") or ()):
             task = (config.get("configurable") or {}).get("__pregel_task_id")
-            if isinstance(task, str) and task:
+            if not isinstance(task, str) or not task:
+                # The checkpoint namespace ends with "node:task_id".
+                task = str(metadata.get("langgraph_checkpoint_ns", "")).rpartition(":")[2]
+            if task:
                 return f"{node}#{task[:8]}"
         return node
 

@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "accord.otel needs OpenTelemetry: pip install 'accord[otel]'."
     ) from exc
 
-from .errors import AccordError, NotFound
+from .errors import AccordError, LeaseError, NotFound, PreconditionFailed
 from .history.otel import Mapping, parse_mapping
 from .records import Doc, encode_value, value_hash
 from .session import Session
@@ -234,7 +234,6 @@ class Instrumentation:
         self.tracer = tracer
         self._sessions: list[Session] = []
         self._lock = threading.Lock()
-        self._original: Callable[[str], Session] = store.session
 
     def _trace(self, session: Session) -> Session:
         with self._lock:
@@ -338,10 +337,15 @@ class Instrumentation:
 
 
 def _failed(span: Any, exc: BaseException) -> None:
+    # The history's outcome names: a refused precondition is a conflict, a
+    # refused lease a fenced write, anything else an error.
     span.record_exception(exc)
-    outcome = "conflict" if isinstance(exc, AccordError) else "error"
-    if type(exc).__name__ in ("Fenced", "LeaseLost"):
+    if isinstance(exc, PreconditionFailed):
+        outcome = "conflict"
+    elif isinstance(exc, LeaseError):
         outcome = "fenced"
+    else:
+        outcome = "error"
     span.set_attribute("accord.outcome", outcome)
     span.set_attribute("accord.error", type(exc).__name__)
     span.set_status(Status(StatusCode.ERROR, str(exc).splitlines()[0][:200]))
