@@ -297,3 +297,37 @@ def test_concurrent_sdk_runs_on_one_session_id(open_store: Callable[..., accord.
         assert sum(f"answer {i}" in t for t in texts) == 1
     assert len(items) == 2 * runs
     assert accord.check(store).ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"], indirect=True)
+def test_appends_from_separate_processes(open_store: Callable[..., accord.Store]) -> None:
+    import multiprocessing as mp
+
+    from tests.agents_sdk_workers import append_worker
+
+    store = open_store()
+    url = open_store.url  # type: ignore[attr-defined]
+    procs, turns = 4, 15
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    workers = [ctx.Process(target=append_worker, args=(url, i, turns, barrier, results))
+               for i in range(procs)]
+    for w in workers:
+        w.start()
+    done = sorted(results.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    assert done == list(range(procs))
+    items = asyncio.run(AccordSession("shared", store).get_items())
+    assert len(items) == procs * turns * 2
+    contents = [i["content"] for i in items]
+    for p in range(procs):
+        mine = [c for c in contents if c.startswith(f"p{p} ")]
+        # Each process's turns: all there, in its order, each turn's two items adjacent.
+        assert mine == [f"p{p} t{t} {s}" for t in range(turns) for s in ("in", "out")]
+        for t in range(turns):
+            at = contents.index(f"p{p} t{t} in")
+            assert contents[at + 1] == f"p{p} t{t} out"
+    assert accord.check(store).ok
