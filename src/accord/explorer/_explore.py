@@ -191,6 +191,16 @@ class Failure:
     check: Any = None
     reproducible: bool = True
 
+    @property
+    def headline(self) -> str:
+        """A few words: what failed (``AssertionError in main``, ``lost-update``,
+        ``deadlock``, ``livelock``)."""
+        if self.kind == "exception" and self.error is not None:
+            return f"{type(self.error).__name__} in {self.agent}"
+        if self.kind == "anomaly" and self.check is not None:
+            return ", ".join(sorted(n for n, c in self.check.counts.items() if c))
+        return self.kind
+
     def timeline(self) -> str:
         """The schedule as a text table: one column per agent, one row per step."""
         return timeline_text(self.trace, self.agents)
@@ -297,7 +307,7 @@ class ExploreResult:
             f = self.failure
             return (
                 f"{self.workflow}: schedule {f.schedule + 1} of {self.requested} failed "
-                f"({self._how()}): {f.kind}."
+                f"({self._how()}): {f.headline}."
             )
         if self.replayed:
             return f"{self.workflow}: the replayed schedule passed (the failure is gone)."
@@ -635,6 +645,12 @@ def run_explore(
     _positive(max_steps, "max_steps")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise UsageError(f"depth must be a whole number >= 1, not {depth!r}.")
+    if preemptions is not None and (
+        isinstance(preemptions, bool) or not isinstance(preemptions, int) or preemptions < 0
+    ):
+        raise UsageError(
+            f"preemptions must be a whole number >= 0, or None for no bound, not {preemptions!r}."
+        )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UsageError(f"seed must be a whole number or None, not {seed!r}.")
     if store is not None and store != "memory://":

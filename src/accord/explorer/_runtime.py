@@ -986,8 +986,10 @@ class Scheduler:
         earliest: float | None = None
         for a in self._agents:
             deadline = a._deadline
-            if a.state is BLOCKED and deadline is not None and (
-                earliest is None or deadline < earliest
+            if (
+                a.state is BLOCKED
+                and deadline is not None
+                and (earliest is None or deadline < earliest)
             ):
                 earliest = deadline
         if earliest is None:

@@ -268,7 +268,9 @@ class Exhaustive:
     """
 
     name = "exhaustive"
-    every_step = False
+    # Forced steps matter too: a step that touches a sleeping agent's keys
+    # wakes it, and a run whose only ready agent sleeps repeats one seen.
+    every_step = True
 
     def __init__(self, preemptions: int | None = 2, prune: bool = True) -> None:
         if preemptions is not None and (not isinstance(preemptions, int) or preemptions < 0):
@@ -310,6 +312,14 @@ class Exhaustive:
         return node
 
     def pick(self, ready: Sequence[Agent], current: int | None, step: int) -> Agent:
+        if len(ready) == 1:
+            only = ready[0]
+            if self.prune and self._sleep:
+                if only.id in self._sleep:
+                    raise Prune
+                fp = only.step.footprint
+                self._sleep = {s: f for s, f in self._sleep.items() if independent(f, fp)}
+            return only
         options = [a.id for a in ready]
         by_id = {a.id: a for a in ready}
         node = self._replayed("agent", options)
