@@ -20,15 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _timing import paired  # noqa: E402
-
-from accord.explorer import World, explore, point  # noqa: E402
+from _timing import paired
+from accord.explorer import World, explore, point
 
 OPS = 10
 BATCH = 100

@@ -1054,8 +1054,10 @@ class Scheduler:
                         holders = sorted({str(h) for h in a._holders()} - {""})
                     except Exception as exc:  # a report must not fail on a bad callback
                         holders = [f"<holders() raised {type(exc).__name__}>"]
-                waits.append(WaitInfo(a.name, a._label, tuple(sorted(a._keys)), tuple(holders)))
                 graph[a.name] = holders
+                done = {b.name for b in self._agents if b.state is DONE}
+                shown = [f"{h} (finished)" if h in done else h for h in holders]
+                waits.append(WaitInfo(a.name, a._label, tuple(sorted(a._keys)), tuple(shown)))
         return DeadlockInfo(tuple(waits), _find_cycle(graph))
 
     def _wind_down(self) -> None:
