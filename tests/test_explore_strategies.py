@@ -68,8 +68,9 @@ def test_the_safe_variants_pass_exhaustively(workflow: Any) -> None:
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_pct_preempts_at_most_depth_minus_one_times(depth: int) -> None:
-    """Priorities change only at the depth - 1 change points, so a PCT schedule has at
-    most depth - 1 preemptions (depth 1: agents run one after the other)."""
+    """Priorities change only at the depth - 1 change points, so when every agent is
+    ready from the start and never waits, a PCT schedule has at most depth - 1
+    preemptions (depth 1: the agents run one after the other)."""
     seen = set()
     for seed in range(40):
         result = explore(
