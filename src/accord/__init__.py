@@ -36,6 +36,7 @@ from .errors import (
     UsageError,
     ValueTooLarge,
 )
+from .explorer import explore, explores, think, tool_call
 from .history import Anomaly, CheckResult, check
 from .merge import MergeConflict
 from .plan import Plan, make_plan
@@ -95,8 +96,12 @@ __all__ = [
     "ValueTooLarge",
     "__version__",
     "check",
+    "explore",
+    "explores",
     "lease_status",
     "load_manifest",
     "make_plan",
     "open",
+    "think",
+    "tool_call",
 ]

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "lease",
     "demo",
     "check",
+    "explore",
     "plan",
     "queue",
     "branch",

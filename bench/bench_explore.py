@@ -1,0 +1,96 @@
+"""The interleaving explorer: schedules per second, against the workflow run bare.
+
+The workflow: 2 agents x 10 operations (each agent reads and writes two
+keys of a shared dict, five times), every operation behind a scheduling
+point. "Ours" explores it (PCT, then random, then exhaustive with at most
+2 preemptions), 100 schedules per call, no shrinking; "bare" is the least
+possible work for the same workflow: the two agents' coroutines run one
+after the other with the points doing nothing (outside an exploration a
+point returns at once), no scheduler, no event loop. The ratio is ours
+(schedules/s) over bare (workflows/s), taken per round from runs close
+together in time.
+
+The store version of this benchmark (2 agents x 10 operations on the
+explorer's memory store) waits for accord's async API.
+
+Run: .venv/bin/python bench/bench_explore.py [--seconds 4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from _timing import paired
+from accord.explorer import World, explore, point
+
+OPS = 10
+BATCH = 100
+
+
+async def agent(data: dict[str, int], name: str) -> None:
+    for i in range(OPS // 2):
+        key = f"k{i % 2}"
+        await point("read", reads={key})
+        value = data[key]
+        await point("write", writes={key})
+        data[key] = value + 1
+
+
+async def workflow(world: World) -> None:
+    data = {"k0": 0, "k1": 0}
+    world.spawn("a", agent(data, "a"))
+    world.spawn("b", agent(data, "b"))
+    await world.join()
+
+
+def bare() -> None:
+    data = {"k0": 0, "k1": 0}
+    for name in ("a", "b"):
+        coro = agent(data, name)
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - points never suspend outside an exploration
+            raise AssertionError("a point suspended outside an exploration")
+
+
+def ours(strategy: str) -> Any:
+    def run() -> None:
+        result = explore(
+            workflow,
+            schedules=BATCH,
+            strategy=strategy,
+            seed=1,
+            store=None,
+            shrink=False,
+            preemptions=2,
+        )
+        assert result.ok and result.schedules == BATCH
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("| case | per second | vs bare workflow |")
+    print("|---|---:|---:|")
+    bare_rate = None
+    for strategy in ("pct", "random", "exhaustive"):
+        o, b, ratio = paired(ours(strategy), bare, args.seconds, args.rounds, warmup=3, batch=1)
+        bare_rate = b
+        print(f"| explore, {strategy}: schedules | {o * BATCH:,.0f} | {ratio * BATCH:.4f} |")
+    print(f"| bare workflow (2 agents x {OPS} operations, no explorer) | {bare_rate:,.0f} | 1 |")
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
