@@ -77,3 +77,18 @@ def test_branch_write_and_discard_and_bad_input(sqlite_url: str) -> None:
     assert code == 3 and "discarded" in out
     code, out = run(sqlite_url, "merge", "doc", "--agent", "synth")
     assert code == 1 and "Nothing to merge" in out
+
+
+def test_fork_prints_only_the_branch_id(sqlite_url: str) -> None:
+    """`ID=$(accord fork k)` works: stdout is the id alone (issue 11 item 13)."""
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\n")
+    result = CliRunner().invoke(
+        cli, ["fork", "doc", "--agent", "agent-a", "--store", sqlite_url]
+    )
+    assert result.exit_code == 0, result.output
+    branch_id = result.stdout.strip()
+    assert result.stdout == branch_id + "\n" and " " not in branch_id
+    assert "forked doc v1" in result.stderr
+    code, out = run(sqlite_url, "branch", "read", "doc", branch_id)
+    assert code == 0 and out == "a\n"

@@ -12,6 +12,7 @@ from ._common import (
     common,
     console,
     emit_json,
+    err_console,
     open_store,
     plain,
     print_value,
@@ -55,7 +56,9 @@ def fork(
 ) -> None:
     """Fork KEY: a private copy based on its current version; prints the branch id.
 
-    Work on it with `accord branch read|write KEY ID`; merge with `accord merge KEY`.
+    Standard output holds the id alone, so `ID=$(accord fork KEY)` works; what
+    was forked goes to standard error. Work on it with `accord branch
+    read|write KEY ID`; merge with `accord merge KEY`.
     """
     value = read_value(file_, json_value, binary) if file_ is not None else None
     with open_store(store_url) as store:
@@ -65,7 +68,8 @@ def fork(
     if as_json:
         emit_json(branch_json(branch))
     else:
-        console.print(f"forked {key} v{branch.base_version} as branch {branch.id}")
+        click.echo(branch.id)
+        err_console.print(f"forked {key} v{branch.base_version} as branch {branch.id}")
 
 
 @click.group()
