@@ -16,7 +16,10 @@ INTRO = """# Command line
 `accord COMMAND --help` shows the same text. Every command takes `--store URL`
 (default `ACCORD_URL`, else `sqlite:///.accord/state.db`) and, where it acts
 as an agent, `--agent NAME` (default `ACCORD_AGENT`); `--json` prints JSON for
-programs instead of text for people.
+programs instead of text for people. In JSON output a stored value goes with
+its kind beside it: `"kind": "text"` or `"json"` with the value as it is, and
+`"kind": "bytes"` with the bytes as standard base64 text, so every byte
+round-trips (a request's `change` goes with `change_kind`).
 
 Exit codes: 0 ok, 1 usage error, 2 store unavailable, 3 conflict or
 precondition failed (also: not found), 4 lease or fencing refused, 5 anomalies

@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 
 from ..errors import AccordError, UsageError
+from ..records import to_wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,17 +99,31 @@ def require_agent(agent: str | None) -> str:
     return agent
 
 
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        # Bytes must go through wire(), which says they are base64; str()
+        # here would print "b'...'" and lose the type.
+        raise TypeError("bytes in JSON output: pass the value through wire()")
+    return str(obj)
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, default=str, indent=None))
+    click.echo(json.dumps(data, default=_json_default, indent=None))
 
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
 
 
-def plain(value: Any) -> Any:
-    """A value as JSON output carries it: bytes as text (undecodable bytes replaced)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+def wire(value: Any, name: str = "value", kind_name: str = "kind") -> dict[str, Any]:
+    """A stored value as JSON output carries it: ``{kind_name: kind, name: wire}``.
+
+    The one form of every JSON surface (:func:`accord.records.to_wire`):
+    text and JSON data as they are, bytes as base64 with the kind
+    ``"bytes"``, so every byte round-trips (``accord.records.from_wire``).
+    """
+    kind, data = to_wire(value)
+    return {kind_name: kind, name: data}
 
 
 def print_value(value: Any) -> None:

@@ -14,11 +14,11 @@ from ._common import (
     emit_json,
     err_console,
     open_store,
-    plain,
     print_value,
     read_value,
     require_agent,
     value_options,
+    wire,
 )
 
 
@@ -104,7 +104,7 @@ def read(key: str, branch_id: str, store_url: str | None, agent: str | None, as_
         found = get_branch(store, key, branch_id)
         value = found.read()
     if as_json:
-        emit_json({**branch_json(found), "value": plain(value)})
+        emit_json({**branch_json(found), **wire(value)})
     else:
         print_value(value)
 
@@ -208,7 +208,7 @@ def merge(
                 "clean": result.clean,
                 "committed": doc is not None,
                 "version": doc.version if doc is not None else None,
-                "value": plain(result.value),
+                **wire(result.value),
                 "conflicts": [c.to_dict() for c in result.conflicts],
                 "resolved": len(result.resolved),
             }
