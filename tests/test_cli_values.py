@@ -92,3 +92,18 @@ def test_merge_conflict_json_carries_bytes_sides_as_base64(sqlite_url: str) -> N
         one["id"]: b"\x01",
         two["id"]: b"\x02",
     }
+
+
+def test_json_value_input_that_would_change_is_refused(sqlite_url: str) -> None:
+    """--json-value: NaN and nesting over the limit are InvalidValue (exit 1), not a traceback."""
+    runner = CliRunner()
+    for text in ('{"x": NaN}', "[" * 20_000 + "]" * 20_000, "[" * 300 + "]" * 300):
+        result = runner.invoke(
+            cli,
+            ["write", "k", "--json-value", "--store", sqlite_url, "--agent", "a"],
+            input=text,
+        )
+        assert result.exit_code == 1, result.output
+        assert "InvalidValue" in result.output and "nothing was written" in result.output
+    with accord.open(sqlite_url) as store:
+        assert list(store.history()) == []

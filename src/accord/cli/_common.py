@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from ..errors import AccordError, UsageError
-from ..records import to_wire
+from ..errors import AccordError, InvalidValue, UsageError
+from ..records import MAX_JSON_DEPTH, to_wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,7 +146,16 @@ def read_value(file_: str, json_value: bool, binary: bool) -> Any:
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise UsageError(f"--json-value: the input is not JSON ({exc}).") from exc
+            raise UsageError(
+                f"--json-value: the input is not JSON ({exc}); nothing was written. Fix the "
+                "JSON, or drop --json-value to store the input as text."
+            ) from exc
+        except RecursionError as exc:
+            raise InvalidValue(
+                f"--json-value: the input nests deeper than accord's limit of {MAX_JSON_DEPTH} "
+                "levels of lists and objects; nothing was written. Flatten it and write again.",
+                path="$",
+            ) from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
