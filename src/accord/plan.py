@@ -535,7 +535,9 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         return
     path = Path(text)
     try:
-        handle = path.open(encoding="utf-8")
+        # Bytes, decoded line by line by json.loads: a line that is not
+        # UTF-8 is then a format error naming its line, as in `accord check`.
+        handle = path.open("rb")
     except OSError as exc:
         raise HistoryFormatError(
             f"Cannot read the history {path}: {exc.strerror or exc}. Export one with "
@@ -548,10 +550,10 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 data = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise HistoryFormatError(
                     f"{path} line {number} is not JSON ({exc}). A history has one JSON object "
-                    "a line (see docs/history.md).",
+                    "a line, in UTF-8 (see docs/history.md).",
                     path=str(path),
                     line=number,
                 ) from exc

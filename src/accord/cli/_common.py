@@ -73,18 +73,39 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AccordError as exc:
-            if kwargs.get("as_json"):
-                payload = {"error": type(exc).__name__, "message": exc.message}
-                for name in ("key", "expected", "current", "writers"):
-                    if hasattr(exc, name):
-                        payload[name] = getattr(exc, name)
-                click.echo(json.dumps(payload, default=str))
-            else:
-                err_console.print(f"[bold red]{type(exc).__name__}:[/] ", end="")
-                err_console.out(exc.message)
+            report(exc, bool(kwargs.get("as_json")))
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # A file named on the command line that cannot be opened (a
+            # missing directory, no permission): the library raises the
+            # OSError a Python caller expects; a command line user wants a
+            # sentence. Errors without a file name are not ours to explain.
+            if exc.filename is None:
+                raise
+            report(
+                UsageError(
+                    f"Cannot open {exc.filename}: {exc.strerror or exc}. Check the path (its "
+                    "directory must exist) and the permissions, then run the command again."
+                ),
+                bool(kwargs.get("as_json")),
+            )
+            sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def report(exc: AccordError, as_json: bool) -> None:
+    """Print an error the way every command does: JSON on stdout with --json,
+    else a line on stderr."""
+    if as_json:
+        payload = {"error": type(exc).__name__, "message": exc.message}
+        for name in ("key", "expected", "current", "writers", "path"):
+            if hasattr(exc, name):
+                payload[name] = getattr(exc, name)
+        click.echo(json.dumps(payload, default=str))
+    else:
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] ", end="")
+        err_console.out(exc.message)
 
 
 def open_store(store_url: str | None, **kwargs: Any) -> Any:
@@ -139,7 +160,13 @@ def print_value(value: Any) -> None:
 
 def read_value(file_: str, json_value: bool, binary: bool) -> Any:
     """The value given on the command line: a file, or standard input for ``-``."""
-    raw = sys.stdin.buffer.read() if file_ == "-" else Path(file_).read_bytes()
+    try:
+        raw = sys.stdin.buffer.read() if file_ == "-" else Path(file_).read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot read the value from {file_}: {exc.strerror or exc}; nothing was written. "
+            "Name a readable file with --file, or pass the value on standard input."
+        ) from exc
     if binary:
         return raw
     if json_value:
