@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 usage error, 2 store unavailable, 3 conflict or
 precondition failed, 4 lease or fencing refused, 5 anomalies found (check),
-6 plan violations.
+6 plan violations, 130 stopped with Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ EXIT_CONFLICT = 3
 EXIT_LEASE = 4
 EXIT_ANOMALIES = 5
 EXIT_PLAN = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped with Ctrl-C
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -136,6 +137,45 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
 
 
+def discard_stdout() -> None:
+    """Send the rest of standard output to /dev/null: its reader went away.
+
+    As Python's documentation advises for SIGPIPE: output nobody reads is
+    dropped, and the command finishes and exits with its own exit code
+    (`accord check h.jsonl | head -1` still exits 5 when it found
+    anomalies), instead of dying on BrokenPipeError at the next write or at
+    the interpreter's last flush.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+    finally:
+        os.close(devnull)
+
+
+class PipeSafeStdout:
+    """Standard output that turns a closed pipe into :func:`discard_stdout`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            discard_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            discard_stdout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def wire(value: Any, name: str = "value", kind_name: str = "kind") -> dict[str, Any]:
     """A stored value as JSON output carries it: ``{kind_name: kind, name: wire}``.
 
@@ -150,8 +190,11 @@ def wire(value: Any, name: str = "value", kind_name: str = "kind") -> dict[str, 
 def print_value(value: Any) -> None:
     """Print a stored value for people: text as is, bytes raw, JSON indented."""
     if isinstance(value, bytes):
-        sys.stdout.buffer.write(value)
-        sys.stdout.buffer.flush()
+        try:
+            sys.stdout.buffer.write(value)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            discard_stdout()
     elif isinstance(value, str):
         click.echo(value, nl=not value.endswith("\n"))
     else:
