@@ -198,6 +198,7 @@ def merge(
         doc = None
         if result.clean and not dry_run:
             doc = result.commit(agent=require_agent(agent))
+    settled = [c for c in result.resolved if prefer in c.sides] if prefer else []
     if as_json:
         emit_json(
             {
@@ -211,10 +212,17 @@ def merge(
                 **wire(result.value),
                 "conflicts": [c.to_dict() for c in result.conflicts],
                 "resolved": len(result.resolved),
+                "dropped": [
+                    {**c.to_dict(), "kept": prefer, "dropped": [s for s in c.sides if s != prefer]}
+                    for c in settled
+                ],
             }
         )
     else:
-        console.out(result.report())
+        if result.clean and settled:
+            console.out(_settled_report(result, settled, prefer or ""))
+        else:
+            console.out(result.report())
         if doc is not None:
             console.print(f"committed {key} v{doc.version}")
         elif result.clean:
@@ -226,6 +234,29 @@ def merge(
             )
     if not result.clean:
         sys.exit(EXIT_CONFLICT)
+
+
+def _settled_report(result: Any, settled: list[Any], prefer: str) -> str:
+    """What --prefer kept and what it dropped, conflict by conflict.
+
+    A merge settled by --prefer is not a clean merge: the other sides'
+    changes at those places are gone from the result, and whoever merges
+    must see which ones before the commit is taken as everyone's work.
+    """
+    dropped = sorted({s for c in settled for s in c.sides if s != prefer})
+    lines = [
+        f"Merged {len(result.branch_ids)} branches of {result.key}; --prefer {prefer} settled "
+        f"{len(settled)} conflict(s) and DROPPED the change(s) of {', '.join(dropped)} there:"
+    ]
+    for conflict in settled:
+        for line in conflict.describe().splitlines():
+            label = line.strip().rstrip(":")
+            if line.startswith("conflict at "):
+                line = "settled " + line[len("conflict ") :]
+            elif line.startswith("  ") and not line.startswith("   ") and label in conflict.sides:
+                line = f"  {label} ({'kept' if label == prefer else 'dropped'}):"
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def register(cli: click.Group) -> None:

@@ -347,6 +347,13 @@ class Merge:
 
     def report(self) -> str:
         """Every unresolved conflict, described for a person or an agent."""
+        if not self.conflicts and self.resolved:
+            where = ", ".join(c.where for c in self.resolved[:5])
+            return (
+                f"Merged {len(self.branch_ids)} branches of {self.key}; resolve settled "
+                f"{len(self.resolved)} conflict(s) ({where}), keeping its answer there and "
+                "dropping what the other sides wrote."
+            )
         if not self.conflicts:
             return f"Merged {len(self.branch_ids)} branches of {self.key} cleanly."
         head = (
