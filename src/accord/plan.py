@@ -136,7 +136,7 @@ def recommend(resource: Resource) -> tuple[str, str]:
                 )
             return "lease", why
         return "optimistic", (
-            "high conflict but short changes: a retry is cheap (use update(), it retries); if "
+            "high conflict but short changes: a retry is cheap (update retries on conflicts); if "
             "RetriesExhausted shows up, move to a lease or a queue" + after
         )
     if resource.conflicts in ("low", "medium"):
@@ -494,7 +494,8 @@ def _history_violations(
                         key,
                         f"{agent} wrote {key} guarded by {check!r}, but {where} is "
                         f"{res.strategy}, whose writes are guarded by {allowed[0]!r}. Open the "
-                        "store with the manifest (accord.open(url, manifest=...)) to enforce it.",
+                        "store with the manifest (ACCORD_MANIFEST, or accord.open's manifest "
+                        "option) to enforce it.",
                     ),
                     "follow",
                     agent,

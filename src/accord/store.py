@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .clock import decode_clock
-from .errors import BackendUnavailable, InvalidValue, UsageError, ValueTooLarge
+from .errors import (
+    BackendUnavailable,
+    InvalidValue,
+    UsageError,
+    ValueTooLarge,
+    call,
+    var,
+)
 from .keys import has_surrogate, validate_prefix
 from .records import Compare, Doc, Event, Record, Value, decode_value, encode_value
 from .session import Operation, Session
@@ -213,7 +220,7 @@ class Store:
         ):
             raise UsageError(
                 f"Invalid agent name {agent!r}: use 1 to 128 printable characters, such as "
-                "'agent-a'. Set it with store.session(NAME), --agent or ACCORD_AGENT."
+                f"'agent-a'. Set it with {call('store.session', var('name'))}."
             )
         if self.policy is not None:
             self.policy.check_agent(agent)

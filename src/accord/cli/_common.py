@@ -99,14 +99,14 @@ def report(exc: AccordError, as_json: bool) -> None:
     """Print an error the way every command does: JSON on stdout with --json,
     else a line on stderr."""
     if as_json:
-        payload = {"error": type(exc).__name__, "message": exc.message}
+        payload = {"error": type(exc).__name__, "message": exc.render("cli")}
         for name in ("key", "expected", "current", "writers", "path"):
             if hasattr(exc, name):
                 payload[name] = getattr(exc, name)
         click.echo(json.dumps(payload, default=str))
     else:
         err_console.print(f"[bold red]{type(exc).__name__}:[/] ", end="")
-        err_console.out(exc.message)
+        err_console.out(exc.render("cli"))
 
 
 def open_store(store_url: str | None, **kwargs: Any) -> Any:
