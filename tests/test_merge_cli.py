@@ -77,3 +77,51 @@ def test_branch_write_and_discard_and_bad_input(sqlite_url: str) -> None:
     assert code == 3 and "discarded" in out
     code, out = run(sqlite_url, "merge", "doc", "--agent", "synth")
     assert code == 1 and "Nothing to merge" in out
+
+
+def test_fork_prints_only_the_branch_id(sqlite_url: str) -> None:
+    """`ID=$(accord fork k)` works: stdout is the id alone (issue 11 item 13)."""
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\n")
+    result = CliRunner().invoke(
+        cli, ["fork", "doc", "--agent", "agent-a", "--store", sqlite_url]
+    )
+    assert result.exit_code == 0, result.output
+    branch_id = result.stdout.strip()
+    assert result.stdout == branch_id + "\n" and " " not in branch_id
+    assert "forked doc v1" in result.stderr
+    code, out = run(sqlite_url, "branch", "read", "doc", branch_id)
+    assert code == 0 and out == "a\n"
+
+
+def test_prefer_says_what_it_dropped(sqlite_url: str) -> None:
+    """A merge settled by --prefer is not 'merged cleanly' (issue 11 item 14)."""
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\nb\nc\n")
+    kept = _fork(sqlite_url, "agent-a", "a\nB1\nc\n")
+    lost = _fork(sqlite_url, "agent-b", "a\nB2\nc\n")
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth", "--prefer", kept, "--dry-run")
+    assert code == 0, out
+    assert "cleanly" not in out
+    assert f"DROPPED the change(s) of {lost}" in out
+    assert "settled at line 2" in out
+    assert f"{kept} (kept):\n    B1" in out and f"{lost} (dropped):\n    B2" in out
+    code, out = run(sqlite_url, "merge", "doc", "--agent", "synth", "--prefer", kept, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["committed"] and data["resolved"] == 1
+    (dropped,) = data["dropped"]
+    assert dropped["kept"] == kept and dropped["dropped"] == [lost]
+    assert dropped["sides"][lost] == "B2\n" and dropped["where"] == "line 2"
+
+
+def test_python_merge_report_does_not_call_a_settled_merge_clean(sqlite_url: str) -> None:
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\n")
+        one = store.session("a").fork("doc")
+        one.write("A\n")
+        two = store.session("b").fork("doc")
+        two.write("B\n")
+        merged = store.merge("doc", [one, two], resolve=lambda c: c.take(one.id))
+        assert merged.clean
+        assert "cleanly" not in merged.report() and "settled 1 conflict" in merged.report()

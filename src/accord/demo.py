@@ -71,9 +71,20 @@ class AgentContext:
         if message == "free":
             self.free = True
 
-    def say(self, text: str, *, blocked: bool = False, style: str = "") -> None:
-        """Report what happened; ``blocked=True`` before a call that may wait."""
-        self.reports.put(("say", self.agent, text, blocked, style, time.time()))
+    def say(
+        self, text: str, *, blocked: bool = False, style: str = "", rev: int | None = None
+    ) -> None:
+        """Report what happened; ``blocked=True`` before a call that may wait.
+
+        ``rev`` places the row in the timeline: the revision of the event it
+        reports, by default the store's revision now. Reports arrive through
+        a queue whose sends happen on a background thread, so their arrival
+        order says nothing; revisions do: anything another agent does after
+        this call commits at a higher revision.
+        """
+        if rev is None:
+            rev = self.session.store.revision() if self.session is not None else 0
+        self.reports.put(("say", self.agent, text, blocked, style, rev))
 
     def count(self, name: str, amount: float = 1) -> None:
         """Add to a cost counter shown under the strategy's timeline."""
@@ -93,7 +104,7 @@ def _none(ctx: AgentContext) -> None:
     ctx.say(f"reads v{doc.version}")
     ctx.turn("write")
     new = s.write(ctx.key, doc.value + ctx.line, force=True)
-    ctx.say(f"writes blindly -> v{new.version}", style="yellow")
+    ctx.say(f"writes blindly -> v{new.version}", style="yellow", rev=new.revision)
 
 
 def _optimistic(ctx: AgentContext) -> None:
@@ -106,7 +117,9 @@ def _optimistic(ctx: AgentContext) -> None:
     while True:
         try:
             new = s.write(ctx.key, value + ctx.line, expect=expect)
-            ctx.say(f"writes with expect={expect} -> v{new.version}", style="green")
+            ctx.say(
+                f"writes with expect={expect} -> v{new.version}", style="green", rev=new.revision
+            )
             return
         except Conflict as exc:
             ctx.count("conflicts")
@@ -140,8 +153,11 @@ def _lease(ctx: AgentContext) -> None:
     ctx.say(f"gets the lease (token {lease.token}){after}, reads v{doc.version}")
     ctx.turn("write")
     new = s.write(ctx.key, doc.value + ctx.line, lease=lease)
-    # Report first: once released, the next holder's report may overtake ours.
-    ctx.say(f"writes under token {lease.token} -> v{new.version}, releases", style="green")
+    ctx.say(
+        f"writes under token {lease.token} -> v{new.version}, releases",
+        style="green",
+        rev=new.revision,
+    )
     lease.release()
 
 
@@ -247,16 +263,57 @@ def _agent_main(strategy: str, agent: str, url: str, go: Any, reports: Any) -> N
             ctx.free = agent not in dict((a, t) for t, a in SCHEDULE)
             SCRIPTS[strategy][agent](ctx)
     except AccordError as exc:
-        reports.put(
-            ("say", agent, f"{type(exc).__name__}: {exc.message}", False, "red", time.time())
-        )
+        reports.put(("say", agent, f"{type(exc).__name__}: {exc.message}", False, "red", None))
     except Exception:
-        reports.put(
-            ("say", agent, "crashed:\n" + traceback.format_exc(), False, "red", time.time())
-        )
+        reports.put(("say", agent, "crashed:\n" + traceback.format_exc(), False, "red", None))
     finally:
         reports.put(("stats", agent, ctx.stats))
         reports.put(("done", agent))
+
+
+@dataclass
+class Timeline:
+    """The demo's rows in the order things happened in the store.
+
+    Rows are placed by the store revision each report carries, never by
+    arrival: the agents report through a ``multiprocessing.Queue``, whose
+    sends happen on a background thread, so B's report can overtake A's.
+    Rows of one revision keep their arrival order (the conductor hands out
+    those turns one at a time). A row without a revision (the conductor's
+    own, or a crash) goes after every row that arrived before it.
+
+    Each row is labelled with the conductor's time when its report arrived,
+    which can be later than when it happened; in revision order a row
+    happened no later than any row after it, so its label is lowered to the
+    smallest label that follows it.
+    """
+
+    entries: list[tuple[int, int, int, str, str, str]] = field(default_factory=list)
+    """(rev, arrival, T, agent, text, style)"""
+
+    def add(self, t: int, agent: str, text: str, style: str, rev: int | None = None) -> None:
+        if rev is None:
+            rev = max((entry[0] for entry in self.entries), default=0)
+        self.entries.append((rev, len(self.entries), t, agent, text, style))
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(time label, agent, text, style), in revision order."""
+        ordered = sorted(self.entries)
+        out: list[tuple[str, str, str, str]] = []
+        lowest = LAST_T
+        for _, _, t, agent, text, style in reversed(ordered):
+            lowest = min(lowest, t)
+            out.append((time_label(lowest), agent, text, style))
+        out.reverse()
+        return out
+
+
+LAST_T = 6
+"""The conductor's time after the schedule: the agents run free."""
+
+
+def time_label(t: int) -> str:
+    return f"T={t}+" if t >= LAST_T else f"T={t}"
 
 
 @dataclass
@@ -299,17 +356,17 @@ def run_strategy(strategy: str, url: str) -> Run:
     started = time.time()
     for proc in procs.values():
         proc.start()
-    rows: list[tuple[str, str, str, str]] = []
+    timeline = Timeline()
     stats: dict[str, float] = {}
     blocked: set[str] = set()
     done: set[str] = set()
-    clock = {"T": "T=0"}
+    clock = {"T": 0}
 
     def handle(message: tuple[Any, ...]) -> tuple[str, str] | None:
         kind = message[0]
         if kind == "say":
-            _, agent, text, is_blocked, style, _ts = message
-            rows.append((clock["T"], agent, text, style))
+            _, agent, text, is_blocked, style, rev = message
+            timeline.add(clock["T"], agent, text, style, rev)
             if is_blocked:
                 blocked.add(agent)
             else:
@@ -326,11 +383,11 @@ def run_strategy(strategy: str, url: str) -> Run:
         return None
 
     for t, agent in SCHEDULE:
-        clock["T"] = f"T={t}"
+        clock["T"] = t
         if agent in done:
             continue
         if agent in blocked:
-            rows.append((clock["T"], agent, "(still waiting)", "dim"))
+            timeline.add(t, agent, "(still waiting)", "dim")
             gos[agent].put("go")
             continue
         gos[agent].put("go")
@@ -343,7 +400,7 @@ def run_strategy(strategy: str, url: str) -> Run:
             who = handle(message)
             if who is not None and who[0] == agent:
                 break
-    clock["T"] = "T=6+"
+    clock["T"] = LAST_T
     for agent in agents:
         gos[agent].put("free")
     deadline = time.monotonic() + 60
@@ -362,7 +419,7 @@ def run_strategy(strategy: str, url: str) -> Run:
         final = store.session("demo").read(KEY).value
         events = [e.to_dict() for e in store.history(since=start_rev - 1)]
     lost = [agent for agent, line in LINES.items() if line not in final]
-    return Run(strategy, rows, final, lost, stats, seconds, _anomalies(events))
+    return Run(strategy, timeline.rows(), final, lost, stats, seconds, _anomalies(events))
 
 
 def _anomalies(events: list[dict[str, Any]]) -> list[str]:

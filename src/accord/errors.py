@@ -30,13 +30,37 @@ happened and what to do next, in words an LLM agent can act on::
 
 Errors are picklable (they cross process boundaries in tests and tools) and
 show ``accord`` as their module in tracebacks.
+
+One message, several renderings
+-------------------------------
+
+A message often tells the caller what to call next, and the caller may be
+Python code, a shell, or an agent behind MCP or HTTP: "write with
+``expect=5``" in Python is "``accord write KEY --expect 5``" on the command
+line. A message is written once, with the how-to parts as markup made by
+:func:`call` (an operation and its arguments) and :func:`option` (one
+argument); :func:`render` turns the markup into the words of one surface:
+
+- ``"python"`` (the default: ``str(exc)`` and ``exc.message``):
+  ``write('k', value, expect=5)``, ``expect=5``;
+- ``"cli"``: ``accord write k --expect 5``, ``--expect 5``;
+- ``"mcp"``: Python's words, since the MCP tools take the Python API's
+  names and arguments.
+
+``exc.render(surface)`` renders an error's message for a surface;
+``exc.template`` keeps the markup, for a message built from another's.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "SURFACES",
     "AccordError",
     "BackendUnavailable",
     "Conflict",
@@ -59,26 +83,236 @@ __all__ = [
     "Timeout",
     "UsageError",
     "ValueTooLarge",
+    "Var",
+    "call",
+    "option",
+    "render",
+    "var",
 ]
+
+
+# --- one message, several renderings ---------------------------------------
+
+SURFACES = ("python", "cli", "mcp")
+"""The surfaces a message can be rendered for (see the module docstring)."""
+
+# Private-use characters delimit the markup: they do not occur in the words
+# of a message, and the JSON payload between them escapes any that occur in
+# its own arguments, so a payload never contains a delimiter.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKUP = re.compile(f"{_OPEN}([^{_OPEN}{_CLOSE}]*){_CLOSE}")
+
+
+class Var(str):
+    """A placeholder in a how-to: ``var("key")`` is ``key`` in Python and
+    ``KEY`` on the command line; a name with spaces (``var("the version you
+    read")``) is ``<the version you read>`` on both."""
+
+
+def var(name: str) -> Var:
+    """A placeholder argument for :func:`call` and :func:`option`."""
+    return Var(name)
+
+
+def call(op: str, *args: Any, **kwargs: Any) -> str:
+    """Markup for "call ``op`` with these arguments", rendered per surface.
+
+    ``op`` is the Python name, with its receiver when it has one
+    (``"write"`` for a session's method, ``"store.branches"``); ``args`` and
+    ``kwargs`` are values (``'docs/plan.md'``, ``5``, ``True``) or
+    :func:`var` placeholders. Python renders ``store.branches('k')``, the
+    command line ``accord branch list k``.
+    """
+    return _mark({"call": op, "args": [_arg(a) for a in args], "kwargs": _kwargs(kwargs)})
+
+
+def option(name: str, value: Any = True) -> str:
+    """Markup for one argument: ``expect=5`` in Python, ``--expect 5`` on the
+    command line (``force=True`` is ``--force``)."""
+    return _mark({"option": name, "value": _arg(value)})
+
+
+def _mark(payload: dict[str, Any]) -> str:
+    return _OPEN + json.dumps(payload) + _CLOSE
+
+
+def _arg(value: Any) -> Any:
+    if isinstance(value, Var):
+        return {"var": str(value)}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return {"var": str(value)}
+
+
+def _kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: _arg(value) for name, value in kwargs.items()}
+
+
+def render(text: str, surface: str = "python") -> str:
+    """``text`` with its markup (:func:`call`, :func:`option`) in the words of
+    ``surface``: ``"python"``, ``"cli"`` or ``"mcp"``. Text without markup
+    comes back unchanged."""
+    if _OPEN not in text:
+        return text
+    if surface not in SURFACES:
+        raise ValueError(f"Unknown surface {surface!r}; surfaces are {', '.join(SURFACES)}.")
+    cli = surface == "cli"
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            payload = json.loads(match.group(1))
+        except ValueError:
+            return match.group(0)
+        if "call" in payload:
+            op, args, kwargs = payload["call"], payload["args"], payload["kwargs"]
+            return _cli_call(op, args, kwargs) if cli else _py_call(op, args, kwargs)
+        name, value = payload["option"], payload["value"]
+        return _cli_option(name, value) if cli else f"{name}={_py_value(value)}"
+
+    return _MARKUP.sub(one, text)
+
+
+def _py_value(value: Any) -> str:
+    if isinstance(value, dict):
+        name = str(value["var"])
+        return name if name.isidentifier() or name == "..." else f"<{name}>"
+    return repr(value)
+
+
+def _py_call(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    parts = [_py_value(a) for a in args]
+    parts += [f"{name}={_py_value(value)}" for name, value in kwargs.items()]
+    return f"{op}({', '.join(parts)})"
+
+
+def _cli_value(value: Any, name: str = "") -> str:
+    if isinstance(value, dict):
+        var_name = str(value["var"])
+        if var_name in _CLI_VARS:
+            return _CLI_VARS[var_name]
+        return var_name.upper() if var_name.isidentifier() else f"<{var_name}>"
+    return shlex.quote(str(value))
+
+
+_CLI_VARS = {"lease": "TOKEN", "branches": "[BRANCH_ID ...]", "...": "..."}
+"""Placeholders whose command-line name is not their Python name in capitals."""
+
+_CLI_OPTIONS = {
+    "idempotency_key": "--idempotency-key",
+    "timeout": "--wait",
+    "lease": "--lease",
+    "resolve": "--prefer",
+}
+"""Python argument -> command-line option, where it is not ``--`` + the name."""
+
+
+_PYTHON_ONLY = frozenset({"record_reads", "max_value_size", "idempotency_window", "clock"})
+"""Options of ``accord.open`` that no command takes."""
+
+
+def _cli_option(name: str, value: Any) -> str:
+    if name in _PYTHON_ONLY:
+        return f"the {name} option of accord.open (Python only)"
+    flag = _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
+    if value is True:
+        return flag
+    if name == "resolve":
+        return f"{flag} SIDE"
+    return f"{flag} {_cli_value(value, name)}"
+
+
+# The commands of the Python API's operations: the operation's name without
+# its receiver -> (command words, the Python positional arguments that are
+# command-line arguments, in order; None for one the command takes another
+# way, such as the value it reads from standard input).
+_CLI_COMMANDS: dict[str, tuple[str, tuple[str | None, ...]]] = {
+    "read": ("read", ("key",)),
+    "write": ("write", ("key", None)),
+    "delete": ("delete", ("key",)),
+    "acquire": ("lease acquire", ("key",)),
+    "lease": ("lease acquire", ("key",)),
+    "renew": ("lease renew", ("key",)),
+    "release": ("lease release", ("key",)),
+    "submit": ("submit", ("key", None)),
+    "requests": ("requests", ("key",)),
+    "accept": ("accept", ("key", "request_id", None)),
+    "reject": ("reject", ("key", "request_id", None)),
+    "fork": ("fork", ("key",)),
+    "merge": ("merge", ("key", "branches")),
+    "branches": ("branch list", ("key",)),
+    "export_history": ("export", ("path",)),
+    "history": ("log", ()),
+    "check": ("check", ("history",)),
+    "plan": ("plan", ("manifest",)),
+}
+
+_CLI_SPECIAL: dict[str, Callable[[list[Any], dict[str, Any]], str]] = {
+    # update() is a read and a write retried on conflict: the command line
+    # spells out the loop.
+    "update": lambda args, kwargs: (
+        f"accord read {_cli_value(args[0]) if args else 'KEY'}, then accord write "
+        f"{_cli_value(args[0]) if args else 'KEY'} --expect <the version read> "
+        "(again on a conflict)"
+    ),
+    "open": lambda args, kwargs: (
+        "the store's URL and options (Python: accord.open(...))"
+        if not kwargs
+        else "opening the store in Python with "
+        + ", ".join(f"{k}={_py_value(v)}" for k, v in kwargs.items())
+    ),
+    # Who the caller is: a session in Python, --agent on the command line.
+    "session": lambda args, kwargs: "--agent NAME (or ACCORD_AGENT)",
+    # A request's outcome: Request.wait() in Python, submit --wait.
+    "request.wait": lambda args, kwargs: "accord submit ... --wait SECONDS",
+    # A branch's own methods: the branch commands name the key and the id.
+    "branch.write": lambda args, kwargs: "accord branch write KEY BRANCH_ID",
+    "branch.read": lambda args, kwargs: "accord branch read KEY BRANCH_ID",
+    "branch.discard": lambda args, kwargs: "accord branch discard KEY BRANCH_ID",
+}
+
+
+def _cli_call(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    name = op if op in _CLI_SPECIAL or op in _CLI_COMMANDS else op.rsplit(".", 1)[-1]
+    if name in _CLI_SPECIAL:
+        return _CLI_SPECIAL[name](args, kwargs)
+    command = _CLI_COMMANDS.get(name)
+    if command is None:
+        # No command for it: say it in Python's words, and that they are.
+        return f"{_py_call(op, args, kwargs)} (in the Python API)"
+    words, positional = command
+    parts = ["accord", words]
+    for slot, value in zip(positional, args, strict=False):
+        if slot is not None:
+            parts.append(_cli_value(value, slot))
+    parts += [_cli_option(k, v) for k, v in kwargs.items() if v is not False]
+    return " ".join(parts)
 
 
 class AccordError(Exception):
     """Root of every error accord raises.
 
-    ``exit_code`` is the CLI exit code for this kind of error.
+    ``exit_code`` is the CLI exit code for this kind of error. ``message``
+    (and ``str(exc)``) is the message in the Python API's words;
+    ``render(surface)`` gives it in the words of another surface (see the
+    module docstring), ``template`` with its markup.
     """
 
     exit_code = 2
 
     def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
+        self.template = message
+        self.message = render(message)
+        super().__init__(self.message)
         for name, value in details.items():
             setattr(self, name, value)
         self._details = details
 
+    def render(self, surface: str = "python") -> str:
+        """The message in the words of ``surface``: ``"python"``, ``"cli"`` or ``"mcp"``."""
+        return render(self.template, surface)
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self._details))
+        return (_rebuild, (type(self), self.template, self._details))
 
     def __str__(self) -> str:
         return self.message

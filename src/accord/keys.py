@@ -15,6 +15,7 @@ from .errors import InvalidKey
 MAX_KEY_LENGTH = 512
 RESERVED_PREFIX = ".accord/"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _VALID_CACHE: set[str] = set()
 
 
@@ -47,6 +48,8 @@ def _problem(key: str) -> str | None:
         return f"it is {len(key)} characters long, over the limit of {MAX_KEY_LENGTH}"
     if _CONTROL.search(key):
         return "it contains a control character"
+    if _SURROGATE.search(key):
+        return SURROGATE_PROBLEM
     for segment in key.split("/"):
         if segment == "":
             return "it has an empty segment (a leading, trailing or double '/')"
@@ -57,9 +60,30 @@ def _problem(key: str) -> str | None:
     return None
 
 
+SURROGATE_PROBLEM = (
+    "it contains a surrogate code point, which is not Unicode text (it often comes from "
+    "bytes that were not valid UTF-8)"
+)
+
+
+def has_surrogate(text: str) -> bool:
+    """True if ``text`` holds a surrogate code point (U+D800 to U+DFFF).
+
+    Such a str is not Unicode text: UTF-8 cannot hold it, and each backend
+    would fail on it differently, so names and keys are checked for it
+    before anything reaches a backend.
+    """
+    return _SURROGATE.search(text) is not None
+
+
 def validate_prefix(prefix: str) -> str:
     """A scan prefix: empty, or a key prefix without control characters."""
-    if not isinstance(prefix, str) or _CONTROL.search(prefix) or len(prefix) > MAX_KEY_LENGTH:
+    if (
+        not isinstance(prefix, str)
+        or _CONTROL.search(prefix)
+        or _SURROGATE.search(prefix)
+        or len(prefix) > MAX_KEY_LENGTH
+    ):
         raise InvalidKey(f"Invalid prefix {prefix!r}: use the start of a key, such as 'docs/'.")
     return prefix
 

@@ -34,6 +34,7 @@ differently on a slow machine. The GPL-only ``merge3`` is not used.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -123,13 +124,17 @@ class MergeConflict:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (a removed side is ``{"deleted": true}``)."""
+        """JSON-ready form (a removed side is ``{"deleted": true}``).
+
+        Bytes (``kind`` ``"bytes"``) go as standard base64 text, as every
+        JSON surface carries them (:func:`accord.records.to_wire`).
+        """
 
         def plain(value: Any) -> Any:
             if value is DELETED:
                 return {"deleted": True}
             if isinstance(value, bytes):
-                return f"<{len(value)} bytes>"
+                return base64.b64encode(value).decode("ascii")
             return value
 
         return {

@@ -136,7 +136,7 @@ def recommend(resource: Resource) -> tuple[str, str]:
                 )
             return "lease", why
         return "optimistic", (
-            "high conflict but short changes: a retry is cheap (use update(), it retries); if "
+            "high conflict but short changes: a retry is cheap (update retries on conflicts); if "
             "RetriesExhausted shows up, move to a lease or a queue" + after
         )
     if resource.conflicts in ("low", "medium"):
@@ -494,7 +494,8 @@ def _history_violations(
                         key,
                         f"{agent} wrote {key} guarded by {check!r}, but {where} is "
                         f"{res.strategy}, whose writes are guarded by {allowed[0]!r}. Open the "
-                        "store with the manifest (accord.open(url, manifest=...)) to enforce it.",
+                        "store with the manifest (ACCORD_MANIFEST, or accord.open's manifest "
+                        "option) to enforce it.",
                     ),
                     "follow",
                     agent,
@@ -535,7 +536,9 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         return
     path = Path(text)
     try:
-        handle = path.open(encoding="utf-8")
+        # Bytes, decoded line by line by json.loads: a line that is not
+        # UTF-8 is then a format error naming its line, as in `accord check`.
+        handle = path.open("rb")
     except OSError as exc:
         raise HistoryFormatError(
             f"Cannot read the history {path}: {exc.strerror or exc}. Export one with "
@@ -548,10 +551,10 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 data = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise HistoryFormatError(
                     f"{path} line {number} is not JSON ({exc}). A history has one JSON object "
-                    "a line (see docs/history.md).",
+                    "a line, in UTF-8 (see docs/history.md).",
                     path=str(path),
                     line=number,
                 ) from exc

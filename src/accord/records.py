@@ -11,40 +11,233 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .errors import InvalidValue
 
 Kind = Literal["text", "json", "bytes"]
 Value = Any  # str | bytes | JSON data
 
 
+MAX_JSON_DEPTH = 256
+"""How deeply JSON data may nest (containers inside containers): ``[]`` is
+depth 1, ``{"a": [1]}`` depth 2. Deeper data is refused with
+:class:`accord.InvalidValue`: the standard library's JSON encoder and decoder
+recurse once per level, and a limit well under Python's recursion limit
+keeps them from failing with ``RecursionError`` however deep the caller's
+own stack is."""
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode_value(value: Value) -> tuple[Kind, bytes]:
     """Encode a value for storage, keeping its type.
 
-    ``str`` is text, ``bytes`` is bytes, and dict, list, int, float, bool or
-    None are JSON. Anything else raises :class:`accord.InvalidValue`.
+    ``str`` is text, ``bytes`` (or ``bytearray``, ``memoryview``) is bytes,
+    and dict, list, int, float, bool or None are JSON. A value is taken
+    only if it reads back equal to what was given, so nothing changes
+    silently: anything else raises :class:`accord.InvalidValue`, naming the
+    JSON path of the first part that JSON cannot hold exactly (a dict key
+    that is not a string, a tuple, NaN or an infinity, a lone surrogate in
+    a string, a type JSON does not have, nesting deeper than
+    :data:`MAX_JSON_DEPTH`).
     """
     if isinstance(value, str):
-        return "text", value.encode("utf-8")
+        try:
+            return "text", value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _invalid_text(value, exc, "The text value") from None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "bytes", bytes(value)
     if value is None or isinstance(value, (dict, list, int, float, bool)):
+        if not _flat(value) and not _plain_tree(value):
+            _check_json(value)
         try:
-            data = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            from .errors import InvalidValue
-
-            raise InvalidValue(
-                f"Value is not JSON-serialisable ({exc}). Store text (str), bytes, or "
-                "JSON data made of dict, list, str, int, float, bool and None."
+            text = _dumps_value(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            _check_json(value, finite=True)
+            raise _invalid(
+                "$", f"it cannot be written as JSON ({exc})", "store JSON data only"
             ) from exc
-        return "json", data.encode("utf-8")
-    from .errors import InvalidValue
-
+        # Characters outside the BMP are escaped as a surrogate pair, and so
+        # is a str that holds surrogate code points, which UTF-8 cannot hold
+        # and which would read back changed; only the UTF-8 encoder tells
+        # them apart. Most values have neither, and skip it.
+        if "\\ud" in text:
+            try:
+                _dumps_value_utf8(value).encode("utf-8")
+            except UnicodeEncodeError:
+                _check_json(value, strings=True)
+        return "json", text.encode("ascii")
+    if isinstance(value, tuple):
+        _check_json(value)
     raise InvalidValue(
         f"Cannot store a value of type {type(value).__name__}. Store text (str), bytes, "
-        "or JSON data (dict, list, int, float, bool, None); convert the value first."
+        "or JSON data (dict, list, str, int, float, bool, None); convert the value first.",
+        path="$",
+    )
+
+
+def _flat(value: Any) -> bool:
+    """True for a scalar, or a dict or list of scalars with str keys: the
+    common shapes, checked without a walk (exact types only)."""
+    # Explicit loops: all() over a generator costs about twice as much here.
+    cls = type(value)
+    if cls is dict:
+        scalars = _SCALARS
+        for k, v in value.items():  # noqa: SIM110
+            if type(k) is not str or type(v) not in scalars:
+                return False
+        return True
+    if cls is list:
+        scalars = _SCALARS
+        for v in value:  # noqa: SIM110
+            if type(v) not in scalars:
+                return False
+        return True
+    return cls in _SCALARS
+
+
+def _plain_tree(value: Any) -> bool:
+    """True when ``value`` is nested dicts and lists of scalars with str keys
+    (exact types), no deeper than :data:`MAX_JSON_DEPTH`: what nearly every
+    value is. Anything else goes to :func:`_check_json` for a verdict and a
+    path. This walk goes level by level and builds no paths, so it stays
+    cheap (about half of what encoding the value costs)."""
+    scalars = _SCALARS
+    level = [value]
+    depth = 1
+    while level:
+        if depth > MAX_JSON_DEPTH:
+            return False
+        deeper = []
+        for node in level:
+            cls = type(node)
+            if cls is dict:
+                for k in node:
+                    if type(k) is not str:
+                        return False
+                items = node.values()
+            elif cls is list:
+                items = node
+            else:
+                return False
+            for v in items:
+                t = type(v)
+                if t not in scalars:
+                    if t is dict or t is list:
+                        deeper.append(v)
+                    else:
+                        return False
+        level = deeper
+        depth += 1
+    return True
+
+
+def _check_json(value: Any, *, finite: bool = False, strings: bool = False) -> None:
+    """Walk JSON data (without recursion) and raise :class:`InvalidValue` at
+    the first part JSON cannot hold exactly. ``finite`` also refuses NaN and
+    infinities, ``strings`` lone surrogates (both also found by encoding)."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, str):
+            if strings:
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise _invalid_text(node, exc, f"The string at {_short(path)}", path) from None
+            continue
+        if node is None or isinstance(node, (bool, int)):
+            continue
+        if isinstance(node, float):
+            if finite and not math.isfinite(node):
+                raise _invalid(
+                    path,
+                    f"it is {node!r}, which JSON cannot hold",
+                    "store a finite number, or null, or a string such as 'NaN'",
+                )
+            continue
+        if isinstance(node, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise _invalid(
+                    path,
+                    f"the data nests deeper than {MAX_JSON_DEPTH} levels",
+                    f"flatten it to at most {MAX_JSON_DEPTH} levels of nested lists and dicts",
+                )
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if not isinstance(k, str):
+                        would = (
+                            f" (it would read back as the key {json.dumps(json.dumps(k))})"
+                            if k is None or isinstance(k, (bool, int, float))
+                            else ""
+                        )
+                        raise _invalid(
+                            f"{path}[{k!r}]",
+                            f"a key is {type(k).__name__} {k!r}, but JSON keys are strings"
+                            + would,
+                            "use string keys, such as str(key)",
+                        )
+                    if strings:
+                        try:
+                            k.encode("utf-8")
+                        except UnicodeEncodeError as exc:
+                            raise _invalid_text(k, exc, f"A key of {_short(path)}", path) from None
+                    stack.append((v, _child(path, k), depth + 1))
+            else:
+                for i in range(len(node) - 1, -1, -1):
+                    stack.append((node[i], f"{path}[{i}]", depth + 1))
+            continue
+        if isinstance(node, tuple):
+            raise _invalid(
+                path,
+                "it is a tuple, which JSON holds as a list (it would read back as a list)",
+                "convert it with list(...)",
+            )
+        raise _invalid(
+            path,
+            f"it is of type {type(node).__name__}, which JSON does not have",
+            "convert it to dict, list, str, int, float, bool or None",
+        )
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _child(path: str, key: str) -> str:
+    if _IDENT.match(key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key)}]"
+
+
+def _invalid(path: str, problem: str, fix: str) -> InvalidValue:
+    return InvalidValue(
+        f"Cannot store this JSON value: at {_short(path)}, {problem}; nothing was written. "
+        f"{fix[0].upper()}{fix[1:]}, then write again. A JSON value reads back exactly as "
+        "written, so accord refuses what would change on the way.",
+        path=path,
+    )
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-36:]}"
+
+
+def _invalid_text(
+    text: str, exc: UnicodeEncodeError, what: str, path: str | None = None
+) -> InvalidValue:
+    details: dict[str, Any] = {} if path is None else {"path": path}
+    return InvalidValue(
+        f"{what} holds a lone surrogate ({text[exc.start]!r} at character {exc.start}), "
+        "which is not Unicode text and cannot be stored as UTF-8; nothing was written. "
+        "Fix the text (a surrogate usually comes from decoding bytes with "
+        "errors='surrogateescape'): store bytes instead, or replace the character.",
+        **details,
     )
 
 
@@ -53,7 +246,14 @@ def decode_value(kind: str, data: bytes) -> Value:
     if kind == "text":
         return data.decode("utf-8")
     if kind == "json":
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError as exc:
+            raise InvalidValue(
+                f"A stored JSON value nests too deeply to decode here (accord writes at most "
+                f"{MAX_JSON_DEPTH} levels; this one was written by something else). Read it "
+                "with a JSON parser that allows deeper nesting, or rewrite it flatter.",
+            ) from exc
     return bytes(data)
 
 
@@ -78,8 +278,6 @@ def from_wire(kind: str, wire: Any) -> Value:
     Raises :class:`accord.InvalidValue` when ``kind`` is unknown or bytes are
     not valid base64.
     """
-    from .errors import InvalidValue
-
     if kind == "bytes":
         if not isinstance(wire, str):
             raise InvalidValue(f"A bytes value travels as base64 text, not {type(wire).__name__}.")
@@ -99,7 +297,9 @@ def from_wire(kind: str, wire: Any) -> Value:
     raise InvalidValue(f"Unknown value kind {kind!r}: use 'text', 'json' or 'bytes'.")
 
 
-def compact_json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
+def compact_json_encoder(
+    *, sort_keys: bool = False, allow_nan: bool = True, ensure_ascii: bool = True
+) -> Callable[[Any], str]:
     """A reusable ``json.dumps(obj, separators=(",", ":"), sort_keys=...)``.
 
     ``json.dumps`` builds a new C encoder on every call, which costs several
@@ -108,23 +308,31 @@ def compact_json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - CPython always has the C encoder
-        return json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":")).encode
+        return json.JSONEncoder(
+            sort_keys=sort_keys, separators=(",", ":"), allow_nan=allow_nan,
+            ensure_ascii=ensure_ascii,
+        ).encode
     encode = make(
         None,
         json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
+        json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring,
         None,
         ":",
         ",",
         sort_keys,
         False,
-        True,
+        allow_nan,
     )
 
     def dumps(obj: Any) -> str:
         return "".join(encode(obj, 0))
 
     return dumps
+
+
+_dumps_value = compact_json_encoder(sort_keys=True, allow_nan=False)
+"""The canonical form of a JSON value: sorted keys, no spaces, ASCII."""
+_dumps_value_utf8 = compact_json_encoder(sort_keys=True, allow_nan=False, ensure_ascii=False)
 
 
 def fast_event_encoder() -> Callable[[dict[str, Any]], str]:

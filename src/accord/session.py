@@ -39,7 +39,7 @@ from .errors import (
     RetriesExhausted,
     UsageError,
 )
-from .keys import internal, validate_key
+from .keys import has_surrogate, internal, validate_key
 from .records import (
     NOW,
     Append,
@@ -448,10 +448,16 @@ class Session:
     def _idempotency(
         self, op: str, key: str, kind: str, data: bytes, idem_key: str
     ) -> tuple[str, Put, str]:
-        if not isinstance(idem_key, str) or not idem_key or len(idem_key) > _MAX_IDEM_LENGTH:
+        if (
+            not isinstance(idem_key, str)
+            or not idem_key
+            or len(idem_key) > _MAX_IDEM_LENGTH
+            or has_surrogate(idem_key)
+        ):
             raise UsageError(
                 f"An idempotency key must be a non-empty string of at most {_MAX_IDEM_LENGTH} "
-                f"characters, not {idem_key!r}. Use one unique id per logical change."
+                f"characters of Unicode text, not {idem_key!r}. Use one unique id per logical "
+                "change."
             )
         digest = hashlib.sha256()
         for part in (op, key, kind):

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .clock import decode_clock
-from .errors import BackendUnavailable, InvalidValue, UsageError, ValueTooLarge
+from .errors import (
+    BackendUnavailable,
+    InvalidValue,
+    UsageError,
+    ValueTooLarge,
+    call,
+    var,
+)
+from .keys import has_surrogate, validate_prefix
 from .records import Compare, Doc, Event, Record, Value, decode_value, encode_value
 from .session import Operation, Session
 
@@ -83,9 +91,16 @@ def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
             "postgresql://user@host:5432/db."
         )
     scheme = url.split("://", 1)[0].lower()
+    _check_url_syntax(url, scheme)
     if scheme == "memory":
         from .backends.memory import MemoryBackend
 
+        if url.split("://", 1)[1]:
+            raise UsageError(
+                f"The memory store takes no name or options ({url!r}): every memory:// store "
+                "is new and empty, and lives as long as the process. Use memory://, or a "
+                "sqlite:///path/state.db store to share state between processes."
+            )
         return MemoryBackend(url, clock=clock)
     if clock is not None:
         raise UsageError("clock= replaces the clock of memory:// stores only.")
@@ -97,8 +112,14 @@ def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
         try:
             from .backends.postgres import PostgresBackend
         except ImportError as exc:
+            missing = (exc.name or "").split(".")[0]
+            package = {"psycopg": "psycopg", "psycopg_pool": "psycopg-pool"}.get(missing)
+            if package is None:
+                raise
             raise BackendUnavailable(
-                "The PostgreSQL backend needs psycopg 3: pip install 'accord[postgres]'."
+                f"The PostgreSQL backend needs the package {package!r}, which is not "
+                f"installed: pip install 'accord[postgres]' (it brings psycopg 3 and "
+                "psycopg-pool)."
             ) from exc
         backend: Backend = PostgresBackend(url)
         return backend
@@ -106,6 +127,30 @@ def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
         f"Unknown store URL scheme {scheme!r} in {url!r}. Use memory://, "
         "sqlite:///path/state.db or postgresql://user@host:5432/db."
     )
+
+
+def _check_url_syntax(url: str, scheme: str) -> None:
+    """Refuse a URL that cannot be parsed at all, before any backend reads it."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        shown = url if scheme not in ("postgresql", "postgres") else _redacted(url)
+        raise UsageError(
+            f"Cannot parse the store URL {shown!r}: {exc}. Use memory://, "
+            "sqlite:///path/state.db or postgresql://user@host:5432/db (put an IPv6 host in "
+            "brackets, [::1], and percent-encode special characters in a password)."
+        ) from exc
+
+
+def _redacted(url: str) -> str:
+    """``url`` with whatever sits between '://' and the last '@' (the user and
+    any password) replaced, for messages about URLs that cannot be parsed."""
+    head, sep, rest = url.partition("://")
+    if "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{head}{sep}***@{rest.split('@')[-1]}"
 
 
 class Store:
@@ -171,10 +216,11 @@ class Store:
             or not agent.strip()
             or len(agent) > 128
             or any(ord(c) < 32 for c in agent)
+            or has_surrogate(agent)
         ):
             raise UsageError(
                 f"Invalid agent name {agent!r}: use 1 to 128 printable characters, such as "
-                "'agent-a'. Set it with store.session(NAME), --agent or ACCORD_AGENT."
+                f"'agent-a'. Set it with {call('store.session', var('name'))}."
             )
         if self.policy is not None:
             self.policy.check_agent(agent)
@@ -248,6 +294,8 @@ class Store:
 
     def history(self, key: str | None = None, since: int = 0) -> Iterator[Event]:
         """Every history event with revision > ``since``, oldest first."""
+        if key is not None:
+            validate_prefix(key)
         for data in self.backend.history(since=since, key=key):
             yield Event.from_dict(data)
 

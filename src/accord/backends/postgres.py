@@ -140,7 +140,7 @@ class PostgresBackend:
         conninfo, options = self._parse(url)
         self.schema = options["schema"]
         self._conninfo = conninfo
-        self._pool_size = int(options["pool_size"])
+        self._pool_size = int(float(options["pool_size"]))
         self._retry_timeout = float(options["retry_timeout"])
         self._poll = float(options["poll"])
         s = sql.Identifier(self.schema)
@@ -227,8 +227,15 @@ class PostgresBackend:
             )
         options = {"schema": DEFAULT_SCHEMA, "pool_size": "8", "retry_timeout": "30", "poll": "1"}
         passthrough: list[tuple[str, str]] = []
+        given: set[str] = set()
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
             if name in _OPTIONS:
+                if name in given and options[name] != value:
+                    raise UsageError(
+                        f"The option {name} is given twice in {self._shown!r} "
+                        f"({options[name]!r} and {value!r}): give it once."
+                    )
+                given.add(name)
                 options[name] = value
             else:
                 passthrough.append((name, value))
@@ -244,11 +251,15 @@ class PostgresBackend:
                 number = float(options[name])
             except ValueError:
                 number = float("nan")
-            if not number >= low or (name == "pool_size" and not number.is_integer()):
+            if (
+                not number >= low
+                or not math.isfinite(number)
+                or (name == "pool_size" and not number.is_integer())
+            ):
                 raise UsageError(
                     f"Invalid {name}={options[name]!r} in {self._shown!r}: use a number "
                     + ("(a whole number of connections, at least 1)." if name == "pool_size"
-                       else f"of seconds, at least {low:g}.")
+                       else f"of seconds (finite), at least {low:g}.")
                 )
         names = {name for name, _ in passthrough}
         if "connect_timeout" not in names:

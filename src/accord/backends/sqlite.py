@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import BackendUnavailable, UsageError
 from ..records import (
@@ -83,6 +84,8 @@ CREATE TABLE IF NOT EXISTS accord_events (
 #
 # A body may leave out "rev" (put_if_version appends the row before it knows
 # the rowid): the row's rev is the event's rev, and readers put it back.
+
+_MAX_BUSY_TIMEOUT = 86400.0  # a day: longer is a hang, not a wait
 
 _COLUMNS = "key, kind, data, version, revision, author, lamport, clock, deleted, expires"
 _MAX_REV = "SELECT MAX(rev) FROM accord_events"
@@ -185,17 +188,56 @@ class SQLiteBackend:
                 f"SQLite URL {url!r} names no file. Use sqlite:///.accord/state.db, or "
                 "memory:// for an in-process store."
             )
-        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        options = self._options(url, parts.query)
         self.path = Path(path)
         self._synchronous = options.get("synchronous", "normal").upper()
         if self._synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise UsageError(f"synchronous={self._synchronous.lower()} is not one of normal, full.")
-        self._busy_timeout = float(options.get("busy_timeout", 30))
+            raise UsageError(
+                f"Invalid synchronous={options['synchronous']!r} in the SQLite URL {url!r}: use "
+                "normal (the default: a committed write survives a process crash) or full "
+                "(it also survives a power loss)."
+            )
+        self._busy_timeout = self._seconds(url, options.get("busy_timeout", "30"))
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
         self._prepare()
+
+    OPTIONS: ClassVar[tuple[str, ...]] = ("synchronous", "busy_timeout")
+    """The query options a SQLite URL may carry; any other is refused."""
+
+    @classmethod
+    def _options(cls, url: str, query: str) -> dict[str, str]:
+        options: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name not in cls.OPTIONS:
+                raise UsageError(
+                    f"Unknown option {name!r} in the SQLite URL {url!r}: a SQLite store "
+                    f"takes {' and '.join(cls.OPTIONS)} (such as ?busy_timeout=5). Fix the "
+                    "spelling or drop the option."
+                )
+            if name in options and options[name] != value:
+                raise UsageError(
+                    f"The option {name} is given twice in the SQLite URL {url!r} "
+                    f"({options[name]!r} and {value!r}): give it once."
+                )
+            options[name] = value
+        return options
+
+    @staticmethod
+    def _seconds(url: str, text: str) -> float:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if not (0 <= seconds <= _MAX_BUSY_TIMEOUT):
+            raise UsageError(
+                f"Invalid busy_timeout={text!r} in the SQLite URL {url!r}: use a number of "
+                f"seconds from 0 to {_MAX_BUSY_TIMEOUT:g}, such as ?busy_timeout=30 (how long "
+                "a writer waits for another process's write lock)."
+            )
+        return seconds
 
     # --- connections -------------------------------------------------------
 

@@ -12,12 +12,13 @@ from ._common import (
     common,
     console,
     emit_json,
+    err_console,
     open_store,
-    plain,
     print_value,
     read_value,
     require_agent,
     value_options,
+    wire,
 )
 
 
@@ -55,7 +56,9 @@ def fork(
 ) -> None:
     """Fork KEY: a private copy based on its current version; prints the branch id.
 
-    Work on it with `accord branch read|write KEY ID`; merge with `accord merge KEY`.
+    Standard output holds the id alone, so `ID=$(accord fork KEY)` works; what
+    was forked goes to standard error. Work on it with `accord branch
+    read|write KEY ID`; merge with `accord merge KEY`.
     """
     value = read_value(file_, json_value, binary) if file_ is not None else None
     with open_store(store_url) as store:
@@ -65,7 +68,8 @@ def fork(
     if as_json:
         emit_json(branch_json(branch))
     else:
-        console.print(f"forked {key} v{branch.base_version} as branch {branch.id}")
+        click.echo(branch.id)
+        err_console.print(f"forked {key} v{branch.base_version} as branch {branch.id}")
 
 
 @click.group()
@@ -100,7 +104,7 @@ def read(key: str, branch_id: str, store_url: str | None, agent: str | None, as_
         found = get_branch(store, key, branch_id)
         value = found.read()
     if as_json:
-        emit_json({**branch_json(found), "value": plain(value)})
+        emit_json({**branch_json(found), **wire(value)})
     else:
         print_value(value)
 
@@ -194,6 +198,7 @@ def merge(
         doc = None
         if result.clean and not dry_run:
             doc = result.commit(agent=require_agent(agent))
+    settled = [c for c in result.resolved if prefer in c.sides] if prefer else []
     if as_json:
         emit_json(
             {
@@ -204,13 +209,20 @@ def merge(
                 "clean": result.clean,
                 "committed": doc is not None,
                 "version": doc.version if doc is not None else None,
-                "value": plain(result.value),
+                **wire(result.value),
                 "conflicts": [c.to_dict() for c in result.conflicts],
                 "resolved": len(result.resolved),
+                "dropped": [
+                    {**c.to_dict(), "kept": prefer, "dropped": [s for s in c.sides if s != prefer]}
+                    for c in settled
+                ],
             }
         )
     else:
-        console.out(result.report())
+        if result.clean and settled:
+            console.out(_settled_report(result, settled, prefer or ""))
+        else:
+            console.out(result.report())
         if doc is not None:
             console.print(f"committed {key} v{doc.version}")
         elif result.clean:
@@ -222,6 +234,29 @@ def merge(
             )
     if not result.clean:
         sys.exit(EXIT_CONFLICT)
+
+
+def _settled_report(result: Any, settled: list[Any], prefer: str) -> str:
+    """What --prefer kept and what it dropped, conflict by conflict.
+
+    A merge settled by --prefer is not a clean merge: the other sides'
+    changes at those places are gone from the result, and whoever merges
+    must see which ones before the commit is taken as everyone's work.
+    """
+    dropped = sorted({s for c in settled for s in c.sides if s != prefer})
+    lines = [
+        f"Merged {len(result.branch_ids)} branches of {result.key}; --prefer {prefer} settled "
+        f"{len(settled)} conflict(s) and DROPPED the change(s) of {', '.join(dropped)} there:"
+    ]
+    for conflict in settled:
+        for line in conflict.describe().splitlines():
+            label = line.strip().rstrip(":")
+            if line.startswith("conflict at "):
+                line = "settled " + line[len("conflict ") :]
+            elif line.startswith("  ") and not line.startswith("   ") and label in conflict.sides:
+                line = f"  {label} ({'kept' if label == prefer else 'dropped'}):"
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def register(cli: click.Group) -> None:

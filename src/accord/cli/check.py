@@ -105,7 +105,9 @@ def check(
         result = run_check(events, lenient=lenient, on_event=on_event)
     elif history is None:
         with open_store(store_url) as store:
-            result = run_check(store, lenient=lenient, on_event=on_event)
+            result = _empty_store_result(store) or run_check(
+                store, lenient=lenient, on_event=on_event
+            )
     elif save_history:
         raise UsageError("--save-history goes with --otel.")
     else:
@@ -142,6 +144,26 @@ def check(
             console.print(f"timeline written to {escape(drawn)}")
     if not result.ok:
         sys.exit(EXIT_ANOMALIES)
+
+
+def _empty_store_result(store: Any) -> Any:
+    """A clean result for a store with no history yet, else None.
+
+    A fresh store is not a malformed history: nothing happened, so nothing
+    raced (exit 0). An empty history *file* stays an error: it is far more
+    often a wrong path or a failed export than a history.
+    """
+    events = iter(store.backend.history(since=0))
+    try:
+        if next(events, None) is not None:
+            return None
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    from ..history import CheckResult
+
+    return CheckResult(notes=["the store holds no history yet: nothing to check"])
 
 
 def print_result(result: Any, limit: int = 20) -> None:

@@ -13,18 +13,17 @@ from ._common import (
     console,
     emit_json,
     open_store,
-    plain,
     print_value,
     read_value,
     require_agent,
+    wire,
 )
 
 
 def doc_json(doc: Doc) -> dict[str, Any]:
     return {
         "key": doc.key,
-        "value": plain(doc.value),
-        "kind": doc.kind,
+        **wire(doc.value),
         "version": doc.version,
         "revision": doc.revision,
         "author": doc.author,

@@ -15,10 +15,10 @@ from ._common import (
     console,
     emit_json,
     open_store,
-    plain,
     read_value,
     require_agent,
     value_options,
+    wire,
 )
 
 
@@ -33,7 +33,7 @@ def request_json(request: Any) -> dict[str, Any]:
         "submitter": request.submitter,
         "status": request.status,
         "seq": request.seq,
-        "change": plain(request.change),
+        **wire(request.change, "change", "change_kind"),
         "outcome": outcome,
         "decided_by": request.decided_by,
     }

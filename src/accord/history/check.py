@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zlib import crc32
 
-from ..errors import HistoryFormatError, UsageError
+from ..errors import HistoryFormatError, UsageError, call, option, var
 from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
 
 WINDOW_VERSIONS = 100_000
@@ -239,7 +239,8 @@ def _check_shard(
     if first is None:
         raise HistoryFormatError(
             f"{stream.name} holds no events: there is nothing to check. Export a history with "
-            "`accord export PATH` (open the store with record_reads=True to include reads)."
+            f"{call('store.export_history', var('path'))} (open the store with "
+            f"{option('record_reads')} to include reads)."
         )
     # The checker allocates no reference cycles, and the cyclic garbage
     # collector's full passes over the remembered versions would cost more

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import HistoryFormatError
+from ..errors import HistoryFormatError, option
 
 try:  # orjson parses a line three times faster; the stdlib is the fallback.
     import orjson
@@ -79,8 +79,8 @@ class EventStream:
         """Report a bad line: raise, or in lenient mode count it."""
         if not self.lenient:
             raise HistoryFormatError(
-                f"{self.name}, line {line}: {why} Fix the line, or pass --lenient "
-                "(lenient=True) to skip malformed lines and count them.",
+                f"{self.name}, line {line}: {why} Fix the line, or pass {option('lenient')} "
+                "to skip malformed lines and count them.",
                 line=line,
             )
         self.skipped += 1

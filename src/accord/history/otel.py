@@ -103,7 +103,7 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(f"No mapping file at {path}. Write one (see docs/checker.md).") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"The mapping file {path} is not valid TOML: {exc}.") from exc
     return parse_mapping(data, str(path))
 
@@ -258,6 +258,11 @@ def read_spans(path: str | os.PathLike[str]) -> list[Span]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise HistoryFormatError(f"No span file at {path}.") from exc
+    except UnicodeDecodeError as exc:
+        raise HistoryFormatError(
+            f"{path} is not UTF-8 text ({exc}). Export spans as OTLP JSON (the collector's "
+            "file exporter) or one span per line."
+        ) from exc
     try:
         docs: list[Any] = [json.loads(text)]
     except ValueError:

@@ -26,7 +26,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import NotWriter, PolicyViolation, PreconditionFailed, UsageError
+from ..errors import (
+    NotWriter,
+    PolicyViolation,
+    PreconditionFailed,
+    UsageError,
+    call,
+    option,
+    var,
+)
 from .manifest import Manifest, Resource, load_manifest
 
 if TYPE_CHECKING:
@@ -90,8 +98,8 @@ class Policy:
         if agents and agent not in agents:
             raise PolicyViolation(
                 f"Agent {agent!r} is not declared in {self.manifest.name} (declared: "
-                f"{', '.join(agents)}). Run as one of them (--agent NAME or ACCORD_AGENT), or "
-                f"add [agents.{agent}] to the manifest.",
+                f"{', '.join(agents)}). Run as one of them ({call('store.session', var('name'))}), "
+                f"or add [agents.{agent}] to the manifest.",
                 agent=agent,
             )
 
@@ -119,8 +127,8 @@ class Policy:
             if strategy == "queue" and agent not in resource.writers:
                 raise NotWriter(
                     f"{agent} is not the writer of {key}: {resource.writer} is, per "
-                    f"{self.manifest.name}. Submit your change with submit({key!r}, change) "
-                    "instead.",
+                    f"{self.manifest.name}. Submit your change with "
+                    f"{call('submit', key, var('change'))} instead.",
                     key=key,
                     writer=resource.writer,
                 )
@@ -142,8 +150,9 @@ class Policy:
             raise NotWriter(
                 f"{agent} may not {verb} {key}: it is a queue resource in {self.manifest.name}, "
                 f"written only by its queue writer {resource.writer!r}. Submit your change "
-                f"instead: session.submit({key!r}, change) (CLI: accord submit {key}); "
-                f"{resource.writer!r} applies requests in order (req.wait() gives the outcome).",
+                f"instead: {call('submit', key, var('change'))}; {resource.writer!r} applies "
+                f"requests in order ({call('request.wait', timeout=var('seconds'))} gives the "
+                "outcome).",
                 key=key,
                 writer=resource.writer,
             )
@@ -154,12 +163,13 @@ class Policy:
             operation.allow_blind = True
         elif strategy == "optimistic":
             if info.get("force") or info.get("expect") is None:
-                how = "force=True" if info.get("force") else "no expect="
+                how = option("force") if info.get("force") else "no expected version"
                 raise PolicyViolation(
                     f"Refusing {agent}'s {verb} of {key} with {how}: it is an optimistic resource "
                     f"in {self.manifest.name}, so every {verb} names the version it builds on. "
-                    f"Read it and {verb} with expect=<that version> (expect=0 to create), or "
-                    "use update(key, fn), which retries on conflicts.",
+                    f"Read it and {verb} with {option('expect', var('that version'))} "
+                    f"({option('expect', 0)} to create), or use "
+                    f"{call('update', key, var('fn'))}, which retries on conflicts.",
                     key=key,
                     strategy=strategy,
                 )
@@ -167,9 +177,9 @@ class Policy:
             if info.get("lease") is None:
                 raise PolicyViolation(
                     f"Refusing {agent}'s {verb} of {key} without a lease: it is a lease resource "
-                    f"in {self.manifest.name}. Take its lease first and {verb} under it: "
-                    f"`with session.lease({key!r}) as lease: session.{verb}({key!r}, ..., "
-                    "lease=lease)`.",
+                    f"in {self.manifest.name}. Take its lease first "
+                    f"({call('session.acquire', key)}) and {verb} under it "
+                    f"({call(f'session.{verb}', key, var('...'), lease=var('lease'))}).",
                     key=key,
                     strategy=strategy,
                 )
@@ -177,8 +187,9 @@ class Policy:
             raise PolicyViolation(
                 f"Refusing {agent}'s direct {verb} of {key}: it is a branch resource in "
                 f"{self.manifest.name}, where each agent works on an isolated copy. Fork it "
-                f"(b = session.fork({key!r})), write to your branch (b.write(value)), and merge "
-                f"the branches at synthesis (store.merge({key!r}, branches).commit()).",
+                f"({call('session.fork', key)}), write to your branch "
+                f"({call('branch.write', var('value'))}), and merge the branches at synthesis "
+                f"({call('store.merge', key, var('branches'))}, then commit the result).",
                 key=key,
                 strategy=strategy,
             )
@@ -225,7 +236,7 @@ class Policy:
                 f"{self.manifest.name} ({pattern}strategy owner), and only the owner writes it. "
                 f"Ask {resource.writer} to change it; if others must change it routinely, make "
                 f"it a queue resource (writer = {resource.writer!r}, submitters = [...]) and "
-                "submit changes with session.submit(key, change).",
+                f"submit changes with {call('session.submit', key, var('change'))}.",
                 key=key,
                 writer=resource.writer,
             )
@@ -252,9 +263,11 @@ def _how_to_write(strategy: str, key: str) -> str:
     return {
         "read_only": "Nobody writes it.",
         "owner": "Ask its owner to change it.",
-        "optimistic": f"Write it with expect=<version you read>, or use update({key!r}, fn).",
-        "lease": f"Take its lease and write with lease=: with session.lease({key!r}) as lease.",
-        "branch": f"Fork it (session.fork({key!r})) and write your branch.",
+        "optimistic": f"Write it with {option('expect', var('the version you read'))}, or use "
+        f"{call('update', key, var('fn'))}.",
+        "lease": f"Take its lease ({call('session.acquire', key)}) and write under it "
+        f"({call('session.write', key, var('value'), lease=var('lease'))}).",
+        "branch": f"Fork it ({call('session.fork', key)}) and write your branch.",
     }.get(strategy, "")
 
 

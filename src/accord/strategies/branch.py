@@ -39,7 +39,7 @@ from ..errors import (
     PreconditionFailed,
     UsageError,
 )
-from ..keys import internal, validate_key
+from ..keys import has_surrogate, internal, validate_key
 from ..merge import MergeConflict, merge_values
 from ..records import Append, Compare, Doc, Put, Record, Value, decode_value
 
@@ -296,7 +296,12 @@ def branches(store: Store, key: str) -> list[Branch]:
 def get_branch(store: Store, key: str, branch_id: str) -> Branch:
     """The branch ``branch_id`` of ``key`` (open or closed); :class:`NotFound` if none."""
     validate_key(key)
-    if not isinstance(branch_id, str) or not branch_id or "/" in branch_id:
+    if (
+        not isinstance(branch_id, str)
+        or not branch_id
+        or "/" in branch_id
+        or has_surrogate(branch_id)
+    ):
         raise UsageError(f"{branch_id!r} is not a branch id; ids look like 'b-3f2a...'.")
     rec = store.backend.get(branch_prefix(key) + branch_id)
     if rec is None or rec.deleted:
@@ -342,6 +347,13 @@ class Merge:
 
     def report(self) -> str:
         """Every unresolved conflict, described for a person or an agent."""
+        if not self.conflicts and self.resolved:
+            where = ", ".join(c.where for c in self.resolved[:5])
+            return (
+                f"Merged {len(self.branch_ids)} branches of {self.key}; resolve settled "
+                f"{len(self.resolved)} conflict(s) ({where}), keeping its answer there and "
+                "dropping what the other sides wrote."
+            )
         if not self.conflicts:
             return f"Merged {len(self.branch_ids)} branches of {self.key} cleanly."
         head = (

@@ -57,7 +57,7 @@ from ..errors import (
     Timeout,
     UsageError,
 )
-from ..keys import internal, validate_key
+from ..keys import has_surrogate, internal, validate_key
 from ..records import Append, Compare, Delete, Doc, Put, Record, Value, decode_value, encode_value
 
 if TYPE_CHECKING:
@@ -546,10 +546,12 @@ def submit(
             not isinstance(idempotency_key, str)
             or not idempotency_key
             or len(idempotency_key) > _MAX_IDEM_LENGTH
+            or has_surrogate(idempotency_key)
         ):
             raise UsageError(
                 f"An idempotency key must be a non-empty string of at most {_MAX_IDEM_LENGTH} "
-                f"characters, not {idempotency_key!r}. Use one unique id per change request."
+                f"characters of Unicode text, not {idempotency_key!r}. Use one unique id per "
+                "change request."
             )
         # The id is a function of the idempotency key, so a replay lands on
         # the same record and the create-only compare below refuses it.
@@ -609,7 +611,12 @@ def submit(
 
 def get_request(store: Store, request_id: str) -> Request:
     """The request with this id as the store has it now; :class:`NotFound` if none."""
-    if not isinstance(request_id, str) or not request_id or "/" in request_id:
+    if (
+        not isinstance(request_id, str)
+        or not request_id
+        or "/" in request_id
+        or has_surrogate(request_id)
+    ):
         raise UsageError(f"{request_id!r} is not a request id; ids look like 'r-3f2a...'.")
     rec = store.backend.get(request_key(request_id))
     if rec is None or rec.deleted:
@@ -908,6 +915,11 @@ def reject(session: Session, request: Request, reason: str) -> Request:
         )
     if len(reason) > _MAX_REASON_LENGTH:
         raise UsageError(f"A reason is at most {_MAX_REASON_LENGTH} characters.")
+    if has_surrogate(reason):
+        raise UsageError(
+            f"The reason {reason!r} holds a surrogate code point, which is not Unicode text; "
+            "nothing was decided. Give the reason as plain text."
+        )
     role, stored = _prepare_decision(session, request, "reject")
     store = session.store
     key = stored.key
