@@ -493,8 +493,8 @@ def test_check_accepts_events_and_a_store() -> None:
 
 
 def test_window_bounds_memory_but_still_reports() -> None:
-    from accord.history.check import NativeChecker
     from accord.history.format import EventStream
+    from accord.history.native import NativeChecker
 
     events = [w(1, "s", 1, 0)] + [w(v, "a", v, v - 1) for v in range(2, 3001)]
     events.append(w(3001, "b", 3001, 5))
@@ -624,3 +624,29 @@ def test_every_backend_history_checks_the_same(open_store: Any) -> None:
     (anomaly,) = result.anomalies
     assert anomaly.agents == ("agent-a", "agent-b")
     assert "agent-a read it at" in anomaly.explanation
+
+
+def test_history_modules_import_without_a_loop() -> None:
+    """Each module of accord.history imports only modules below it (no cycle)."""
+    import ast
+
+    root = Path(accord.__file__).parent / "history"
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                deps.add(node.module.split(".")[0])
+        graph[path.stem] = deps
+    done: set[str] = set()
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        assert name not in stack, f"import loop: {' -> '.join((*stack, name))}"
+        if name in done or name not in graph:
+            return
+        for dep in graph[name]:
+            visit(dep, (*stack, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())

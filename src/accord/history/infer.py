@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .check import ANOMALY_NAMES, Anomaly, CheckResult
 from .format import FOREIGN_OPS, EventStream, format_time, parse_time
+from .result import ANOMALY_NAMES, Anomaly, CheckResult
 
 _INITIAL = -1  # the basis "initial value" (version 0)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .check import CheckResult
 from .format import parse_time
+from .result import CheckResult
 
 FORMATS = (".svg", ".png", ".html")
 MAX_LABELS = 160
