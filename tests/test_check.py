@@ -650,3 +650,90 @@ def test_history_modules_import_without_a_loop() -> None:
 
     for name in graph:
         visit(name, ())
+
+
+# --- fields that decide a finding must be readable (issue 11, item 7) -------
+
+
+def _lease_then_late_write(**acquire: Any) -> list[dict[str, Any]]:
+    """A lease granted at 2 s, and a write under it 5 s later."""
+    return [
+        SETUP,
+        {**ev(2, "a", "lease_acquire", lease=1, at=2), **acquire},
+        w(3, "a", 2, 1, check="lease", lease=1, at=7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("acquire", "message"),
+    [
+        ({"ttl": "x"}, r"line 2: 'ttl' must be a number of seconds"),
+        ({"ttl": None}, r"line 2: a lease_acquire without 'ttl'"),
+        ({}, r"line 2: a lease_acquire without 'ttl'"),
+        ({"ttl": True}, r"line 2: 'ttl' must be a number"),
+        ({"ttl": -1}, r"line 2: 'ttl' must be a number of seconds \(0 or more\)"),
+        ({"expires": "soon"}, r"line 2: 'expires' must be a time"),
+        ({"ttl": 1, "time": "garbage"}, r"line 2: 'time' must be an RFC 3339 time"),
+        ({"ttl": 1, "mode": "sometimes"}, r"line 2: 'mode' must be exclusive or shared"),
+        ({"ttl": 1, "lease": 1.5}, r"line 2: a lease_acquire needs 'lease'"),
+    ],
+)
+def test_an_unreadable_lease_field_is_a_format_error(acquire: dict[str, Any], message: str
+                                                     ) -> None:
+    with pytest.raises(accord.HistoryFormatError, match=message) as info:
+        accord.check(_lease_then_late_write(**acquire))
+    assert info.value.line == 2
+    assert "Fix the line" in str(info.value)
+
+
+@pytest.mark.parametrize("acquire", [{"ttl": "x"}, {"ttl": None}, {"expires": "soon"}])
+def test_lenient_makes_a_write_under_an_unreadable_lease_unknown_never_clean(
+    acquire: dict[str, Any]
+) -> None:
+    result = accord.check(_lease_then_late_write(**acquire), lenient=True)
+    assert result.skipped == 1
+    assert result.verdict == "unknown" and not result.ok
+    (u,) = result.unknown
+    assert u.name == "fenced-write-accepted" and not u.certain
+    assert "line 2 was skipped" in u.explanation
+
+
+def test_a_readable_lease_decides_the_same_history() -> None:
+    late = accord.check(_lease_then_late_write(ttl=1))
+    assert late.counts["fenced-write-accepted"] == 1
+    in_time = accord.check(_lease_then_late_write(ttl=10))
+    assert in_time.verdict == "clean"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({k: v for k, v in w(2, "a", 2, 1).items() if k != "time"},
+         r"line 2: an event without 'time'"),
+        (w(2, "a", 2, 1, time=None), r"line 2: an event without 'time'"),
+        (w(2, "a", 2, 1, time="garbage"), r"line 2: 'time' must be an RFC 3339 time"),
+        (w(2, "a", 2, 1, time=1_800_000_000), r"line 2: 'time' must be an RFC 3339 time"),
+        (r(2, "a", 1, start="noon"), r"line 2: 'start' must be an RFC 3339 time"),
+        ({**w(2, "a", 2, 1), "based_on": "one"}, r"line 2: 'based_on' must be the version"),
+        (w(2, "a", 2, 1, prev="one"), r"line 2: 'prev' must be the version"),
+        (w(2, "a", 2, None, lease=[1]), r"line 2: 'lease' must be the lease's token"),
+        (w(2, "a", 2, None, clock="a:1"), r"line 2: 'clock' must be a vector clock"),
+        (w(2, "a", 2, 1, outcome=5), r"line 2: 'outcome' must be a word"),
+    ],
+)
+def test_an_unreadable_field_is_a_format_error(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(accord.HistoryFormatError, match=message):
+        accord.check([SETUP, event])
+
+
+def test_clocks_that_cannot_be_compared_make_a_race_unknown() -> None:
+    events = [
+        w(1, "a", 1, 0, clock={"a": "one"}, check="version"),
+        w(2, "b", 2, None, clock={"b": 1}),
+    ]
+    result = accord.check(events)
+    assert result.verdict == "unknown"
+    (u,) = result.unknown
+    assert u.name == "concurrent-writes" and "cannot be compared" in u.explanation
+    events[0]["clock"] = {"a": 1}
+    assert accord.check(events).counts["concurrent-writes"] == 1

@@ -10,8 +10,10 @@ and agents (not by the history's length): per key it keeps the last
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections import deque
+from datetime import datetime
 from typing import Any
 from zlib import crc32
 
@@ -28,6 +30,8 @@ MUTATING = frozenset({"write", "delete", "accept", "merge"})
 """Operations that change a key when their outcome is ok."""
 
 KEYED = MUTATING | {"read"}
+
+_fromiso = datetime.fromisoformat
 
 
 V, REV, TIME, AGENT, OP, PREV, BASED, CHECK, LEASE, LINE, READ, PARENT, ONPATH, LOSTBY = range(14)
@@ -93,7 +97,10 @@ class _Key:
 
 
 class _Lease:
-    __slots__ = ("agent", "end_reason", "end_rev", "end_time", "expires", "mode", "rev", "token")
+    __slots__ = (
+        "agent", "end_reason", "end_rev", "end_time", "expires", "mode", "rev", "token",
+        "unreadable",
+    )
 
     def __init__(self, token: Any, agent: str, rev: int, mode: str) -> None:
         self.token = token
@@ -104,6 +111,9 @@ class _Lease:
         self.end_time: str | None = None
         self.end_rev: int | None = None
         self.end_reason: str | None = None
+        # The line of an acquire or renew whose deadline could not be read
+        # (skipped in lenient mode): writes under this token are undecidable.
+        self.unreadable: int | None = None
 
 
 class NativeChecker:
@@ -147,6 +157,7 @@ class NativeChecker:
         self.gaps = 0
         self.result = CheckResult(format="accord")
         self.counts = dict.fromkeys(ANOMALY_NAMES, 0)
+        self.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
 
     # --- reporting --------------------------------------------------------
 
@@ -158,10 +169,23 @@ class NativeChecker:
     def _add(self, anomaly: Anomaly) -> None:
         self.result.anomalies.append(anomaly)
 
+    def _unknown(self, anomaly: Anomaly) -> None:
+        """Record a finding the history can neither confirm nor rule out."""
+        n = self.unknown_counts[anomaly.name] = self.unknown_counts[anomaly.name] + 1
+        if n <= self.max_reported:
+            self.result.unknown.append(anomaly)
+
     # --- the pass ---------------------------------------------------------
 
     def feed(self, line: int, ev: dict[str, Any]) -> bool:
-        """Take one event; returns False if it was skipped (lenient mode)."""
+        """Take one event; returns False if it was skipped (lenient mode).
+
+        A field that decides a finding and cannot be read (a time that is not
+        RFC 3339, a lease without a readable deadline, a version that is not
+        an integer) makes the line malformed: :class:`HistoryFormatError`, or
+        in lenient mode a skipped line (a write under a lease whose deadline
+        was unreadable is then an *unknown* finding, never clean).
+        """
         # The hot path of the checker: one call per event, so it binds what it
         # uses to locals and looks each field up once.
         # Exports carry every field, so plain subscripts (cheaper than get)
@@ -172,6 +196,7 @@ class NativeChecker:
             agent = ev["agent"]
             key: Any = ev["key"]
             version: Any = ev["version"]
+            time: Any = ev["time"]
         except KeyError:
             get = ev.get
             rev = get("rev")
@@ -179,6 +204,7 @@ class NativeChecker:
             agent = get("agent")
             key = get("key")
             version = get("version")
+            time = get("time")
         if (
             type(rev) is not int
             or rev <= self.last_rev
@@ -188,6 +214,10 @@ class NativeChecker:
             or not agent
         ):
             return self._reject(line, ev, rev, op, agent)
+        try:
+            _fromiso(time)
+        except (TypeError, ValueError):
+            return self._bad_time(line, "time", time)
         keyed = op in KEYED
         if keyed and (
             type(key) is not str
@@ -199,6 +229,34 @@ class NativeChecker:
             else:
                 self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
             return False
+        fields = None
+        lease_info = None
+        if keyed:
+            if op == "read":
+                started = ev.get("start")
+                if started is not None:
+                    try:
+                        _fromiso(started)
+                    except (TypeError, ValueError):
+                        return self._bad_time(line, "start", started)
+            else:
+                outcome = ev.get("outcome", "ok")
+                if outcome == "ok":
+                    if version is not None:
+                        fields = self._write_fields(line, ev)
+                        if fields is None:
+                            return False
+                elif type(outcome) is not str:
+                    self.stream.fail(
+                        line,
+                        f"'outcome' must be a word such as ok or conflict, not {outcome!r}: it "
+                        "says whether the write took effect.",
+                    )
+                    return False
+        elif op[:6] == "lease_" and ev.get("outcome", "ok") == "ok":
+            lease_info = self._lease_fields(line, ev, op, key, time)
+            if lease_info is None:
+                return False
         self.last_rev = rev
         self.events += 1
         agent_rev = self.agent_rev
@@ -206,12 +264,7 @@ class NativeChecker:
         agent_rev[agent] = rev
         if self.shards > 1 and type(key) is str and crc32(key.encode()) % self.shards != self.shard:
             # Another shard's key: only the ids this shard owns are its business.
-            if (
-                keyed
-                and op != "read"
-                and version is not None
-                and ev.get("outcome", "ok") == "ok"
-            ):
+            if fields is not None:
                 self._ids(line, ev, rev, agent, key)
             if rev >= self.next_sweep:
                 self._sweep(rev)
@@ -220,15 +273,82 @@ class NativeChecker:
             if op == "read":
                 if version is not None:
                     self._read(line, ev, rev, agent, key, before, version)
-            elif version is not None and ev.get("outcome", "ok") == "ok":
-                self._commit(line, ev, rev, op, agent, key, version)
+            elif fields is not None:
+                self._commit(line, ev, rev, op, agent, key, version, time, fields)
             else:
                 self.refused += 1
-        elif op[:6] == "lease_":
-            self._lease(line, ev, rev, op, agent, key)
+        elif lease_info is not None:
+            self._lease(lease_info, rev, op, agent, key, time)
         if rev >= self.next_sweep:
             self._sweep(rev)
         return True
+
+    def _bad_time(self, line: int, name: str, value: Any) -> bool:
+        if value is None:
+            self.stream.fail(
+                line,
+                f"an event without '{name}': the checker needs it for lease deadlines, stale "
+                "reads and explanations. Give an RFC 3339 time such as "
+                "2026-11-28T19:00:00.123456Z.",
+            )
+        else:
+            self.stream.fail(
+                line,
+                f"'{name}' must be an RFC 3339 time such as 2026-11-28T19:00:00.123456Z, not "
+                f"{value!r}.",
+            )
+        return False
+
+    def _write_fields(self, line: int, ev: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The fields of a committed write that decide findings, or None if one is unreadable.
+
+        Returns ``(prev, based_on, check, lease, clock, idem, request)``.
+        """
+        try:
+            prev = ev["prev"]
+            based = ev["based_on"]
+            check_kind = ev["check"]
+            lease = ev["lease"]
+            clock = ev["clock"]
+            idem = ev["idem"]
+            request = ev["request"]
+        except KeyError:
+            get = ev.get
+            prev = get("prev")
+            based = get("based_on")
+            check_kind = get("check")
+            lease = get("lease")
+            clock = get("clock")
+            idem = get("idem")
+            request = get("request")
+        # Each of these decides a finding (what was replaced, what the writer
+        # had seen, which lease guarded it, whether two writers had met): one
+        # that cannot be read would silently turn a finding into "clean".
+        why = None
+        if prev is not None and type(prev) is not int:
+            why = (
+                f"'prev' must be the version this write replaced (an integer) or null, not "
+                f"{prev!r}."
+            )
+        elif based is not None and type(based) is not int:
+            why = (
+                f"'based_on' must be the version the writer had read (an integer) or null, not "
+                f"{based!r}."
+            )
+        elif lease is not None and type(lease) is not int and type(lease) is not str:
+            why = (
+                f"'lease' must be the lease's token (an integer or a string) or null, not "
+                f"{lease!r}."
+            )
+        elif clock is not None and type(clock) is not dict:
+            why = (
+                f"'clock' must be a vector clock (an object of agent: count) or null, not "
+                f"{clock!r}."
+            )
+        if why is not None:
+            self.stream.fail(line, why)
+            return None
+        return prev, based, check_kind or "none", lease, clock, idem, request
 
     def _reject(self, line: int, ev: dict[str, Any], rev: Any, op: Any, agent: Any) -> bool:
         if type(rev) is not int:
@@ -257,44 +377,16 @@ class NativeChecker:
 
     def _commit(
         self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str,
-        version: int,
+        version: int, time: str, fields: tuple[Any, ...],
     ) -> None:
-        try:
-            prev = ev["prev"]
-            based = ev["based_on"]
-            time = ev["time"] or ""
-            check_kind = ev["check"] or "none"
-            lease = ev["lease"]
-            clock = ev["clock"]
-            idem = ev["idem"]
-            request = ev["request"]
-        except KeyError:
-            get = ev.get
-            prev = get("prev")
-            based = get("based_on")
-            time = get("time") or ""
-            check_kind = get("check") or "none"
-            lease = get("lease")
-            clock = get("clock")
-            idem = get("idem")
-            request = get("request")
-        # Fields of a foreign writer's choosing: anything unexpected is taken
-        # as absent rather than trusted.
-        if type(time) is not str:
-            time = ""
-        if type(lease) not in (int, str):
-            lease = None
-        if type(clock) is not dict:
-            clock = None
+        prev, based, check_kind, lease, clock, idem, request = fields
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _Key()
-        if type(prev) is not int:
+        if prev is None:
             prev = k.cur
         elif k.last is not None and prev != k.cur:
             self.gaps += 1
-        if based is not None and type(based) is not int:
-            based = None
         read_time = None
         if based is not None and k.reads is not None:
             held = k.reads.get(agent)
@@ -331,10 +423,27 @@ class NativeChecker:
             and clock
             and k.last_clock
             and not _lease_after(lease, last[LEASE])
-            and not _clock_leq(k.last_clock, clock)
-            and self._report("concurrent-writes")
         ):
-            self._add(self._concurrent(key, last, w, k.last_clock, clock))
+            ordered = _clock_leq(k.last_clock, clock)
+            if ordered is None:
+                self._unknown(
+                    Anomaly(
+                        name="concurrent-writes",
+                        key=key,
+                        certain=False,
+                        explanation=(
+                            f"Unknown: {agent}'s {op} of {key} v{version} (rev {rev}) replaced "
+                            f"{_label(last)} (rev {last[REV]}) without having read it, and their "
+                            f"vector clocks cannot be compared (an entry that is not an integer: "
+                            f"{_clock_text(k.last_clock)} and {_clock_text(clock)}). Whether the "
+                            "writer had seen the write it replaced is undecided: fix the clocks."
+                        ),
+                        events=(_summary(last, key), _summary(w, key)),
+                        agents=(last[AGENT], agent),
+                    )
+                )
+            elif not ordered and self._report("concurrent-writes"):
+                self._add(self._concurrent(key, last, w, k.last_clock, clock))
 
         path = k.path
         if path and path[-1][1] == w[PARENT]:
@@ -350,7 +459,7 @@ class NativeChecker:
         k.cur = version
         k.deleted = op == "delete"
         k.last = w
-        k.last_clock = clock if type(clock) is dict else None
+        k.last_clock = clock
         recent = k.recent
         recent[version] = w
         self.queue.append((rev, k, version))
@@ -521,26 +630,95 @@ class NativeChecker:
             )
         )
 
-    def _lease(
-        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: Any
-    ) -> None:
+    def _lease_fields(
+        self, line: int, ev: dict[str, Any], op: str, key: Any, time: str
+    ) -> tuple[Any, float | None, str] | None:
+        """A committed lease event's token, deadline and mode; None if unreadable.
+
+        The deadline decides whether a write under the lease came too late,
+        so an acquire or renew must say it: ``expires`` (a time) or ``ttl``
+        (seconds from the event's ``time``).
+        """
         token = ev.get("lease")
-        if (
-            type(token) not in (int, str)
-            or type(key) is not str
-            or ev.get("outcome", "ok") != "ok"
+        if type(token) is not int and type(token) is not str:
+            self.stream.fail(
+                line,
+                f"a {op} needs 'lease': the lease's token (an integer or a string), not {token!r}.",
+            )
+            return None
+        if type(key) is not str or not key:
+            self.stream.fail(line, f"a {op} event without a 'key' (the key the lease is on).")
+            return None
+        mode = ev.get("mode")
+        if mode is None:
+            mode = "exclusive"
+        elif mode not in ("exclusive", "shared"):
+            self.stream.fail(line, f"'mode' must be exclusive or shared, not {mode!r}.")
+            return None
+        if op not in ("lease_acquire", "lease_renew"):
+            return token, None, mode
+        expires = ev.get("expires")
+        ttl = ev.get("ttl")
+        why = None
+        deadline: float | None = None
+        if expires is not None:
+            try:
+                deadline = parse_time(expires)
+            except ValueError:
+                why = (
+                    f"'expires' must be a time (RFC 3339, or seconds since the epoch), not "
+                    f"{expires!r}."
+                )
+        elif ttl is None:
+            why = (
+                f"a {op} without 'ttl' (seconds from its time) or 'expires' (a time): without a "
+                "deadline the checker cannot tell whether a write under this lease came too late."
+            )
+        elif (
+            type(ttl) not in (int, float)
+            or not math.isfinite(ttl)
+            or ttl < 0
         ):
-            return
+            why = f"'ttl' must be a number of seconds (0 or more), not {ttl!r}."
+        else:
+            deadline = parse_time(time)
+            assert deadline is not None
+            deadline += ttl
+        if why is None:
+            return token, deadline, mode
+        self.stream.fail(line, why)
+        # Lenient mode skipped the line; a write under this token must not
+        # then pass as clean: remember that its deadline could not be read.
+        if not self.shards > 1 or crc32(key.encode()) % self.shards == self.shard:
+            k = self.keys.get(key)
+            if k is None:
+                k = self.keys[key] = _Key()
+            if k.leases is None:
+                k.leases = {}
+            lease = k.leases.get(token)
+            if lease is None:
+                lease = k.leases[token] = _Lease(token, ev.get("agent") or "?", 0, mode)
+            lease.unreadable = line
+        return None
+
+    def _lease(
+        self,
+        info: tuple[Any, float | None, str],
+        rev: int,
+        op: str,
+        agent: str,
+        key: str,
+        time: str,
+    ) -> None:
+        token, deadline, mode = info
         k = self.keys.get(key)
         if k is None:
             k = self.keys[key] = _Key()
         if k.leases is None:
             k.leases = {}
         leases = k.leases
-        time = ev.get("time") or ""
         lease = leases.get(token)
         if op == "lease_acquire" or (op == "lease_renew" and lease is None):
-            mode = str(ev.get("mode") or "exclusive")
             if lease is None:
                 lease = leases[token] = _Lease(token, agent, rev, mode)
             if mode != "shared":
@@ -556,7 +734,8 @@ class NativeChecker:
         if lease is None:
             return
         if op in ("lease_acquire", "lease_renew"):
-            lease.expires = _expiry(ev, time)
+            lease.expires = deadline
+            lease.unreadable = None
         elif op == "lease_release" and lease.end_reason is None:
             lease.end_reason = f"released by {agent}"
             lease.end_time = time
@@ -582,13 +761,31 @@ class NativeChecker:
         if lease is None:
             return
         why = None
+        if lease.unreadable is not None and (lease.end_rev is None or lease.end_rev >= rev):
+            self._unknown(
+                Anomaly(
+                    name="fenced-write-accepted",
+                    key=key,
+                    certain=False,
+                    explanation=(
+                        f"Unknown: {agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
+                        f"{clock_time(time)}) was accepted under lease token {token}, whose "
+                        f"deadline could not be read (line {lease.unreadable} was skipped). "
+                        "Whether the lease was still held is undecided: fix that line and "
+                        "check again."
+                    ),
+                    events=({"rev": rev, "time": time, "agent": agent, "op": ev.get("op"),
+                             "key": key, "version": ev.get("version"), "lease": token,
+                             "line": line},),
+                    agents=tuple(dict.fromkeys((lease.agent, agent))),
+                    details={"token": token, "unreadable_line": lease.unreadable},
+                )
+            )
+            return
         if lease.end_reason is not None and lease.end_rev is not None and lease.end_rev < rev:
             why = f"the lease had been {lease.end_reason} at {clock_time(lease.end_time)}"
         elif lease.expires is not None:
-            try:
-                at = parse_time(time)
-            except ValueError:
-                at = None
+            at = parse_time(time)
             # Event times are printed to the microsecond, so a deadline and a
             # commit time taken from them may each be short by up to 1 us.
             if at is not None and at > lease.expires + 1e-5:
@@ -769,7 +966,7 @@ class NativeChecker:
         r.agents = len(self.agent_rev)
         r.writes = self.writes
         r.counts = self.counts
-        r.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
+        r.unknown_counts = self.unknown_counts
         r.lost_writes = lost
         r.notes += notes(
             self.gaps,
@@ -816,12 +1013,14 @@ def _lease_after(token: Any, other: Any) -> bool:
         return False
 
 
-def _clock_leq(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True if vector clock ``a`` happened before or equals ``b`` (bad entries: True)."""
-    try:
-        return all(n <= b.get(who, 0) for who, n in a.items())
-    except TypeError:
-        return True
+def _clock_leq(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    """True if vector clock ``a`` happened before or equals ``b``; None if an entry is
+    not a number (the clocks cannot be compared)."""
+    for clock in (a, b):
+        for n in clock.values():
+            if type(n) is not int:
+                return None
+    return all(n <= b.get(who, 0) for who, n in a.items())
 
 
 def _push(path: list[list[int]], v: int) -> None:
@@ -844,20 +1043,6 @@ def _older(a: _Lease, b: _Lease) -> bool:
         return bool(a.token < b.token)
     except TypeError:
         return a.rev < b.rev
-
-
-def _expiry(ev: dict[str, Any], time: str) -> float | None:
-    """The deadline of a lease event: ``expires`` (time), else ``time`` + ``ttl``."""
-    try:
-        if ev.get("expires") is not None:
-            return parse_time(ev["expires"])
-        ttl = ev.get("ttl")
-        if ttl is not None:
-            at = parse_time(time)
-            return None if at is None else at + float(ttl)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None
 
 
 def _clock_text(clock: dict[str, int]) -> str:
