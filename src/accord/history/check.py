@@ -37,8 +37,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import HistoryFormatError, UsageError
+from .foreign import read_foreign
 from .format import EventStream, is_foreign
 from .infer import check_foreign
+from .linearizable import DEFAULT_BUDGET, check_linearizable
 from .native import WINDOW_REVISIONS, WINDOW_VERSIONS, NativeChecker, notes
 from .result import ANOMALY_NAMES, MAX_REPORTED, Anomaly, CheckResult
 
@@ -51,6 +53,8 @@ def check(
     lenient: bool = False,
     on_event: Callable[[int, dict[str, Any]], None] | None = None,
     workers: int = 1,
+    linearizable: bool = False,
+    budget: int = DEFAULT_BUDGET,
 ) -> CheckResult:
     """Check a history for lost updates and races; return a :class:`CheckResult`.
 
@@ -72,12 +76,30 @@ def check(
     keys, and the results are merged (the findings are the same). It pays
     only on idle cores: parsing, which every process repeats, is a third of
     the work.
+
+    ``linearizable`` (foreign histories only) also searches each key for an
+    order of its operations that agrees with real time and with one
+    register or append value (:mod:`accord.history.linearizable`); a key
+    with none is the anomaly ``nonlinearizable``, and a key whose search
+    takes more than ``budget`` steps is unknown. ``CheckResult.linearizable``
+    then says True, False, or None (undecided).
     """
-    if not isinstance(workers, int) or workers < 1:
+    if type(workers) is not int or workers < 1:
         raise UsageError(f"workers must be a number of processes >= 1, not {workers!r}.")
-    if workers > 1 and on_event is None and isinstance(events, (str, os.PathLike)):
+    if type(budget) is not int or budget < 1:
+        raise UsageError(
+            f"budget must be a number of search steps >= 1, not {budget!r} (the default is "
+            f"{DEFAULT_BUDGET:,})."
+        )
+    search = budget if linearizable else None
+    if (
+        workers > 1
+        and on_event is None
+        and search is None
+        and isinstance(events, (str, os.PathLike))
+    ):
         return _check_parallel(events, lenient, workers)
-    return _check_shard(events, lenient, on_event, 0, 1)[0]
+    return _check_shard(events, lenient, on_event, 0, 1, search)[0]
 
 
 def _check_shard(
@@ -86,8 +108,12 @@ def _check_shard(
     on_event: Callable[[int, dict[str, Any]], None] | None,
     shard: int,
     shards: int,
+    search: int | None = None,
 ) -> tuple[CheckResult, int, bool]:
-    """Check the keys of ``shard`` (of ``shards``); returns (result, gaps, approximate)."""
+    """Check the keys of ``shard`` (of ``shards``); returns (result, gaps, approximate).
+
+    ``search``: the budget of the linearizability search, or None for none.
+    """
     stream = EventStream(events, lenient=lenient)
     iterator = iter(stream)
     first: tuple[int, dict[str, Any]] | None = None
@@ -110,7 +136,9 @@ def _check_shard(
     paused = gc.isenabled()
     gc.disable()
     try:
-        result, gaps, approximate = _run(first, iterator, stream, on_event, shard, shards)
+        result, gaps, approximate = _run(
+            first, iterator, stream, on_event, shard, shards, search
+        )
     finally:
         if paused:
             gc.enable()
@@ -131,23 +159,34 @@ def _run(
     on_event: Callable[[int, dict[str, Any]], None] | None,
     shard: int = 0,
     shards: int = 1,
+    search: int | None = None,
 ) -> tuple[CheckResult, int, bool]:
     if is_foreign(first[1]):
         if shard:
             return CheckResult(format="foreign"), 0, False
-        return check_foreign(_chain(first, iterator), stream, on_event), 0, False
+        history = read_foreign(_chain(first, iterator), stream, on_event)
+        result = check_foreign(history)
+        if search is not None:
+            check_linearizable(history, result, search)
+        return result, 0, False
+    if search is not None:
+        raise UsageError(
+            "The linearizability search (--linearizable, linearizable=True) reads foreign "
+            "histories, whose lines give each operation's start and end; an accord history "
+            "records each operation once, when it committed, and its store already orders every "
+            "commit by revision. Check it without --linearizable."
+        )
+    native = NativeChecker(stream, shard=shard, shards=shards)
+    feed = native.feed
+    if on_event is None:
+        feed(*first)
+        for line, event in iterator:
+            feed(line, event)
     else:
-        native = NativeChecker(stream, shard=shard, shards=shards)
-        feed = native.feed
-        if on_event is None:
-            feed(*first)
-            for line, event in iterator:
-                feed(line, event)
-        else:
-            for line, event in _chain(first, iterator):
-                if feed(line, event):
-                    on_event(line, event)
-        result = native.finish()
+        for line, event in _chain(first, iterator):
+            if feed(line, event):
+                on_event(line, event)
+    result = native.finish()
     return result, native.gaps, native.approximate
 
 

@@ -21,8 +21,10 @@ ANOMALY_NAMES = (
     "fenced-write-accepted",
     "duplicate-apply",
     "stale-read",
+    "nonlinearizable",
 )
-"""The stable names of everything the checker reports."""
+"""The stable names of everything the checker reports (``nonlinearizable`` only
+when asked: ``check(..., linearizable=True)``, ``accord check --linearizable``)."""
 
 
 Verdict = Literal["clean", "anomalies", "unknown"]
@@ -75,6 +77,8 @@ class CheckResult:
     ``lost_writes`` is the number of committed writes whose change is
     missing from the final state (erased and never built upon again); None
     when it cannot be known. ``skipped`` counts lines skipped in lenient mode.
+    ``linearizable`` is None unless the check searched for linearizability:
+    then True or False, or None again if a key's search ran out of budget.
     """
 
     format: str = "accord"
@@ -90,6 +94,7 @@ class CheckResult:
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    linearizable: bool | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -133,6 +138,7 @@ class CheckResult:
             "counts": {k: v for k, v in self.counts.items() if v},
             "unknown_counts": {k: v for k, v in self.unknown_counts.items() if v},
             "lost_writes": self.lost_writes,
+            "linearizable": self.linearizable,
             "skipped": self.skipped,
             "problems": self.problems,
             "notes": self.notes,
