@@ -50,6 +50,9 @@ DEFAULT_BUDGET = 2_000_000
 
 READ, WRITE, CAS_OK, CAS_FAIL, CAS_INFO, APPEND, APPEND_INFO = range(7)
 
+HORIZON = 8
+"""Reads still to come that an append's new value is compared with (the nearest)."""
+
 
 @dataclass
 class KeySearch:
@@ -106,6 +109,29 @@ class _Model:
         self.codes = codes
         self.arg1 = arg1
         self.arg2 = arg2
+        # For an append key: each read (by end time), what it returned, and
+        # the writes and cas that could reset the value before it.
+        self.horizon: list[tuple[int, Any, int]] = []
+        if kind is not None:
+            resets = [i for i, c in enumerate(codes) if c in (WRITE, CAS_OK, CAS_INFO)]
+            for i in sorted((i for i, c in enumerate(codes) if c == READ),
+                            key=lambda i: ops[i].end):
+                mask = sum(1 << w for w in resets if ops[w].start <= ops[i].end)
+                self.horizon.append((i, arg1[i], mask))
+
+    def unmatched_read(self, placed: int, value: Any) -> int | None:
+        """A read still to come (with no reset possible before it) whose value
+        does not begin with ``value``; None if there is none among the nearest."""
+        seen = 0
+        for r, returned, resets_before in self.horizon:
+            if placed >> r & 1 or resets_before & ~placed:
+                continue
+            if type(returned) is not type(value) or returned[: len(value)] != value:
+                return r
+            seen += 1
+            if seen == HORIZON:
+                break
+        return None
 
     def state_of(self, value: Any, o: FOp | None = None) -> Any:
         if self.kind is None:
@@ -210,6 +236,14 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
         last = node
 
     bit = [1 << i for i in range(n)]
+    # On an append key the value only grows between writes and cas: an
+    # append that leaves a value that is not the start of what a read still
+    # to come returned, with nothing that could reset the value before that
+    # read, leads nowhere. Without this the search would try every order of
+    # concurrent appends (each order is another value, so memoisation does
+    # not merge them) before finding that none matches the reads.
+    horizon = model.horizon
+    unmatched = model.unmatched_read
     cache: set[tuple[int, Any, bool]] = set()
     looks = [code != WRITE for code in codes]
     # (operation, its place in infos or -1, the state before it, whether an
@@ -287,6 +321,8 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
             legal, new = True, (*state, a1)
         else:
             legal, new = code == APPEND_INFO, state
+        if legal and horizon and code >= APPEND and new is not state:
+            legal = unmatched(linearized, new) is None
         if legal:
             placed = linearized | bit[cand]
             memo = (placed, new, j >= 0)
@@ -348,10 +384,19 @@ def _report(
         for i in sorted(rest, key=lambda i: (ops[i].start, i)):
             if ops[i].start > limit:
                 break
-            legal, _ = model.step(i, state)
-            why = model.why_not(i, state) if not legal else (
-                "it fits here, but no order of the operations after it does"
-            )
+            legal, after = model.step(i, state)
+            if not legal:
+                why = model.why_not(i, state)
+            else:
+                r = model.unmatched_read(sum(1 << b for b in best), after)
+                if r is not None and model.codes[i] >= APPEND:
+                    why = (
+                        f"it would leave {show_state(after, model.kind)}, but "
+                        f"{_label(ops[r])} returned {show_state(model.arg1[r], model.kind)}, "
+                        "which does not begin so, and nothing could reset the value in between"
+                    )
+                else:
+                    why = "it fits here, but no order of the operations after it does"
             out.stuck.append((ops[i], why))
     return out
 
