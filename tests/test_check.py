@@ -534,7 +534,7 @@ def test_lenient_skips_and_counts() -> None:
         ([ev(1, "a", "write", None, version=1)], "without a 'key'"),
         ([{"rev": "x", "agent": "a", "op": "read"}], "non-integer 'rev'"),
         ([ev(1, "a", "write", version="two")], "'version' must be an integer"),
-        ([{"agent": "a", "op": "append", "key": "k", "value": 1, "start": 0}], "unknown op"),
+        ([{"agent": "a", "op": "increment", "key": "k", "value": 1, "start": 0}], "unknown op"),
         ([{"agent": "a", "op": "write", "key": "k", "start": 0}], "without 'value' or 'hash'"),
         ([{"agent": "a", "op": "write", "key": "k", "value": 1}], "start"),
         ([{"agent": "a", "op": "read", "key": "k", "value": 1, "start": "noon"}], "time"),

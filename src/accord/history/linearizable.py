@@ -45,7 +45,7 @@ from .foreign import INF, FOp, ForeignHistory, Opaque, append_state, canonical, 
 from .format import format_time
 from .result import Anomaly, CheckResult
 
-DEFAULT_BUDGET = 2_000_000
+DEFAULT_BUDGET = 10_000_000
 """Search steps per key before the search gives up and the key is unknown."""
 
 READ, WRITE, CAS_OK, CAS_FAIL, CAS_INFO, APPEND, APPEND_INFO = range(7)
@@ -109,23 +109,34 @@ class _Model:
         self.codes = codes
         self.arg1 = arg1
         self.arg2 = arg2
-        # For an append key: each read (by end time), what it returned, and
+        # For an append key: the reads (a bitset; the operations come sorted
+        # by end, so its low bits are the reads that end first) and, for each,
         # the writes and cas that could reset the value before it.
-        self.horizon: list[tuple[int, Any, int]] = []
+        self.reads = 0
+        self.resets_before: dict[int, int] = {}
         if kind is not None:
             resets = [i for i, c in enumerate(codes) if c in (WRITE, CAS_OK, CAS_INFO)]
-            for i in sorted((i for i, c in enumerate(codes) if c == READ),
-                            key=lambda i: ops[i].end):
-                mask = sum(1 << w for w in resets if ops[w].start <= ops[i].end)
-                self.horizon.append((i, arg1[i], mask))
+            for i, c in enumerate(codes):
+                if c == READ:
+                    self.reads |= 1 << i
+                    self.resets_before[i] = sum(
+                        1 << w for w in resets if ops[w].start <= ops[i].end
+                    )
 
     def unmatched_read(self, placed: int, value: Any) -> int | None:
         """A read still to come (with no reset possible before it) whose value
         does not begin with ``value``; None if there is none among the nearest."""
         seen = 0
-        for r, returned, resets_before in self.horizon:
-            if placed >> r & 1 or resets_before & ~placed:
-                continue
+        todo = self.reads & ~placed
+        while todo:
+            low = todo & -todo
+            todo ^= low
+            r = low.bit_length() - 1
+            if self.resets_before[r] & ~placed:
+                # A reset may come before this read, and so before every
+                # read that ends later (its resets include this one's).
+                break
+            returned = self.arg1[r]
             if type(returned) is not type(value) or returned[: len(value)] != value:
                 return r
             seen += 1
@@ -198,7 +209,7 @@ def show_state(state: Any, kind: str | None) -> str:
 def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
     """Decide whether ``ops`` (one key's operations) are linearizable, within ``budget`` steps."""
     key = ops[0].key if ops else ""
-    ops = [o for o in ops if _takes_part(o)]
+    ops = sorted((o for o in ops if _takes_part(o)), key=lambda o: (o.until, o.start, o.seq))
     n = len(ops)
     if n == 0:
         return KeySearch(key, "linearizable", 0, 0)
@@ -242,7 +253,7 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
     # read, leads nowhere. Without this the search would try every order of
     # concurrent appends (each order is another value, so memoisation does
     # not merge them) before finding that none matches the reads.
-    horizon = model.horizon
+    horizon = model.reads
     unmatched = model.unmatched_read
     cache: set[tuple[int, Any, bool]] = set()
     looks = [code != WRITE for code in codes]
