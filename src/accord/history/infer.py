@@ -482,15 +482,24 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
     anc1 = a.anc1
     assert anc1 is not None
     found = 0
+    # after[s]: the writes the history proves came after write s (a bitset).
+    after = [0] * len(a.writes)
+    for j, before in enumerate(anc1):
+        for i in _bits(before):
+            after[i] |= 1 << j
+    everything = (1 << len(a.writes)) - 1
     for r in a.reads:
         src = a.source(r)
-        done_before = a.ended_before(r.start)
-        newer_all: list[int] | None = None
+        # Stale when, whichever write it read, a write acknowledged before
+        # it began came after that one.
+        newer = a.ended_before(r.start)
         for s in src:
-            newer = [j for j in _bits(done_before) if j != s and _lt(anc1, s, j)]
-            newer_all = newer if newer_all is None else [j for j in newer_all if j in newer]
-        if not newer_all:
+            newer &= everything if s == _INITIAL else after[s]
+            if not newer:
+                break
+        if not newer:
             continue
+        newer_all = list(_bits(newer))
         found += 1
         result.counts["stale-read"] += 1
         latest = max(newer_all, key=lambda j: a.writes[j].end)
