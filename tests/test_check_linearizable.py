@@ -180,6 +180,20 @@ PAIRS: list[tuple[str, list[dict[str, Any]], int, dict[str, Any]]] = [
         f("a", "append", "x", 0, 1),
     ),
     (
+        "identical info operations may each take effect",
+        [f("a", "append", "x", 0, 1, outcome="info"), f("b", "append", "x", 0, 1, outcome="info"),
+         f("c", "read", "xx", 5, 6)],
+        2,
+        f("c", "read", "xxx", 5, 6),
+    ),
+    (
+        "info operations may take effect in either order",
+        [f("a", "append", "x", 0, 1, outcome="info"), f("b", "append", "y", 2, 3, outcome="info"),
+         f("c", "read", "yx", 5, 6)],
+        0,
+        f("a", "append", "x", 0, 1),
+    ),
+    (
         "each key is checked alone",
         [f("a", "write", 1, 0, 1, key="x"), f("b", "write", 2, 0, 1, key="y"),
          f("c", "read", 1, 2, 3, key="x"), f("c", "read", 2, 4, 5, key="y")],
@@ -313,7 +327,9 @@ def test_cli_linearizable_exit_codes_json_and_timeline(tmp_path: Path) -> None:
     assert code == 5 and data["linearizable"] is False
     assert data["counts"] == {"nonlinearizable": 1}
     (anomaly,) = data["anomalies"]
-    assert anomaly["name"] == "nonlinearizable" and anomaly["details"]["prefix_length"] == 37
+    details = anomaly["details"]
+    assert anomaly["name"] == "nonlinearizable" and details["prefix_length"] > 0
+    assert len(details["prefix_lines"]) == details["prefix_length"]
     code, out, _ = invoke("check", str(bad), "--linearizable", "--budget", "10", "--json")
     data = json.loads(out)
     assert code == 5 and data["verdict"] == "unknown" and data["linearizable"] is None
@@ -379,14 +395,14 @@ def _reference(history: list[dict[str, Any]], append: bool) -> bool:
 @st.composite
 def small_histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], bool]:
     append = draw(st.booleans())
-    values = st.sampled_from(["a", "b"]) if append else st.sampled_from([1, 2, None])
+    values = st.sampled_from(["a", "a", "b"]) if append else st.sampled_from([1, 2, None])
     ops = []
     for n in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["read", "write", "cas", "append"] if append else
                                     ["read", "write", "cas"]))
         start = draw(st.integers(0, 8))
         end = start + draw(st.integers(0, 4))
-        outcome = draw(st.sampled_from(["ok", "ok", "fail", "info"]))
+        outcome = draw(st.sampled_from(["ok", "ok", "fail", "info", "info"]))
         if kind == "read" and append:
             value: Any = draw(st.sampled_from([None, "", "a", "b", "ab", "ba", "aa"]))
         elif kind == "cas" and append:
@@ -402,7 +418,7 @@ def small_histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], bool]:
     return ops, append
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(small_histories())
 def test_the_search_agrees_with_trying_every_order(case: tuple[list[dict[str, Any]], bool]
                                                    ) -> None:

@@ -38,12 +38,12 @@ writes costs time quadratic in that key's write count.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .foreign import FOp, ForeignHistory, Opaque, append_state, canonical, describe
+from .foreign import INF, FOp, ForeignHistory, Opaque, append_state, canonical, describe
 from .format import format_time
 from .result import ANOMALY_NAMES, Anomaly, CheckResult
 
@@ -60,13 +60,13 @@ def _bits(mask: int) -> Iterable[int]:
         mask ^= low
 
 
-def _closure(preds: list[int]) -> list[int] | None:
-    """Transitive closure of a DAG given as predecessor bitsets; None on a cycle."""
+def _closure(preds: list[list[int]]) -> list[int] | None:
+    """Ancestors (a bitset each) of a DAG given as predecessor lists; None on a cycle."""
     n = len(preds)
     succs: list[list[int]] = [[] for _ in range(n)]
     indeg = [0] * n
-    for i, m in enumerate(preds):
-        for j in _bits(m):
+    for i, ps in enumerate(preds):
+        for j in ps:
             succs[j].append(i)
             indeg[i] += 1
     ready = [i for i in range(n) if indeg[i] == 0]
@@ -112,6 +112,16 @@ class _KeyAnalysis:
                 self.appends.append(i)
             else:
                 self.by_result.setdefault(self._state(w.raw.get("value"), w), []).append(i)
+        # Each value's writes by start, so the writes of a value that began
+        # before a moment are a prefix.
+        self.by_start: dict[Any, tuple[list[float], list[int]]] = {}
+        for state, members in self.by_result.items():
+            members.sort(key=lambda i: writes[i].start)
+            self.by_start[state] = ([writes[i].start for i in members], members)
+        # The latest start among the first k writes (by end), for frontiers.
+        self.latest_start = [-INF]
+        for w in writes:
+            self.latest_start.append(max(self.latest_start[-1], w.start))
         self.index = {id(w): i for i, w in enumerate(writes)}
         self.anc1: list[int] | None = None
         self.anc: list[int] | None = None
@@ -124,9 +134,18 @@ class _KeyAnalysis:
             return None if value is None else canonical(value)
         return append_state(value, self.kind)
 
-    def ended_before(self, t: float) -> int:
-        """Bitset of writes that certainly took effect strictly before ``t``."""
-        return (1 << bisect_left(self.ends, t)) - 1
+    def frontier(self, t: float) -> range:
+        """The latest writes that ended before ``t``: every other write that did
+        came before one of these in real time, so edges from these suffice.
+
+        A write that ended before the latest start S among those writes came
+        before the write that started at S; the frontier is what ended in
+        [S, t).
+        """
+        k = bisect_left(self.ends, t)
+        if k == 0:
+            return range(0)
+        return range(bisect_left(self.ends, self.latest_start[k]), k)
 
     def source(self, op: FOp) -> list[int]:
         """Which writes a read's value could come from (``_INITIAL``: the initial value).
@@ -144,7 +163,8 @@ class _KeyAnalysis:
 
     def _match(self, state: Any, op: FOp) -> list[int]:
         writes = self.writes
-        cands = [i for i in self.by_result.get(state, ()) if writes[i].start <= op.end]
+        starts, members = self.by_start.get(state, ((), ()))
+        cands = list(members[: bisect_right(starts, op.end)])
         if self.kind is not None and state not in ("", ()) and not isinstance(state, Opaque):
             last: Any = state[-1] if self.kind == "list" else None
             for i in self.appends:
@@ -249,10 +269,10 @@ def _analyse(a: _KeyAnalysis, result: CheckResult, per_agent: dict[str, list[FOp
     writes = a.writes
     n = len(writes)
     # Order 1: real time, writes-follow-reads, program order.
-    preds1 = [a.ended_before(w.start) for w in writes]
+    preds1 = [list(a.frontier(w.start)) for w in writes]
     for i, w in enumerate(writes):
         if w.basis and len(w.basis) == 1 and w.basis[0] != _INITIAL and w.basis[0] != i:
-            preds1[i] |= 1 << w.basis[0]
+            preds1[i].append(w.basis[0])
     for agent_ops in per_agent.values():
         last = -1
         for o in agent_ops:
@@ -261,18 +281,20 @@ def _analyse(a: _KeyAnalysis, result: CheckResult, per_agent: dict[str, list[FOp
             if o.key == a.key and o.op != "read" and o.ok:
                 i = a.index[id(o)]
                 if last >= 0:
-                    preds1[i] |= 1 << last
+                    preds1[i].append(last)
                 last = i
     a.anc1 = _closure(preds1)
     stale = _stale_reads(a, result) if a.anc1 is not None else 0
     # Order 2: order 1 plus reads after completion, unless a read was stale.
-    preds = list(preds1)
+    preds = [list(ps) for ps in preds1]
     if not stale:
         for r in a.reads:
             src = a.source(r)
             if len(src) == 1 and src[0] != _INITIAL:
                 j = src[0]
-                preds[j] |= a.ended_before(r.start) & ~(1 << j)
+                # What ended before the read began came before what it read
+                # (through the frontier: the rest came before the frontier).
+                preds[j].extend(x for x in a.frontier(r.start) if x != j)
     anc = _closure(preds)
     if anc is None:
         anc = a.anc1
@@ -482,31 +504,36 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
     anc1 = a.anc1
     assert anc1 is not None
     found = 0
-    # after[s]: the writes the history proves came after write s (a bitset).
-    after = [0] * len(a.writes)
-    for j, before in enumerate(anc1):
-        for i in _bits(before):
-            after[i] |= 1 << j
-    everything = (1 << len(a.writes)) - 1
+    # seen_after[k]: the writes that some write among the first k (by end)
+    # came after; a read is stale when every write it can have read is one.
+    seen_after = [0]
+    for before in anc1:
+        seen_after.append(seen_after[-1] | before)
+    writes = a.writes
     for r in a.reads:
-        src = a.source(r)
-        # Stale when, whichever write it read, a write acknowledged before
-        # it began came after that one.
-        newer = a.ended_before(r.start)
-        for s in src:
-            newer &= everything if s == _INITIAL else after[s]
-            if not newer:
-                break
-        if not newer:
+        k = bisect_left(a.ends, r.start)
+        if k == 0:
             continue
-        newer_all = list(_bits(newer))
+        src = a.source(r)
+        covered = seen_after[k]
+        if not all(s == _INITIAL or covered >> s & 1 for s in src):
+            continue
+        # W: the latest write acknowledged before R began that came after
+        # the first write R can have read.
+        first = src[0]
+        latest = next(
+            j for j in range(k - 1, -1, -1) if first == _INITIAL or anc1[j] >> first & 1
+        )
         found += 1
         result.counts["stale-read"] += 1
-        latest = max(newer_all, key=lambda j: a.writes[j].end)
-        w = a.writes[latest]
-        got = "the initial value" if src == [_INITIAL] else _basis_label(a, src[0])
+        w = writes[latest]
+        got = "the initial value" if first == _INITIAL else _basis_label(a, first)
+        others = ""
         if len(src) > 1:
-            got += " (or an equal value)"
+            others = (
+                f" The {len(src) - 1} other possible source(s) of that value were overwritten "
+                "before R began as well."
+            )
         result.anomalies.append(
             Anomaly(
                 name="stale-read",
@@ -514,8 +541,8 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
                 explanation=(
                     f"Let W = {_w_label(w)} and R = {r.agent}'s read of {a.key} (line {r.line}, "
                     f"began {format_time(r.start)}). W was acknowledged at {format_time(w.end)}, "
-                    f"before R began, and came after {got}; yet R returned {got}. R read "
-                    "stale state."
+                    f"before R began, and came after {got}; yet R returned the value of "
+                    f"{got}.{others} R read stale state."
                 ),
                 events=(_w_event(w), _w_event(r)),
                 agents=tuple(dict.fromkeys((w.agent, r.agent))),

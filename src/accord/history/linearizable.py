@@ -232,6 +232,15 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
     info = [o.outcome == "info" for o in ops]
     infos = sorted((i for i in range(n) if info[i]), key=lambda i: (ops[i].start, i))
     info_starts = [ops[i].start for i in infos]
+    # Two info operations that do the same (same kind, same values) are
+    # interchangeable once both have begun: the search places the one that
+    # began first before the other, never the other way round.
+    twin = [-1] * n
+    last_of: dict[tuple[int, Any, Any], int] = {}
+    for i in infos:
+        signature = (codes[i], arg1[i], arg2[i])
+        twin[i] = last_of.get(signature, -1)
+        last_of[signature] = i
     entries = sorted(
         [(o.start, 0, i) for i, o in enumerate(ops) if not info[i]]
         + [(o.end, 1, i) for i, o in enumerate(ops) if not info[i]]
@@ -257,8 +266,8 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
     unmatched = model.unmatched_read
     cache: set[tuple[int, Any, bool]] = set()
     looks = [code != WRITE for code in codes]
-    # (operation, its place in infos or -1, the state before it, whether an
-    # info operation came just before it)
+    # (operation, its place in infos or -1 (-2: forced), the state before
+    # it, whether an info operation came just before it)
     stack: list[tuple[int, int, Any, bool]] = []
     after_info = False
     state: Any = model.initial
@@ -266,6 +275,15 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
     best: list[int] = []
     best_state: Any = state
     steps = 0
+    # A read (or a failed cas) changes nothing: if one that real time allows
+    # next fits the value now, some linearization from here takes it next
+    # whenever any does (moving it forward breaks no real-time order and
+    # changes what nobody sees). So on reaching a state the search first
+    # looks for such an operation and, if one fits, takes it as the only
+    # choice here ("forced"); backtracking over it fails the state at once.
+    quiet = [code in (READ, CAS_FAIL) for code in codes]
+    forcing = True
+    look = nxt[head]
     entry = nxt[head]
     j = -1  # >= 0: trying infos[j], the list's calls having all failed
     deadline = 0.0
@@ -274,6 +292,37 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
         steps += 1
         if steps > budget:
             return _report(model, key, "unknown", steps - 1, best, best_state)
+        if forcing:
+            if look >= n:
+                forcing = False
+                entry = nxt[head]
+                continue
+            if quiet[look] and (
+                state == arg1[look] if codes[look] == READ else state != arg1[look]
+            ):
+                placed = linearized | bit[look]
+                memo = (placed, state, False)
+                if memo in cache:
+                    # Explored already, and it failed: so does this state.
+                    forcing = False
+                    j = n_infos
+                    continue
+                cache.add(memo)
+                stack.append((look, -2, state, after_info))
+                linearized = placed
+                after_info = False
+                p, q = prv[look], nxt[look]
+                nxt[p] = q
+                prv[q] = p
+                r = look + n
+                p, q = prv[r], nxt[r]
+                nxt[p] = q
+                if q != -1:
+                    prv[q] = p
+                look = nxt[head]
+                continue
+            look = nxt[look]
+            continue
         if j < 0 and entry >= n:
             # The earliest pending end: no call before it fits. Try the
             # info operations that began by then.
@@ -282,12 +331,17 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
             continue
         if j < 0:
             cand = entry
-            if after_info and not looks[cand]:
+            if quiet[cand] or (after_info and not looks[cand]):
+                # A quiet operation that fitted would have been forced.
                 entry = nxt[entry]
                 continue
         elif j < n_infos and info_starts[j] <= deadline:
             cand = infos[j]
-            if linearized & bit[cand] or (after_info and not looks[cand]):
+            if (
+                linearized & bit[cand]
+                or (after_info and not looks[cand])
+                or (twin[cand] >= 0 and not linearized & bit[twin[cand]])
+            ):
                 j += 1
                 continue
         else:
@@ -310,6 +364,10 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
             p, q = prv[cand], nxt[cand]
             nxt[p] = cand
             prv[q] = cand
+            if j == -2:
+                # A forced choice failed: the state it was forced in fails.
+                j = n_infos
+                continue
             entry = nxt[cand]
             continue
         # Try operation ``cand`` next (its step inlined: this loop is the
@@ -334,6 +392,19 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
             legal, new = code == APPEND_INFO, state
         if legal and horizon and code >= APPEND and new is not state:
             legal = unmatched(linearized, new) is None
+        if legal and j >= 0:
+            # An info operation that changes nothing here may as well come
+            # at the end. Two info operations in a row that commute (Y fits
+            # without I, and Y then I ends where I then Y does) are taken in
+            # one order only: the one that began first, first.
+            if new == state:
+                legal = False
+            elif after_info:
+                first, _, before, _ = stack[-1]
+                if cand < first:
+                    fits, mid = model.step(cand, before)
+                    if fits and model.step(first, mid)[1] == new:
+                        legal = False
         if legal:
             placed = linearized | bit[cand]
             memo = (placed, new, j >= 0)
@@ -355,6 +426,8 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
                         prv[q] = p
                 entry = nxt[head]
                 j = -1
+                forcing = True
+                look = nxt[head]
                 continue
         if j < 0:
             entry = nxt[entry]
