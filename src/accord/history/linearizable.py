@@ -311,6 +311,9 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
                 stack.append((look, -2, state, after_info))
                 linearized = placed
                 after_info = False
+                if len(stack) > len(best):
+                    best = [e for e, _, _, _ in stack]
+                    best_state = state
                 p, q = prv[look], nxt[look]
                 nxt[p] = q
                 prv[q] = p
@@ -348,13 +351,17 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
             # Nothing fits here: backtrack.
             if not stack:
                 return _report(model, key, "nonlinearizable", steps, best, best_state)
-            if len(stack) > len(best):
-                best = [e for e, _, _, _ in stack]
-                best_state = state
             cand, j, state, after_info = stack.pop()
             linearized ^= bit[cand]
             if j >= 0:
+                # Back in the state where infos[j] was tried: the next info
+                # operation that began by that state's earliest pending end
+                # (a deeper state had another).
                 j += 1
+                e = nxt[head]
+                while e < n:
+                    e = nxt[e]
+                deadline = ops[e - n].end
                 continue
             r = cand + n
             p, q = prv[r], nxt[r]
@@ -414,6 +421,12 @@ def search(ops: list[FOp], kind: str | None, budget: int) -> KeySearch:
                 state = new
                 linearized = placed
                 after_info = j >= 0
+                if not after_info and len(stack) > len(best):
+                    # The longest linearizable prefix: the deepest state
+                    # reached (not one right after an info operation, which
+                    # only the operation after it can justify).
+                    best = [e for e, _, _, _ in stack]
+                    best_state = state
                 if j < 0:
                     # Lift the call and its return out of the list.
                     p, q = prv[cand], nxt[cand]
@@ -461,6 +474,8 @@ def _report(
         ):
             out.setter = ops[i]
         replay = after
+    # An info operation can always come last (or never): it is not stuck.
+    rest = [i for i in rest if ops[i].outcome != "info"]
     if rest:
         deadline = min(rest, key=lambda i: (ops[i].until, ops[i].start, i))
         out.deadline = ops[deadline]
