@@ -16,8 +16,9 @@ linearizable=True)`` on generated register histories (Jepsen's etcd shape:
 5 clients, 100 operations, read/write/cas, timeouts), as histories per
 second against a bare parse of the same files, in alternating rounds; then
 a 3,000-operation key-value history with 50 clients (Jepsen's kv shape:
-get/put/append on 10 keys) and six variants that are not linearizable; then
-the worst case: concurrent writes that no order explains, by how many.
+get/put/append on 10 keys) and six variants that are not linearizable; one
+register with 3,000 operations by 5 to 50 concurrent clients; then the worst
+case: concurrent writes that no order explains, by how many.
 
 Run: .venv/bin/python bench/bench_check.py [--part race|linearizable|all]
      [--events 1000000] [--keys 10000] [--histories 200]
@@ -235,6 +236,15 @@ def linearizable(count: int) -> None:
             f"({steps} search steps)"
         )
         assert result.linearizable is (name == "linearizable"), name
+
+    print("one register, 3,000 operations, 5% timeouts, by concurrent clients")
+    for clients in (5, 10, 20, 50):
+        history = register_history(clients=clients, ops=3000, seed=1)
+        start = time.perf_counter()
+        result = accord.check(history, linearizable=True)
+        took = time.perf_counter() - start
+        steps = result.notes[-1].split(" in ")[1].split(" steps")[0]
+        print(f"  {clients:>2} clients {result.linearizable!s:<6} {took:6.2f} s ({steps} steps)")
 
     print("worst case: n blind writes all concurrent, then two reads no order explains")
     for n in range(6, 19, 2):
