@@ -31,7 +31,11 @@ are Porcupine's etcd and key-value models:
 The search is exponential in the worst case (deciding linearizability is
 NP-complete): its cost grows with the number of operations that overlap in
 time. A ``budget`` of search steps per key bounds it; a key whose search
-runs out of budget is reported as unknown, never as clean.
+runs out of budget is reported as unknown, never as clean. :func:`search`
+skips orders that cannot matter (a read that fits is taken at once, info
+operations wait until something needs them, appends no coming read begins
+with are not tried); each skip is explained where it is made, and tests
+compare the verdicts with trying every order.
 """
 
 from __future__ import annotations
