@@ -1,17 +1,27 @@
-"""The race detector: time and memory to check a long history, against bare parsing.
+"""The race detector and the linearizability search: time against bare parsing.
 
-Writes a synthetic accord history (reads and version-checked writes by 20
-agents over 10,000 keys, with one blind lost update per 1,000 writes), then
-checks it with ``accord.check`` in a fresh process, and compares with the
-least possible work on the same file in the same run: reading every line and
-parsing its JSON (with the same parser the checker uses), nothing else.
+**race** (``--part race``): writes a synthetic accord history (reads and
+version-checked writes by 20 agents over 10,000 keys, with one blind lost
+update per 1,000 writes), then checks it with ``accord.check`` in a fresh
+process, and compares with the least possible work on the same file in the
+same run: reading every line and parsing its JSON (with the same parser the
+checker uses), nothing else. The check runs in child processes so each one's
+peak memory (max RSS) is its own: memory that stays flat from the small
+history to the large one shows the check streams. It runs twice: in one
+process (``workers=1``), and split between two processes by key
+(``workers=2``).
 
-The check runs in child processes so each one's peak memory (max RSS) is its
-own: memory that stays flat from the small history to the large one shows
-the check streams. It runs twice: in one process (``workers=1``), and split
-between two processes by key (``workers=2``).
+**linearizable** (``--part linearizable``): ``accord.check(path,
+linearizable=True)`` on generated register histories (Jepsen's etcd shape:
+5 clients, 100 operations, read/write/cas, timeouts), as histories per
+second against a bare parse of the same files, in alternating rounds; then
+a 3,000-operation key-value history with 50 clients (Jepsen's kv shape:
+get/put/append on 10 keys) and six variants that are not linearizable; one
+register with 3,000 operations by 5 to 50 concurrent clients; then the worst
+case: concurrent writes that no order explains, by how many.
 
-Run: .venv/bin/python bench/bench_check.py [--events 1000000] [--keys 10000]
+Run: .venv/bin/python bench/bench_check.py [--part race|linearizable|all]
+     [--events 1000000] [--keys 10000] [--histories 200]
 """
 
 from __future__ import annotations
@@ -109,9 +119,18 @@ def child(mode: str, path: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--part", choices=["race", "linearizable", "all"], default="all")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--histories", type=int, default=200)
     args = parser.parse_args()
+    if args.part in ("race", "all"):
+        race(args)
+    if args.part in ("linearizable", "all"):
+        linearizable(args.histories)
+
+
+def race(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     sizes = sorted({max(1, args.events // 4), args.events})
     print(f"history: {args.keys:,} keys, 20 agents; sizes {', '.join(f'{s:,}' for s in sizes)}")
@@ -143,6 +162,106 @@ def main() -> None:
             f"{int(check['lost_update'])} lost updates found of {lost}"
         )
         path.unlink()
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+
+def linearizable(count: int) -> None:
+    import statistics
+
+    import accord
+    from accord.history.format import _loads
+    from histories import broken, kv_history, register_history
+
+    print(f"\nlinearizability; load average at start: {os.getloadavg()[0]:.1f}")
+    tmp = Path(tempfile.mkdtemp())
+    paths = []
+    ops = 0
+    for seed in range(count):
+        path = tmp / f"register-{seed}.jsonl"
+        history = register_history(seed=seed)
+        ops += len(history)
+        path.write_text("".join(json.dumps(e) + "\n" for e in history))
+        paths.append(path)
+
+    def parse_all() -> None:
+        for path in paths:
+            with path.open("rb") as handle:
+                for line in handle:
+                    _loads(line)
+
+    def check_all() -> None:
+        for path in paths:
+            result = accord.check(path, linearizable=True)
+            assert result.linearizable is True, (path, result.notes)
+
+    check_all()  # warm up, and every generated history must pass
+    rounds = []
+    for i in range(5):
+        order = [("parse", parse_all), ("check", check_all)]
+        if i % 2:
+            order.reverse()
+        took = {}
+        for name, fn in order:
+            start = time.perf_counter()
+            fn()
+            took[name] = time.perf_counter() - start
+        rounds.append(took)
+    parse_s = statistics.median(r["parse"] for r in rounds)
+    check_s = statistics.median(r["check"] for r in rounds)
+    ratio = statistics.median(r["check"] / r["parse"] for r in rounds)
+    print(
+        f"register histories ({count} x {ops // count} operations, 5 clients, read/write/cas, "
+        f"5% timeouts): check {count / check_s:,.0f} histories/s, bare parse "
+        f"{count / parse_s:,.0f} histories/s; check/parse = {ratio:.1f}x (median of 5 "
+        "alternating rounds)"
+    )
+    for path in paths:
+        path.unlink()
+
+    kv = kv_history()
+    cases = [("linearizable", kv)] + [
+        (f"{how}, at {int(where * 100)}%", broken(kv, how, where))
+        for how in ("stale", "phantom", "reordered")
+        for where in (0.5, 0.9)
+    ]
+    print(f"key-value history: {len(kv):,} operations, 50 clients, 10 keys (get/put/append)")
+    for name, history in cases:
+        start = time.perf_counter()
+        result = accord.check(history, linearizable=True)
+        took = time.perf_counter() - start
+        steps = result.notes[-1].split(" in ")[1].split(" steps")[0]
+        print(
+            f"  {name:<22} {result.linearizable!s:<6} {took:5.2f} s wall "
+            f"({steps} search steps)"
+        )
+        assert result.linearizable is (name == "linearizable"), name
+
+    print("one register, 3,000 operations, 5% timeouts, by concurrent clients")
+    for clients in (5, 10, 20, 50):
+        history = register_history(clients=clients, ops=3000, seed=1)
+        start = time.perf_counter()
+        result = accord.check(history, linearizable=True)
+        took = time.perf_counter() - start
+        steps = result.notes[-1].split(" in ")[1].split(" steps")[0]
+        print(f"  {clients:>2} clients {result.linearizable!s:<6} {took:6.2f} s ({steps} steps)")
+
+    print("worst case: n blind writes all concurrent, then two reads no order explains")
+    for n in range(6, 19, 2):
+        history = [
+            {"agent": f"w{i}", "op": "write", "key": "k", "value": i, "blind": True,
+             "start": 0, "end": 10}
+            for i in range(n)
+        ]
+        history += [
+            {"agent": "r", "op": "read", "key": "k", "value": 1, "start": 11, "end": 12},
+            {"agent": "r", "op": "read", "key": "k", "value": 0, "start": 13, "end": 14},
+        ]
+        start = time.perf_counter()
+        result = accord.check(history, linearizable=True)
+        took = time.perf_counter() - start
+        steps = result.notes[-1].split(" in ")[1].split(" steps")[0]
+        print(f"  n={n:<3} {result.linearizable!s:<6} {took:6.2f} s ({steps} steps)")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -493,8 +493,8 @@ def test_check_accepts_events_and_a_store() -> None:
 
 
 def test_window_bounds_memory_but_still_reports() -> None:
-    from accord.history.check import NativeChecker
     from accord.history.format import EventStream
+    from accord.history.native import NativeChecker
 
     events = [w(1, "s", 1, 0)] + [w(v, "a", v, v - 1) for v in range(2, 3001)]
     events.append(w(3001, "b", 3001, 5))
@@ -536,7 +536,7 @@ def test_lenient_skips_and_counts() -> None:
         ([ev(1, "a", "write", None, version=1)], "without a 'key'"),
         ([{"rev": "x", "agent": "a", "op": "read"}], "non-integer 'rev'"),
         ([ev(1, "a", "write", version="two")], "'version' must be an integer"),
-        ([{"agent": "a", "op": "append", "key": "k", "value": 1, "start": 0}], "unknown op"),
+        ([{"agent": "a", "op": "increment", "key": "k", "value": 1, "start": 0}], "unknown op"),
         ([{"agent": "a", "op": "write", "key": "k", "start": 0}], "without 'value' or 'hash'"),
         ([{"agent": "a", "op": "write", "key": "k", "value": 1}], "start"),
         ([{"agent": "a", "op": "read", "key": "k", "value": 1, "start": "noon"}], "time"),
@@ -626,3 +626,116 @@ def test_every_backend_history_checks_the_same(open_store: Any) -> None:
     (anomaly,) = result.anomalies
     assert anomaly.agents == ("agent-a", "agent-b")
     assert "agent-a read it at" in anomaly.explanation
+
+
+def test_history_modules_import_without_a_loop() -> None:
+    """Each module of accord.history imports only modules below it (no cycle)."""
+    import ast
+
+    root = Path(accord.__file__).parent / "history"
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                deps.add(node.module.split(".")[0])
+        graph[path.stem] = deps
+    done: set[str] = set()
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        assert name not in stack, f"import loop: {' -> '.join((*stack, name))}"
+        if name in done or name not in graph:
+            return
+        for dep in graph[name]:
+            visit(dep, (*stack, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
+
+
+# --- fields that decide a finding must be readable (issue 11, item 7) -------
+
+
+def _lease_then_late_write(**acquire: Any) -> list[dict[str, Any]]:
+    """A lease granted at 2 s, and a write under it 5 s later."""
+    return [
+        SETUP,
+        {**ev(2, "a", "lease_acquire", lease=1, at=2), **acquire},
+        w(3, "a", 2, 1, check="lease", lease=1, at=7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("acquire", "message"),
+    [
+        ({"ttl": "x"}, r"line 2: 'ttl' must be a number of seconds"),
+        ({"ttl": None}, r"line 2: a lease_acquire without 'ttl'"),
+        ({}, r"line 2: a lease_acquire without 'ttl'"),
+        ({"ttl": True}, r"line 2: 'ttl' must be a number"),
+        ({"ttl": -1}, r"line 2: 'ttl' must be a number of seconds \(0 or more\)"),
+        ({"expires": "soon"}, r"line 2: 'expires' must be a time"),
+        ({"ttl": 1, "time": "garbage"}, r"line 2: 'time' must be an RFC 3339 time"),
+        ({"ttl": 1, "mode": "sometimes"}, r"line 2: 'mode' must be exclusive or shared"),
+        ({"ttl": 1, "lease": 1.5}, r"line 2: a lease_acquire needs 'lease'"),
+    ],
+)
+def test_an_unreadable_lease_field_is_a_format_error(acquire: dict[str, Any], message: str
+                                                     ) -> None:
+    with pytest.raises(accord.HistoryFormatError, match=message) as info:
+        accord.check(_lease_then_late_write(**acquire))
+    assert info.value.line == 2
+    assert "Fix the line" in str(info.value)
+
+
+@pytest.mark.parametrize("acquire", [{"ttl": "x"}, {"ttl": None}, {"expires": "soon"}])
+def test_lenient_makes_a_write_under_an_unreadable_lease_unknown_never_clean(
+    acquire: dict[str, Any]
+) -> None:
+    result = accord.check(_lease_then_late_write(**acquire), lenient=True)
+    assert result.skipped == 1
+    assert result.verdict == "unknown" and not result.ok
+    (u,) = result.unknown
+    assert u.name == "fenced-write-accepted" and not u.certain
+    assert "line 2 was skipped" in u.explanation
+
+
+def test_a_readable_lease_decides_the_same_history() -> None:
+    late = accord.check(_lease_then_late_write(ttl=1))
+    assert late.counts["fenced-write-accepted"] == 1
+    in_time = accord.check(_lease_then_late_write(ttl=10))
+    assert in_time.verdict == "clean"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({k: v for k, v in w(2, "a", 2, 1).items() if k != "time"},
+         r"line 2: an event without 'time'"),
+        (w(2, "a", 2, 1, time=None), r"line 2: an event without 'time'"),
+        (w(2, "a", 2, 1, time="garbage"), r"line 2: 'time' must be an RFC 3339 time"),
+        (w(2, "a", 2, 1, time=1_800_000_000), r"line 2: 'time' must be an RFC 3339 time"),
+        (r(2, "a", 1, start="noon"), r"line 2: 'start' must be an RFC 3339 time"),
+        ({**w(2, "a", 2, 1), "based_on": "one"}, r"line 2: 'based_on' must be the version"),
+        (w(2, "a", 2, 1, prev="one"), r"line 2: 'prev' must be the version"),
+        (w(2, "a", 2, None, lease=[1]), r"line 2: 'lease' must be the lease's token"),
+        (w(2, "a", 2, None, clock="a:1"), r"line 2: 'clock' must be a vector clock"),
+        (w(2, "a", 2, 1, outcome=5), r"line 2: 'outcome' must be a word"),
+    ],
+)
+def test_an_unreadable_field_is_a_format_error(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(accord.HistoryFormatError, match=message):
+        accord.check([SETUP, event])
+
+
+def test_clocks_that_cannot_be_compared_make_a_race_unknown() -> None:
+    events = [
+        w(1, "a", 1, 0, clock={"a": "one"}, check="version"),
+        w(2, "b", 2, None, clock={"b": 1}),
+    ]
+    result = accord.check(events)
+    assert result.verdict == "unknown"
+    (u,) = result.unknown
+    assert u.name == "concurrent-writes" and "cannot be compared" in u.explanation
+    events[0]["clock"] = {"a": 1}
+    assert accord.check(events).counts["concurrent-writes"] == 1

@@ -162,3 +162,31 @@ def test_workers_option() -> None:
     assert code == 5 and "lost-update on docs/plan.md" in out
     code, _, _ = invoke("check", "--workers", "0", str(HERE / "lost_update.jsonl"))
     assert code != 0
+
+
+def _lease_history(tmp_path: Path, ttl: object) -> Path:
+    """A lease granted with ``ttl`` at 19:00:01, and a write under it 5 s later."""
+    events = [
+        {"rev": 1, "time": "2026-11-28T19:00:00.000000Z", "agent": "setup", "op": "write",
+         "key": "doc", "version": 1, "prev": 0, "based_on": 0, "check": "version"},
+        {"rev": 2, "time": "2026-11-28T19:00:01.000000Z", "agent": "a", "op": "lease_acquire",
+         "key": "doc", "lease": 1, "ttl": ttl},
+        {"rev": 3, "time": "2026-11-28T19:00:06.000000Z", "agent": "a", "op": "write",
+         "key": "doc", "version": 2, "prev": 1, "based_on": 1, "check": "lease", "lease": 1},
+    ]
+    path = tmp_path / "lease.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+@pytest.mark.parametrize("ttl", ["x", None])
+def test_an_unreadable_lease_deadline_is_never_clean(tmp_path: Path, ttl: object) -> None:
+    path = _lease_history(tmp_path, ttl)
+    code, _, err = invoke("check", str(path))
+    assert code == 1
+    assert "line 2" in err and "'ttl'" in err and "--lenient" in err
+    code, out, _ = invoke("check", str(path), "--lenient")
+    assert code == 5 and out.startswith("unknown:")
+    assert "fenced-write-accepted (unknown)" in out
+    code, out, _ = invoke("check", str(_lease_history(tmp_path, 1)))
+    assert code == 5 and "fenced-write-accepted on doc" in out

@@ -9,6 +9,7 @@ import click
 from rich.markup import escape
 
 from ..errors import UsageError
+from ..history.linearizable import DEFAULT_BUDGET
 from ._common import EXIT_ANOMALIES, common, console, emit_json, open_store
 
 TIMELINE_MAX_EVENTS = 20_000
@@ -46,6 +47,20 @@ TIMELINE_MAX_EVENTS = 20_000
     metavar="PATH",
     help="With --otel: also write the imported history to PATH (JSONL).",
 )
+@click.option(
+    "--linearizable",
+    is_flag=True,
+    help="Also search each key of a foreign history for a linearization (anomaly "
+    "nonlinearizable).",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="STEPS",
+    help=f"With --linearizable: search steps per key before the key is unknown "
+    f"(default {DEFAULT_BUDGET:,}).",
+)
 @common
 def check(
     history: str | None,
@@ -55,6 +70,8 @@ def check(
     workers: int,
     otel_mapping: str | None,
     save_history: str | None,
+    linearizable: bool,
+    budget: int | None,
     store_url: str | None,
     agent: str | None,
     as_json: bool,
@@ -63,11 +80,16 @@ def check(
 
     Without HISTORY, checks the history of the store (--store). Reads accord
     histories (`accord export`) and foreign ones (agent, op, key, value,
-    start, end on each line). Exit code 0 when the history is clean, 5 when
-    anomalies were found or the verdict is unknown.
+    start, end on each line). With --linearizable, also checks that each key
+    of a foreign history behaves as one register or append value in real
+    time. Exit code 0 when the history is clean, 5 when anomalies were found
+    or the verdict is unknown.
     """
     from ..history.check import check as run_check
 
+    if budget is not None and not linearizable:
+        raise UsageError("--budget goes with --linearizable: it bounds that search.")
+    budget = budget or DEFAULT_BUDGET
     collected: list[dict[str, Any]] | None = None
     on_event = None
     if timeline_path is not None:
@@ -102,18 +124,24 @@ def check(
                 f"calls; tools seen: {', '.join(sorted(imported.unmapped_tools)) or 'none'}). "
                 "Name them in [[tool]] tables of the mapping file."
             )
-        result = run_check(events, lenient=lenient, on_event=on_event)
+        result = run_check(
+            events, lenient=lenient, on_event=on_event, linearizable=linearizable, budget=budget
+        )
     elif history is None:
         with open_store(store_url) as store:
             result = _empty_store_result(store) or run_check(
-                store, lenient=lenient, on_event=on_event
+                store, lenient=lenient, on_event=on_event, linearizable=linearizable,
+                budget=budget,
             )
     elif save_history:
         raise UsageError("--save-history goes with --otel.")
     else:
         # Drawing needs every event in this process: one worker then.
         workers = 1 if collected is not None else workers
-        result = run_check(history, lenient=lenient, on_event=on_event, workers=workers)
+        result = run_check(
+            history, lenient=lenient, on_event=on_event, workers=workers,
+            linearizable=linearizable, budget=budget,
+        )
     if imported is not None:
         result.notes.insert(
             0,

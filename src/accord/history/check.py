@@ -1,9 +1,10 @@
-"""The race detector: find lost updates and races in a history, and explain them.
+"""The race detector's entry point: :func:`check` a history and merge what was found.
 
 :func:`check` reads a history (an ``accord export`` file, any JSONL file in
-the documented format, a list of events, or a live :class:`accord.Store`)
-and returns a :class:`CheckResult` listing every anomaly with a stable name,
-the events involved and a plain explanation in the style of Jepsen's Elle:
+the documented format, a list of events, or a live :class:`accord.Store`),
+hands it to the checker for its shape, and returns a :class:`CheckResult`
+listing every anomaly with a stable name, the events involved and a plain
+explanation in the style of Jepsen's Elle:
 
 ``lost-update``
     a committed write whose ``based_on`` is older than the version it
@@ -21,11 +22,10 @@ the events involved and a plain explanation in the style of Jepsen's Elle:
     a read that returned an older version than a write acknowledged before
     the read began.
 
-accord histories are checked in one pass, in memory bounded by the number
-of keys and agents (not by the history's length): per key the checker keeps
-the last :data:`WINDOW_VERSIONS` versions, and nothing older than
-:data:`WINDOW_REVISIONS` revisions. Foreign histories (no versions) go
-through :mod:`accord.history.infer`, which infers each key's version order.
+accord histories go to the one-pass checker in :mod:`accord.history.native`
+(split between processes by key with ``workers``); foreign histories (no
+versions) to :mod:`accord.history.infer`, which infers each key's version
+order.
 """
 
 from __future__ import annotations
@@ -33,153 +33,18 @@ from __future__ import annotations
 import gc
 import json
 import os
-from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from zlib import crc32
+from typing import Any
 
 from ..errors import HistoryFormatError, UsageError, call, option, var
-from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
+from .foreign import read_foreign
+from .format import EventStream, is_foreign
+from .infer import check_foreign
+from .linearizable import DEFAULT_BUDGET, check_linearizable
+from .native import WINDOW_REVISIONS, WINDOW_VERSIONS, NativeChecker, notes
+from .result import ANOMALY_NAMES, MAX_REPORTED, Anomaly, CheckResult
 
-WINDOW_VERSIONS = 100_000
-"""Versions of one key remembered for explanations and lost-write accounting."""
-
-WINDOW_REVISIONS = 100_000
-"""Revisions after which a version is forgotten (the memory bound)."""
-
-MAX_REPORTED = 1000
-"""Anomalies of one name kept in full; beyond it they are only counted."""
-
-ANOMALY_NAMES = (
-    "lost-update",
-    "concurrent-writes",
-    "fenced-write-accepted",
-    "duplicate-apply",
-    "stale-read",
-)
-"""The stable names of everything the checker reports."""
-
-MUTATING = frozenset({"write", "delete", "accept", "merge"})
-"""Operations that change a key when their outcome is ok."""
-
-KEYED = MUTATING | {"read"}
-
-Verdict = Literal["clean", "anomalies", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """One thing the checker found.
-
-    ``name`` is one of :data:`ANOMALY_NAMES`; ``key`` the key involved (None
-    for request duplicates without a key); ``explanation`` a plain account of
-    what happened; ``events`` the events involved (each as in the history,
-    with ``line`` added when it came from a file); ``agents`` the agents
-    involved; ``window`` the real-time window (start, end) in which the race
-    happened, when known. ``certain`` is False for "unknown" findings: the
-    history is consistent both with this anomaly and without it.
-    """
-
-    name: str
-    key: str | None
-    explanation: str
-    events: tuple[dict[str, Any], ...] = ()
-    agents: tuple[str, ...] = ()
-    window: tuple[str, str] | None = None
-    certain: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (what ``accord check --json`` prints)."""
-        return {
-            "name": self.name,
-            "certain": self.certain,
-            "key": self.key,
-            "agents": list(self.agents),
-            "window": list(self.window) if self.window else None,
-            "explanation": self.explanation,
-            "events": list(self.events),
-            "details": self.details,
-        }
-
-
-@dataclass
-class CheckResult:
-    """What :func:`check` found.
-
-    ``anomalies`` are certain findings, ``unknown`` the findings the history
-    can neither confirm nor rule out (foreign histories whose version order
-    is ambiguous). ``counts`` has the true number per anomaly name even when
-    more were found than are kept in full (:data:`MAX_REPORTED` per name).
-    ``lost_writes`` is the number of committed writes whose change is
-    missing from the final state (erased and never built upon again); None
-    when it cannot be known. ``skipped`` counts lines skipped in lenient mode.
-    """
-
-    format: str = "accord"
-    events: int = 0
-    keys: int = 0
-    agents: int = 0
-    writes: int = 0
-    anomalies: list[Anomaly] = field(default_factory=list)
-    unknown: list[Anomaly] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    unknown_counts: dict[str, int] = field(default_factory=dict)
-    lost_writes: int | None = 0
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> Verdict:
-        """``anomalies`` if any was found, else ``unknown`` if any is undecided, else ``clean``."""
-        if any(self.counts.values()):
-            return "anomalies"
-        if any(self.unknown_counts.values()):
-            return "unknown"
-        return "clean"
-
-    @property
-    def ok(self) -> bool:
-        """True only when the history is clean (no anomaly, nothing unknown)."""
-        return self.verdict == "clean"
-
-    def by_name(self, name: str) -> list[Anomaly]:
-        """The anomalies (kept in full) with this name."""
-        return [a for a in self.anomalies if a.name == name]
-
-    def summary(self) -> str:
-        """One line: the verdict and the counts."""
-        head = f"{self.events:,} events, {self.keys:,} keys, {self.agents:,} agents"
-        if self.verdict == "clean":
-            return f"clean: no anomalies in {head}."
-        parts = [f"{n} {name}" for name, n in self.counts.items() if n]
-        unknown = [f"{n} {name}" for name, n in self.unknown_counts.items() if n]
-        text = ", ".join(parts) if parts else "no certain anomalies"
-        if unknown:
-            text += "; unknown: " + ", ".join(unknown)
-        return f"{self.verdict}: {text} in {head}."
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (what ``accord check --json`` prints)."""
-        return {
-            "verdict": self.verdict,
-            "format": self.format,
-            "events": self.events,
-            "keys": self.keys,
-            "agents": self.agents,
-            "writes": self.writes,
-            "counts": {k: v for k, v in self.counts.items() if v},
-            "unknown_counts": {k: v for k, v in self.unknown_counts.items() if v},
-            "lost_writes": self.lost_writes,
-            "skipped": self.skipped,
-            "problems": self.problems,
-            "notes": self.notes,
-            "anomalies": [a.to_dict() for a in self.anomalies],
-            "unknown": [a.to_dict() for a in self.unknown],
-        }
+__all__ = ["ANOMALY_NAMES", "Anomaly", "CheckResult", "check"]
 
 
 def check(
@@ -188,6 +53,8 @@ def check(
     lenient: bool = False,
     on_event: Callable[[int, dict[str, Any]], None] | None = None,
     workers: int = 1,
+    linearizable: bool = False,
+    budget: int = DEFAULT_BUDGET,
 ) -> CheckResult:
     """Check a history for lost updates and races; return a :class:`CheckResult`.
 
@@ -209,12 +76,30 @@ def check(
     keys, and the results are merged (the findings are the same). It pays
     only on idle cores: parsing, which every process repeats, is a third of
     the work.
+
+    ``linearizable`` (foreign histories only) also searches each key for an
+    order of its operations that agrees with real time and with one
+    register or append value (:mod:`accord.history.linearizable`); a key
+    with none is the anomaly ``nonlinearizable``, and a key whose search
+    takes more than ``budget`` steps is unknown. ``CheckResult.linearizable``
+    then says True, False, or None (undecided).
     """
-    if not isinstance(workers, int) or workers < 1:
+    if type(workers) is not int or workers < 1:
         raise UsageError(f"workers must be a number of processes >= 1, not {workers!r}.")
-    if workers > 1 and on_event is None and isinstance(events, (str, os.PathLike)):
+    if type(budget) is not int or budget < 1:
+        raise UsageError(
+            f"budget must be a number of search steps >= 1, not {budget!r} (the default is "
+            f"{DEFAULT_BUDGET:,})."
+        )
+    search = budget if linearizable else None
+    if (
+        workers > 1
+        and on_event is None
+        and search is None
+        and isinstance(events, (str, os.PathLike))
+    ):
         return _check_parallel(events, lenient, workers)
-    return _check_shard(events, lenient, on_event, 0, 1)[0]
+    return _check_shard(events, lenient, on_event, 0, 1, search)[0]
 
 
 def _check_shard(
@@ -223,8 +108,12 @@ def _check_shard(
     on_event: Callable[[int, dict[str, Any]], None] | None,
     shard: int,
     shards: int,
+    search: int | None = None,
 ) -> tuple[CheckResult, int, bool]:
-    """Check the keys of ``shard`` (of ``shards``); returns (result, gaps, approximate)."""
+    """Check the keys of ``shard`` (of ``shards``); returns (result, gaps, approximate).
+
+    ``search``: the budget of the linearizability search, or None for none.
+    """
     stream = EventStream(events, lenient=lenient)
     iterator = iter(stream)
     first: tuple[int, dict[str, Any]] | None = None
@@ -248,7 +137,9 @@ def _check_shard(
     paused = gc.isenabled()
     gc.disable()
     try:
-        result, gaps, approximate = _run(first, iterator, stream, on_event, shard, shards)
+        result, gaps, approximate = _run(
+            first, iterator, stream, on_event, shard, shards, search
+        )
     finally:
         if paused:
             gc.enable()
@@ -269,25 +160,34 @@ def _run(
     on_event: Callable[[int, dict[str, Any]], None] | None,
     shard: int = 0,
     shards: int = 1,
+    search: int | None = None,
 ) -> tuple[CheckResult, int, bool]:
     if is_foreign(first[1]):
-        from .infer import check_foreign
-
         if shard:
             return CheckResult(format="foreign"), 0, False
-        return check_foreign(_chain(first, iterator), stream, on_event), 0, False
+        history = read_foreign(_chain(first, iterator), stream, on_event)
+        result = check_foreign(history)
+        if search is not None:
+            check_linearizable(history, result, search)
+        return result, 0, False
+    if search is not None:
+        raise UsageError(
+            "The linearizability search (--linearizable, linearizable=True) reads foreign "
+            "histories, whose lines give each operation's start and end; an accord history "
+            "records each operation once, when it committed, and its store already orders every "
+            "commit by revision. Check it without --linearizable."
+        )
+    native = NativeChecker(stream, shard=shard, shards=shards)
+    feed = native.feed
+    if on_event is None:
+        feed(*first)
+        for line, event in iterator:
+            feed(line, event)
     else:
-        native = NativeChecker(stream, shard=shard, shards=shards)
-        feed = native.feed
-        if on_event is None:
-            feed(*first)
-            for line, event in iterator:
-                feed(line, event)
-        else:
-            for line, event in _chain(first, iterator):
-                if feed(line, event):
-                    on_event(line, event)
-        result = native.finish()
+        for line, event in _chain(first, iterator):
+            if feed(line, event):
+                on_event(line, event)
+    result = native.finish()
     return result, native.gaps, native.approximate
 
 
@@ -346,7 +246,7 @@ def _merge(parts: list[tuple[CheckResult, int, bool]]) -> CheckResult:
         if kept[a.name] <= MAX_REPORTED:
             out.anomalies.append(a)
     out.lost_writes = lost
-    out.notes = _notes(
+    out.notes = notes(
         sum(g for _, g, _ in parts),
         any(x for _, _, x in parts),
         out.counts,
@@ -360,843 +260,3 @@ def _merge(parts: list[tuple[CheckResult, int, bool]]) -> CheckResult:
 def _chain(first: tuple[int, dict[str, Any]], rest: Any) -> Any:
     yield first
     yield from rest
-
-
-# --- accord histories ---------------------------------------------------------
-
-
-# One committed version of a key, remembered while it is recent. A plain list
-# indexed by the constants below: building one costs a fraction of a class
-# instance, and the checker builds one per write.
-V, REV, TIME, AGENT, OP, PREV, BASED, CHECK, LEASE, LINE, READ, PARENT, ONPATH, LOSTBY = range(14)
-_W = list[Any]
-
-
-def _new_w(
-    version: int,
-    rev: int,
-    time: str,
-    agent: str,
-    op: str,
-    prev: int,
-    based_on: int | None,
-    check: str,
-    lease: Any,
-    line: int,
-    read_time: str | None,
-) -> list[Any]:
-    parent = prev if based_on is None else based_on
-    return [
-        version, rev, time, agent, op, prev, based_on, check, lease, line, read_time, parent,
-        False, None,
-    ]
-
-
-def _summary(w: list[Any], key: str) -> dict[str, Any]:
-    return {
-        "rev": w[REV],
-        "time": w[TIME],
-        "agent": w[AGENT],
-        "op": w[OP],
-        "key": key,
-        "version": w[V],
-        "prev": w[PREV],
-        "based_on": w[BASED],
-        "check": w[CHECK],
-        "line": w[LINE],
-    }
-
-
-def _label(w: list[Any]) -> str:
-    return f"{w[AGENT]}'s {w[OP]} of v{w[V]}"
-
-
-class _Key:
-    """What the checker remembers about one key."""
-
-    __slots__ = ("cur", "deleted", "last", "last_clock", "leases", "path", "reads", "recent")
-
-    def __init__(self) -> None:
-        self.cur = 0
-        self.deleted = False
-        self.last: _W | None = None
-        self.last_clock: dict[str, int] | None = None
-        self.recent: dict[int, _W] = {}
-        # The ancestry of the current version (newest last): the versions
-        # whose changes the current value contains, through based_on links.
-        self.path: list[list[int]] = []
-        self.leases: dict[Any, _Lease] | None = None
-        # agent -> (version, time) of its last read of this key
-        self.reads: dict[str, tuple[int, str]] | None = None
-
-
-class _Lease:
-    __slots__ = ("agent", "end_reason", "end_rev", "end_time", "expires", "mode", "rev", "token")
-
-    def __init__(self, token: Any, agent: str, rev: int, mode: str) -> None:
-        self.token = token
-        self.agent = agent
-        self.rev = rev
-        self.mode = mode
-        self.expires: float | None = None
-        self.end_time: str | None = None
-        self.end_rev: int | None = None
-        self.end_reason: str | None = None
-
-
-class NativeChecker:
-    """The one-pass checker for accord histories (events in revision order).
-
-    Feed events with :meth:`feed`, then call :meth:`finish`. Used by
-    :func:`check`; exposed for tools that check a live stream.
-    """
-
-    def __init__(
-        self,
-        stream: EventStream | None = None,
-        *,
-        window_versions: int = WINDOW_VERSIONS,
-        window_revisions: int = WINDOW_REVISIONS,
-        max_reported: int = MAX_REPORTED,
-        shard: int = 0,
-        shards: int = 1,
-    ) -> None:
-        self.stream = stream or EventStream([], lenient=False)
-        # With several shards this checker owns the keys (and idempotency
-        # keys and request ids) whose CRC-32 falls in its share; it still
-        # reads every event, for the order checks and each agent's events.
-        self.shard = shard
-        self.shards = shards
-        self.window_versions = window_versions
-        self.window_revisions = window_revisions
-        self.max_reported = max_reported
-        self.keys: dict[str, _Key] = {}
-        self.agent_rev: dict[str, int] = {}
-        self.queue: deque[tuple[int, _Key, int]] = deque()
-        self.idem: dict[str, tuple[int, str, str | None, int]] = {}
-        self.requests: dict[str, tuple[int, str, str | None, int]] = {}
-        self.last_rev = 0
-        self.next_sweep = window_revisions
-        self.events = 0
-        self.writes = 0
-        self.refused = 0
-        self.lost_final = 0
-        self.approximate = False
-        self.gaps = 0
-        self.result = CheckResult(format="accord")
-        self.counts = dict.fromkeys(ANOMALY_NAMES, 0)
-
-    # --- reporting --------------------------------------------------------
-
-    def _report(self, anomaly_name: str) -> bool:
-        """Count one anomaly; True if it should be built in full."""
-        n = self.counts[anomaly_name] = self.counts[anomaly_name] + 1
-        return n <= self.max_reported
-
-    def _add(self, anomaly: Anomaly) -> None:
-        self.result.anomalies.append(anomaly)
-
-    # --- the pass ---------------------------------------------------------
-
-    def feed(self, line: int, ev: dict[str, Any]) -> bool:
-        """Take one event; returns False if it was skipped (lenient mode)."""
-        # The hot path of the checker: one call per event, so it binds what it
-        # uses to locals and looks each field up once.
-        # Exports carry every field, so plain subscripts (cheaper than get)
-        # serve them; histories written by others may leave fields out.
-        try:
-            rev = ev["rev"]
-            op = ev["op"]
-            agent = ev["agent"]
-            key: Any = ev["key"]
-            version: Any = ev["version"]
-        except KeyError:
-            get = ev.get
-            rev = get("rev")
-            op = get("op")
-            agent = get("agent")
-            key = get("key")
-            version = get("version")
-        if (
-            type(rev) is not int
-            or rev <= self.last_rev
-            or type(op) is not str
-            or op not in NATIVE_OPS
-            or type(agent) is not str
-            or not agent
-        ):
-            return self._reject(line, ev, rev, op, agent)
-        keyed = op in KEYED
-        if keyed and (
-            type(key) is not str
-            or not key
-            or (version is not None and type(version) is not int)
-        ):
-            if type(key) is not str or not key:
-                self.stream.fail(line, f"a {op} event without a 'key'.")
-            else:
-                self.stream.fail(line, f"'version' must be an integer or null, not {version!r}.")
-            return False
-        self.last_rev = rev
-        self.events += 1
-        agent_rev = self.agent_rev
-        before = agent_rev.get(agent)
-        agent_rev[agent] = rev
-        if self.shards > 1 and type(key) is str and crc32(key.encode()) % self.shards != self.shard:
-            # Another shard's key: only the ids this shard owns are its business.
-            if (
-                keyed
-                and op != "read"
-                and version is not None
-                and ev.get("outcome", "ok") == "ok"
-            ):
-                self._ids(line, ev, rev, agent, key)
-            if rev >= self.next_sweep:
-                self._sweep(rev)
-            return True
-        if keyed:
-            if op == "read":
-                if version is not None:
-                    self._read(line, ev, rev, agent, key, before, version)
-            elif version is not None and ev.get("outcome", "ok") == "ok":
-                self._commit(line, ev, rev, op, agent, key, version)
-            else:
-                self.refused += 1
-        elif op[:6] == "lease_":
-            self._lease(line, ev, rev, op, agent, key)
-        if rev >= self.next_sweep:
-            self._sweep(rev)
-        return True
-
-    def _reject(self, line: int, ev: dict[str, Any], rev: Any, op: Any, agent: Any) -> bool:
-        if type(rev) is not int:
-            if is_foreign(ev):
-                self.stream.fail(
-                    line,
-                    "a foreign event (no rev) in an accord history; a history is either all "
-                    "accord events or all foreign events.",
-                )
-            else:
-                self.stream.fail(line, f"missing or non-integer 'rev' ({rev!r}).")
-        elif rev <= self.last_rev:
-            self.stream.fail(
-                line,
-                f"revision {rev} comes after revision {self.last_rev}: events are out of "
-                "revision order. Sort the file by rev (accord export writes it in order).",
-            )
-        elif type(op) is not str or op not in NATIVE_OPS:
-            self.stream.fail(
-                line,
-                f"unknown op {op!r}; expected one of {', '.join(sorted(NATIVE_OPS))}.",
-            )
-        else:
-            self.stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
-        return False
-
-    def _commit(
-        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str,
-        version: int,
-    ) -> None:
-        try:
-            prev = ev["prev"]
-            based = ev["based_on"]
-            time = ev["time"] or ""
-            check_kind = ev["check"] or "none"
-            lease = ev["lease"]
-            clock = ev["clock"]
-            idem = ev["idem"]
-            request = ev["request"]
-        except KeyError:
-            get = ev.get
-            prev = get("prev")
-            based = get("based_on")
-            time = get("time") or ""
-            check_kind = get("check") or "none"
-            lease = get("lease")
-            clock = get("clock")
-            idem = get("idem")
-            request = get("request")
-        # Fields of a foreign writer's choosing: anything unexpected is taken
-        # as absent rather than trusted.
-        if type(time) is not str:
-            time = ""
-        if type(lease) not in (int, str):
-            lease = None
-        if type(clock) is not dict:
-            clock = None
-        k = self.keys.get(key)
-        if k is None:
-            k = self.keys[key] = _Key()
-        if type(prev) is not int:
-            prev = k.cur
-        elif k.last is not None and prev != k.cur:
-            self.gaps += 1
-        if based is not None and type(based) is not int:
-            based = None
-        read_time = None
-        if based is not None and k.reads is not None:
-            held = k.reads.get(agent)
-            if held is not None and held[0] == based:
-                read_time = held[1]
-        # The record of this version (see _new_w; built inline: this is hot).
-        w = [
-            version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time,
-            prev if based is None else based, False, None,
-        ]
-        self.writes += 1
-        last = k.last
-
-        lost = based is not None and based < prev
-        if lost and k.deleted:
-            # Re-creating a deleted key while believing it absent replaces an
-            # absence with a value: nothing anyone wrote is erased.
-            basis = k.recent.get(based) if based else None
-            if based == 0 or (basis is not None and basis[OP] == "delete"):
-                lost = False
-                w[PARENT] = prev
-        if lost:
-            if self._report("lost-update"):
-                self._add(self._lost_update(key, k, w, based, prev))
-        elif (
-            # A write that names the version it replaced (based_on == prev)
-            # knew that version: it came after it. Only a write with no basis
-            # can race; its vector clock says whether it had seen the write
-            # it replaced, and a newer lease token orders it after the holder
-            # of the older one.
-            based is None
-            and last is not None
-            and last[AGENT] != agent
-            and clock
-            and k.last_clock
-            and not _lease_after(lease, last[LEASE])
-            and not _clock_leq(k.last_clock, clock)
-            and self._report("concurrent-writes")
-        ):
-            self._add(self._concurrent(key, last, w, k.last_clock, clock))
-
-        path = k.path
-        if path and path[-1][1] == w[PARENT]:
-            # The common case: built on the current version, the path grows.
-            run = path[-1]
-            if run[1] == version - 1:
-                run[1] = version
-            else:
-                path.append([version, version])
-            w[ONPATH] = True
-        else:
-            self._ancestry(k, w)
-        k.cur = version
-        k.deleted = op == "delete"
-        k.last = w
-        k.last_clock = clock if type(clock) is dict else None
-        recent = k.recent
-        recent[version] = w
-        self.queue.append((rev, k, version))
-        if len(recent) > self.window_versions:
-            self._evict(recent, recent[next(iter(recent))])
-
-        if idem is not None or request is not None:
-            self._ids(line, ev, rev, agent, key)
-        if lease is not None and k.leases is not None:
-            self._fence(line, ev, k, key, lease, agent, time, rev)
-
-    def _ids(self, line: int, ev: dict[str, Any], rev: int, agent: str, key: str) -> None:
-        """Record a committed write's idempotency key and request id (duplicate-apply)."""
-        for field_name, what, seen in (
-            ("idem", "idempotency key", self.idem),
-            ("request", "request", self.requests),
-        ):
-            ident = ev.get(field_name)
-            if ident is None:
-                continue
-            if self.shards > 1 and crc32(str(ident).encode()) % self.shards != self.shard:
-                continue
-            self._once(seen, what, ident, line, ev, rev, agent, key)
-
-    def _evict(self, recent: dict[int, _W], w: _W) -> None:
-        del recent[w[V]]
-        if w[LOSTBY] is not None and w[OP] != "delete":
-            self.lost_final += 1
-
-    def _ancestry(self, k: _Key, w: _W) -> None:
-        """Move the current version's ancestry to ``w``'s.
-
-        The current value contains the changes of exactly the versions on the
-        ancestry path. A write based on an older version drops the versions
-        above its basis from the path (their changes are now missing); a
-        write based on a version that had been dropped brings that version's
-        own ancestry back. What is off the path at the end was lost. The path
-        is kept as runs of consecutive versions, so it costs memory per gap
-        (per lost update), not per write.
-        """
-        path = k.path
-        recent = k.recent
-        parent = w[PARENT]
-        if path and path[-1][1] != parent:
-            pw = recent.get(parent)
-            if pw is not None and not pw[ONPATH]:
-                # Built on a version that had been erased: its ancestry comes back.
-                branch = []
-                x: _W | None = pw
-                while x is not None and not x[ONPATH]:
-                    branch.append(x)
-                    x = recent.get(x[PARENT]) if x[PARENT] != x[V] else None
-                if x is None:
-                    # The erased branch reaches below the window: its lower
-                    # part cannot be brought back exactly.
-                    self.approximate = True
-                    self._drop(k, w, branch[-1][PARENT])
-                else:
-                    self._drop(k, w, x[V])
-                for b in reversed(branch):
-                    b[ONPATH] = True
-                    b[LOSTBY] = None
-                    _push(path, b[V])
-            else:
-                if pw is None and parent > 0 and not _on_runs(path, parent):
-                    self.approximate = True
-                self._drop(k, w, parent)
-        _push(path, w[V])
-        w[ONPATH] = True
-
-    def _drop(self, k: _Key, w: _W, floor: int) -> None:
-        """Take every version above ``floor`` off the ancestry path: ``w`` erased them."""
-        path = k.path
-        recent = k.recent
-        oldest = next(iter(recent)) if recent else None
-        while path and path[-1][1] > floor:
-            run = path[-1]
-            lo = max(run[0], floor + 1)
-            v = run[1]
-            while v >= lo and oldest is not None and v >= oldest:
-                x = recent.get(v)
-                if x is not None:
-                    x[ONPATH] = False
-                    if x[LOSTBY] is None:
-                        x[LOSTBY] = w[V]
-                v -= 1
-            if v >= lo:
-                # Versions already forgotten (outside the window) but still on
-                # the path: their changes are lost now; count them.
-                self.lost_final += v - lo + 1
-            if lo > run[0]:
-                run[1] = lo - 1
-                break
-            path.pop()
-
-    def _read(
-        self,
-        line: int,
-        ev: dict[str, Any],
-        rev: int,
-        agent: str,
-        key: str,
-        before: int | None,
-        version: int,
-    ) -> None:
-        k = self.keys.get(key)
-        if k is None:
-            return  # nothing was ever written to it: nothing to be stale against
-        time = ev.get("time") or ""
-        if type(time) is not str:
-            time = ""
-        if k.reads is None:
-            k.reads = {}
-        k.reads[agent] = (version, time)
-        if version >= k.cur or not k.recent:
-            return  # nothing newer than what it read was ever committed
-        started = ev.get("start")
-        newest: _W | None = None
-        if type(started) is str and started:
-            # The read says when it began: every version committed before
-            # that (same store clock, same format) was acknowledged before it.
-            for w in reversed(k.recent.values()):
-                if w[TIME] and w[TIME] < started:
-                    newest = w
-                    break
-        elif before is not None:
-            # Otherwise the read began after the agent's previous event
-            # (program order; an agent's operations are taken as sequential),
-            # so every version committed before that event was acknowledged
-            # before the read began: the read must return it or something newer.
-            for w in reversed(k.recent.values()):
-                if w[REV] < before:
-                    newest = w
-                    break
-        if newest is None:
-            return
-        expected = 0 if newest[OP] == "delete" else newest[V]
-        if version == expected or (version > newest[V]):
-            return
-        if version == 0 and newest[OP] == "delete":
-            return
-        if not self._report("stale-read"):
-            return
-        read_ev = {
-            "rev": rev,
-            "time": time,
-            "agent": agent,
-            "op": "read",
-            "key": key,
-            "version": version,
-            "line": line,
-        }
-        got = "absent" if version == 0 else f"v{version}"
-        self._add(
-            Anomaly(
-                name="stale-read",
-                key=key,
-                explanation=(
-                    f"Let W = {_label(newest)} of {key} (rev {newest[REV]}, committed at "
-                    f"{clock_time(newest[TIME])}) and R = {agent}'s read of {key} (rev {rev}). "
-                    f"W was acknowledged before {agent}'s previous operation (rev {before}), "
-                    f"so before R began; yet R returned {got}, older than W's v"
-                    f"{newest[V]}. R read stale state."
-                ),
-                events=(_summary(newest, key), read_ev),
-                agents=tuple(dict.fromkeys((newest[AGENT], agent))),
-                window=(newest[TIME], time),
-            )
-        )
-
-    def _lease(
-        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: Any
-    ) -> None:
-        token = ev.get("lease")
-        if (
-            type(token) not in (int, str)
-            or type(key) is not str
-            or ev.get("outcome", "ok") != "ok"
-        ):
-            return
-        k = self.keys.get(key)
-        if k is None:
-            k = self.keys[key] = _Key()
-        if k.leases is None:
-            k.leases = {}
-        leases = k.leases
-        time = ev.get("time") or ""
-        lease = leases.get(token)
-        if op == "lease_acquire" or (op == "lease_renew" and lease is None):
-            mode = str(ev.get("mode") or "exclusive")
-            if lease is None:
-                lease = leases[token] = _Lease(token, agent, rev, mode)
-            if mode != "shared":
-                # A newer exclusive grant supersedes every older token.
-                for other in leases.values():
-                    if other is not lease and other.end_reason is None and _older(other, lease):
-                        other.end_reason = f"superseded by token {token} granted to {agent}"
-                        other.end_time = time
-                        other.end_rev = rev
-            if len(leases) > 64:
-                for old in list(leases)[:-32]:
-                    del leases[old]
-        if lease is None:
-            return
-        if op in ("lease_acquire", "lease_renew"):
-            lease.expires = _expiry(ev, time)
-        elif op == "lease_release" and lease.end_reason is None:
-            lease.end_reason = f"released by {agent}"
-            lease.end_time = time
-            lease.end_rev = rev
-        elif op == "lease_expire" and lease.end_reason is None:
-            lease.end_reason = "expired"
-            lease.end_time = time
-            lease.end_rev = rev
-
-    def _fence(
-        self,
-        line: int,
-        ev: dict[str, Any],
-        k: _Key,
-        key: str,
-        token: Any,
-        agent: str,
-        time: str,
-        rev: int,
-    ) -> None:
-        assert k.leases is not None
-        lease = k.leases.get(token)
-        if lease is None:
-            return
-        why = None
-        if lease.end_reason is not None and lease.end_rev is not None and lease.end_rev < rev:
-            why = f"the lease had been {lease.end_reason} at {clock_time(lease.end_time)}"
-        elif lease.expires is not None:
-            try:
-                at = parse_time(time)
-            except ValueError:
-                at = None
-            # Event times are printed to the microsecond, so a deadline and a
-            # commit time taken from them may each be short by up to 1 us.
-            if at is not None and at > lease.expires + 1e-5:
-                why = f"the lease had expired {at - lease.expires:.3f} s earlier"
-        if why is None or not self._report("fenced-write-accepted"):
-            return
-        w_ev = {k_: ev.get(k_) for k_ in ("rev", "time", "agent", "op", "key", "version", "lease")}
-        w_ev["line"] = line
-        self._add(
-            Anomaly(
-                name="fenced-write-accepted",
-                key=key,
-                explanation=(
-                    f"{agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
-                    f"{clock_time(time)}) was accepted under lease token {token}, but {why}. "
-                    "The store should have fenced it off: the writer no longer held the key."
-                ),
-                events=(w_ev,),
-                agents=tuple(dict.fromkeys((lease.agent, agent))),
-                window=(lease.end_time or "", time) if lease.end_time else None,
-                details={"token": token, "reason": why},
-            )
-        )
-
-    def _once(
-        self,
-        seen: dict[str, tuple[int, str, str | None, int]],
-        what: str,
-        ident: Any,
-        line: int,
-        ev: dict[str, Any],
-        rev: int,
-        agent: str,
-        key: str,
-    ) -> None:
-        ident = str(ident)
-        first = seen.get(ident)
-        if first is None:
-            seen[ident] = (rev, agent, key, line)
-            return
-        if not self._report("duplicate-apply"):
-            return
-        f_rev, f_agent, f_key, f_line = first
-        self._add(
-            Anomaly(
-                name="duplicate-apply",
-                key=key,
-                explanation=(
-                    f"The {what} {ident!r} was applied twice: first by {f_agent} to {f_key} "
-                    f"(rev {f_rev}), again by {agent} to {key} v{ev.get('version')} "
-                    f"(rev {rev}). A replay must return the first result and apply nothing."
-                ),
-                events=(
-                    {"rev": f_rev, "agent": f_agent, "key": f_key, "line": f_line, what: ident},
-                    {"rev": rev, "agent": agent, "key": key, "line": line, what: ident},
-                ),
-                agents=tuple(dict.fromkeys((f_agent, agent))),
-                details={what.replace(" ", "_"): ident},
-            )
-        )
-
-    def _sweep(self, rev: int) -> None:
-        """Forget the versions older than the revision window.
-
-        Every remembered version is queued in commit order, so forgetting
-        costs time per forgotten version, not per key.
-        """
-        horizon = rev - self.window_revisions
-        self.next_sweep = rev + self.window_revisions // 2
-        queue = self.queue
-        while queue and queue[0][0] < horizon:
-            _, k, version = queue.popleft()
-            w = k.recent.get(version)
-            if w is not None and w is not k.last:
-                self._evict(k.recent, w)
-
-    # --- explanations -------------------------------------------------------
-
-    def _lost_update(self, key: str, k: _Key, w: _W, based: int, prev: int) -> Anomaly:
-        erased_versions = range(based + 1, prev + 1)
-        erased = [k.recent[v] for v in erased_versions if v in k.recent]
-        basis = k.recent.get(based)
-        w_label = f"{w[AGENT]}'s {w[OP]} of {key} v{w[V]}"
-        lines = []
-        first = erased[0] if erased else None
-        if first is not None and first[V] == based + 1:
-            lines.append(
-                f"Let W1 = {first[AGENT]}'s {first[OP]} of {key} v{first[V]} at "
-                f"{clock_time(first[TIME])} (rev {first[REV]}, based on v{first[BASED]}) and "
-                f"W2 = {w_label} at {clock_time(w[TIME])} (rev {w[REV]}, based on v{based})."
-            )
-            hold_w = w[READ] or (basis[TIME] if basis else None)
-            hold_1 = first[READ] or (basis[TIME] if basis else None)
-            if first[BASED] == based:
-                start = max(t for t in (hold_w, hold_1, "") if t is not None)
-                how_1 = "read it at " + clock_time(first[READ]) if first[READ] else "had it"
-                how_w = "read it at " + clock_time(w[READ]) if w[READ] else "had it"
-                lines.append(
-                    f"Both agents held v{based}: {first[AGENT]} {how_1} and {w[AGENT]} {how_w}"
-                    f"; from {clock_time(start)} to {clock_time(first[TIME])} neither had seen "
-                    "the other's change."
-                )
-            else:
-                start = hold_w or ""
-            window: tuple[str, str] | None = (start, first[TIME]) if start else None
-            others = erased[1:]
-            tail = ""
-            if others or prev > first[V]:
-                n_more = prev - first[V]
-                tail = f" and {n_more} later version{'s' if n_more != 1 else ''}" + (
-                    " (" + ", ".join(f"v{x[V]} by {x[AGENT]}" for x in others[:8]) + ")"
-                    if others
-                    else ""
-                )
-            lines.append(
-                f"W1 committed v{first[V]}; W2 then replaced v{prev} while based on "
-                f"v{based}, so W2 erased W1's change{tail} without having seen it."
-            )
-        else:
-            window = None
-            n = prev - based
-            lines.append(
-                f"{w_label} (rev {w[REV]}) replaced v{prev} while based on v{based}, so it "
-                f"erased {n} version{'s' if n != 1 else ''} (v{based + 1}..v{prev}) "
-                "without having seen them; they are not in this part of the history."
-            )
-        agents = tuple(dict.fromkeys([x[AGENT] for x in erased] + [w[AGENT]]))
-        events = (*tuple(_summary(x, key) for x in erased[:20]), _summary(w, key))
-        return Anomaly(
-            name="lost-update",
-            key=key,
-            explanation=" ".join(lines),
-            events=events,
-            agents=agents,
-            window=window,
-            details={
-                "write": {"agent": w[AGENT], "version": w[V], "rev": w[REV]},
-                "based_on": based,
-                "replaced": prev,
-                "erased": [
-                    {"version": x[V], "agent": x[AGENT], "rev": x[REV]} for x in erased[:100]
-                ],
-                "erased_count": prev - based,
-            },
-        )
-
-    def _concurrent(
-        self, key: str, a: _W, b: _W, ca: dict[str, int], cb: dict[str, int]
-    ) -> Anomaly:
-        return Anomaly(
-            name="concurrent-writes",
-            key=key,
-            explanation=(
-                f"Let W1 = {a[AGENT]}'s {a[OP]} of {key} v{a[V]} (rev {a[REV]}, clock "
-                f"{_clock_text(ca)}) and W2 = {b[AGENT]}'s {b[OP]} of {key} v{b[V]} "
-                f"(rev {b[REV]}, clock {_clock_text(cb)}). Neither clock includes the other: "
-                f"{b[AGENT]} replaced W1 without having seen it. Nothing was lost this time "
-                f"(W2 was based on v{b[BASED] if b[BASED] is not None else '?'}), but the "
-                "writes raced; guard them with expect=, a lease or a queue."
-            ),
-            events=(_summary(a, key), _summary(b, key)),
-            agents=(a[AGENT], b[AGENT]),
-            window=(a[TIME], b[TIME]),
-        )
-
-    # --- the end ------------------------------------------------------------
-
-    def finish(self) -> CheckResult:
-        """Close the pass and return the result."""
-        lost = self.lost_final
-        for k in self.keys.values():
-            for w in k.recent.values():
-                if w[LOSTBY] is not None and w[OP] != "delete":
-                    lost += 1
-        r = self.result
-        r.events = self.events
-        r.keys = len(self.keys)
-        r.agents = len(self.agent_rev)
-        r.writes = self.writes
-        r.counts = self.counts
-        r.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
-        r.lost_writes = lost
-        r.notes += _notes(
-            self.gaps,
-            self.approximate,
-            self.counts,
-            self.window_versions,
-            self.window_revisions,
-            self.max_reported,
-        )
-        return r
-
-
-def _notes(
-    gaps: int,
-    approximate: bool,
-    counts: dict[str, int],
-    window_versions: int,
-    window_revisions: int,
-    max_reported: int,
-) -> list[str]:
-    notes = []
-    if approximate:
-        notes.append(
-            "Some writes were based on versions older than the checker's window "
-            f"({window_versions} versions or {window_revisions} revisions per "
-            "key); lost_writes is approximate. Every lost update is still reported."
-        )
-    if gaps:
-        notes.append(
-            f"{gaps} writes did not continue from the previous version seen: the "
-            "history is incomplete (exported with --since, or filtered by key)."
-        )
-    for name, n in counts.items():
-        if n > max_reported:
-            notes.append(f"{n} {name} found; the first {max_reported} are listed.")
-    return notes
-
-
-def _lease_after(token: Any, other: Any) -> bool:
-    """True if lease ``token`` was granted after ``other`` (both known tokens)."""
-    try:
-        return token is not None and other is not None and bool(token > other)
-    except TypeError:
-        return False
-
-
-def _clock_leq(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True if vector clock ``a`` happened before or equals ``b`` (bad entries: True)."""
-    try:
-        return all(n <= b.get(who, 0) for who, n in a.items())
-    except TypeError:
-        return True
-
-
-def _push(path: list[list[int]], v: int) -> None:
-    if path and path[-1][1] == v - 1:
-        path[-1][1] = v
-    else:
-        path.append([v, v])
-
-
-def _on_runs(path: list[list[int]], v: int) -> bool:
-    i = bisect_right(path, [v, _BIG]) - 1
-    return i >= 0 and path[i][0] <= v <= path[i][1]
-
-
-_BIG = 1 << 62
-
-
-def _older(a: _Lease, b: _Lease) -> bool:
-    try:
-        return bool(a.token < b.token)
-    except TypeError:
-        return a.rev < b.rev
-
-
-def _expiry(ev: dict[str, Any], time: str) -> float | None:
-    """The deadline of a lease event: ``expires`` (time), else ``time`` + ``ttl``."""
-    try:
-        if ev.get("expires") is not None:
-            return parse_time(ev["expires"])
-        ttl = ev.get("ttl")
-        if ttl is not None:
-            at = parse_time(time)
-            return None if at is None else at + float(ttl)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None
-
-
-def _clock_text(clock: dict[str, int]) -> str:
-    return "{" + ", ".join(f"{a}: {n}" for a, n in sorted(clock.items())) + "}"

@@ -5,9 +5,10 @@ Two shapes of history are accepted (docs/checker.md describes both):
 * **accord histories**, as ``accord export`` writes them: every event has a
   ``rev`` (the store revision, strictly increasing), ``agent``, ``op`` and,
   for key operations, ``key``, ``version``, ``prev``, ``based_on`` and so on;
-* **foreign histories** without versions: ``agent``, ``op`` (read or write),
-  ``key``, ``value`` or ``hash``, and ``start``/``end`` times that bound the
-  operation in real time.
+* **foreign histories** without versions: ``agent``, ``op`` (read, write,
+  cas or append), ``key``, ``value`` or ``hash``, and ``start``/``end``
+  times that bound the operation in real time (their meaning is in
+  :mod:`accord.history.foreign`).
 
 The reader streams: it holds one line at a time, so a history of any length
 can be checked in bounded memory. With ``lenient=True`` malformed lines are
@@ -52,8 +53,6 @@ NATIVE_OPS = frozenset(
     }
 )
 """Operations an accord history may contain (unknown ones are an error)."""
-
-FOREIGN_OPS = frozenset({"read", "write"})
 
 Source = str | os.PathLike[str] | Iterable[Any]
 

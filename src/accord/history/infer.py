@@ -1,20 +1,28 @@
-"""Foreign histories: infer each key's version order from values, then check.
+"""Foreign histories: infer each key's version order from values, then find races.
 
-A foreign history has no versions: one operation a line, with ``agent``,
-``op`` (read or write), ``key``, ``value`` (or ``hash``) and ``start`` /
-``end`` times that bound the operation in real time. As Jepsen's Elle does
-for registers, the checker recovers the order of each key's writes from
-what the history proves, and from nothing else:
+A foreign history has no versions (see :mod:`accord.history.foreign` for
+its operations). As Jepsen's Elle does for registers, the checker recovers
+the order of each key's writes from what the history proves, and from
+nothing else:
 
 1. **real time**: a write that ended before another began came first (the
    store is assumed to be linearizable for writes; accord checks the
-   application's concurrency control, not the database);
-2. **writes follow reads**: an agent that read value X (or wrote it) and then
-   wrote Y built Y on X, so X came before Y; the same agent's writes come in
-   its program order;
+   application's concurrency control, not the database: ``--linearizable``
+   checks the database);
+2. **writes follow reads**: an agent that read value X (or wrote it) and
+   then wrote Y built Y on X, so X came before Y, unless the write says
+   ``"blind": true`` (built on nothing); a cas is built on its ``expect``;
+   the same agent's writes that took effect come in its program order;
 3. **reads after completion** (used only where no stale read was found on
    the key): a read that began after write W1 ended and returned W2's value
    shows W1 came before W2.
+
+A read's value can come only from a write that began before the read ended
+(or from the key's initial value); a write whose outcome is ``info`` may
+have taken effect at any moment after it began, or never, so it can be a
+read's source until the end of the history, and nothing is ever certainly
+ordered after it, or certainly erased by it. cas and append are atomic:
+they are never lost updates themselves, and never race.
 
 Unique written values make the inference exact. Where it is not (two writes
 that overlap in time and that no read tells apart, or a value written
@@ -30,105 +38,19 @@ writes costs time quadratic in that key's write count.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from .check import ANOMALY_NAMES, Anomaly, CheckResult
-from .format import FOREIGN_OPS, EventStream, format_time, parse_time
+from .foreign import INF, FOp, ForeignHistory, Opaque, append_state, canonical, describe
+from .format import format_time
+from .result import ANOMALY_NAMES, Anomaly, CheckResult
 
 _INITIAL = -1  # the basis "initial value" (version 0)
 
-
-@dataclass(slots=True)
-class FOp:
-    """One foreign operation, normalised."""
-
-    line: int
-    agent: str
-    op: str
-    key: str
-    ident: str | None  # the value's identity (hash, or canonical JSON); None = absent
-    start: float
-    end: float
-    raw: dict[str, Any]
-    seq: int = 0
-    idem: str | None = None
-    request: str | None = None
-    # filled in by the analysis
-    basis: list[int] | None = None  # write indexes (or _INITIAL) this op built on / read
-    held_from: float | None = None  # when the agent got its basis (the read's start)
-    basis_op: FOp | None = None  # the read (or own write) that gave the basis
-    clock: dict[str, int] = field(default_factory=dict)
-
-
-def value_ident(event: dict[str, Any]) -> str | None:
-    """The identity of an event's value: its ``hash``, else canonical JSON of ``value``."""
-    h = event.get("hash")
-    if h is not None:
-        return str(h)
-    if "value" not in event or event["value"] is None:
-        return None
-    return "=" + json.dumps(event["value"], sort_keys=True, separators=(",", ":"))
-
-
-def _normalise(line: int, ev: dict[str, Any], stream: EventStream, seq: int) -> FOp | None:
-    agent = ev.get("agent")
-    if type(agent) is not str or not agent:
-        stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
-        return None
-    op = ev.get("op")
-    if type(op) is not str or op not in FOREIGN_OPS:
-        stream.fail(
-            line,
-            f"unknown op {op!r} in a foreign history; expected read or write (an accord "
-            "history has a 'rev' on every line).",
-        )
-        return None
-    key = ev.get("key")
-    if type(key) is not str or not key:
-        stream.fail(line, f"a {op} without a 'key'.")
-        return None
-    if op == "write" and "value" not in ev and "hash" not in ev:
-        stream.fail(line, "a write without 'value' or 'hash'; the checker needs one of them.")
-        return None
-    if op == "read" and "value" not in ev and "hash" not in ev:
-        stream.fail(line, "a read without 'value' or 'hash' (use null for 'absent').")
-        return None
-    try:
-        start = parse_time(ev.get("start", ev.get("time")))
-        end = parse_time(ev.get("end", ev.get("time")))
-    except ValueError as exc:
-        stream.fail(line, f"a time that cannot be read ({exc}); use RFC 3339 or seconds.")
-        return None
-    if start is None and end is None:
-        stream.fail(line, "no 'start'/'end' (or 'time'): the checker needs real time.")
-        return None
-    start = end if start is None else start
-    end = start if end is None else end
-    assert start is not None and end is not None
-    if end < start:
-        stream.fail(line, f"'end' ({ev.get('end')}) is before 'start' ({ev.get('start')}).")
-        return None
-    outcome = ev.get("outcome", "ok")
-    if outcome not in ("ok", None, True):
-        return None
-    idem = ev.get("idem")
-    request = ev.get("request")
-    return FOp(
-        line=line,
-        agent=agent,
-        op=op,
-        key=key,
-        ident=value_ident(ev),
-        start=start,
-        end=end,
-        raw=ev,
-        seq=seq,
-        idem=None if idem is None else str(idem),
-        request=None if request is None else str(request),
-    )
+ATOMIC = frozenset({"cas", "append"})
+"""Operations that read and write in one step: never a lost update, never a race."""
 
 
 def _bits(mask: int) -> Iterable[int]:
@@ -138,13 +60,13 @@ def _bits(mask: int) -> Iterable[int]:
         mask ^= low
 
 
-def _closure(preds: list[int]) -> list[int] | None:
-    """Transitive closure of a DAG given as predecessor bitsets; None on a cycle."""
+def _closure(preds: list[list[int]]) -> list[int] | None:
+    """Ancestors (a bitset each) of a DAG given as predecessor lists; None on a cycle."""
     n = len(preds)
     succs: list[list[int]] = [[] for _ in range(n)]
     indeg = [0] * n
-    for i, m in enumerate(preds):
-        for j in _bits(m):
+    for i, ps in enumerate(preds):
+        for j in ps:
             succs[j].append(i)
             indeg[i] += 1
     ready = [i for i in range(n) if indeg[i] == 0]
@@ -165,61 +87,122 @@ def _closure(preds: list[int]) -> list[int] | None:
 
 
 class _KeyAnalysis:
-    """One key's writes and reads, and the orders the history proves."""
+    """One key's writes and reads, and the orders the history proves.
 
-    def __init__(self, key: str, writes: list[FOp], reads: list[FOp]) -> None:
+    ``writes`` are the operations that changed the key (outcome ok) or may
+    have (info): writes, cas and appends, sorted by the last moment each
+    could take effect. ``certain`` is the bitset of those that did.
+    """
+
+    def __init__(self, key: str, ops: list[FOp], append_kind: str | None) -> None:
         self.key = key
-        writes.sort(key=lambda w: (w.end, w.start, w.seq))
+        self.kind = append_kind
+        writes = [o for o in ops if o.mutates]
+        writes.sort(key=lambda w: (w.until, w.start, w.seq))
         self.writes = writes
-        self.reads = reads
-        self.ends = [w.end for w in writes]
-        self.by_ident: dict[str, list[int]] = {}
+        self.reads = [o for o in ops if o.op == "read" and o.ok]
+        self.ends = [w.until for w in writes]
+        self.certain = sum(1 << i for i, w in enumerate(writes) if w.ok)
+        # What a read can match: the value a write, cas or put leaves, by
+        # identity; on an append key, the element or suffix an append adds.
+        self.by_result: dict[Any, list[int]] = {}
+        self.appends: list[int] = []
         for i, w in enumerate(writes):
-            if w.ident is not None:
-                self.by_ident.setdefault(w.ident, []).append(i)
+            if w.op == "append":
+                self.appends.append(i)
+            else:
+                self.by_result.setdefault(self._state(w.raw.get("value"), w), []).append(i)
+        # Each value's writes by start, so the writes of a value that began
+        # before a moment are a prefix.
+        self.by_start: dict[Any, tuple[list[float], list[int]]] = {}
+        for state, members in self.by_result.items():
+            members.sort(key=lambda i: writes[i].start)
+            self.by_start[state] = ([writes[i].start for i in members], members)
+        # The latest start among the first k writes (by end), for frontiers.
+        self.latest_start = [-INF]
+        for w in writes:
+            self.latest_start.append(max(self.latest_start[-1], w.start))
         self.index = {id(w): i for i, w in enumerate(writes)}
         self.anc1: list[int] | None = None
         self.anc: list[int] | None = None
+        self._sources: dict[int, list[int]] = {}
 
-    def ended_before(self, t: float) -> int:
-        """Bitset of writes that ended strictly before ``t``."""
-        return (1 << bisect_left(self.ends, t)) - 1
+    def _state(self, value: Any, o: FOp | None = None) -> Any:
+        if self.kind is None:
+            if o is not None and o.op in ("read", "write"):
+                return o.ident
+            return None if value is None else canonical(value)
+        return append_state(value, self.kind)
+
+    def frontier(self, t: float) -> range:
+        """The latest writes that ended before ``t``: every other write that did
+        came before one of these in real time, so edges from these suffice.
+
+        A write that ended before the latest start S among those writes came
+        before the write that started at S; the frontier is what ended in
+        [S, t).
+        """
+        k = bisect_left(self.ends, t)
+        if k == 0:
+            return range(0)
+        return range(bisect_left(self.ends, self.latest_start[k]), k)
 
     def source(self, op: FOp) -> list[int]:
-        """Which writes a read's value could come from (``_INITIAL`` for initial)."""
-        if op.ident is None:
-            return [_INITIAL]
-        return self.by_ident.get(op.ident) or [_INITIAL]
+        """Which writes a read's value could come from (``_INITIAL``: the initial value).
+
+        Only writes that began before the read ended can be its source.
+        """
+        got = self._sources.get(id(op))
+        if got is None:
+            got = self._sources[id(op)] = self._match(self._state(op.raw.get("value"), op), op)
+        return got
+
+    def expected(self, op: FOp) -> list[int]:
+        """Which writes a cas's ``expect`` could name (its atomic basis)."""
+        return self._match(self._state(op.raw.get("expect")), op)
+
+    def _match(self, state: Any, op: FOp) -> list[int]:
+        writes = self.writes
+        starts, members = self.by_start.get(state, ((), ()))
+        cands = list(members[: bisect_right(starts, op.end)])
+        if self.kind is not None and state not in ("", ()) and not isinstance(state, Opaque):
+            last: Any = state[-1] if self.kind == "list" else None
+            for i in self.appends:
+                a = writes[i]
+                if a.start > op.end or a is op:
+                    continue
+                if self.kind == "list":
+                    if canonical(a.raw.get("value")) == last:
+                        cands.append(i)
+                else:
+                    piece = a.raw.get("value")
+                    if type(piece) is str and piece and state.endswith(piece):
+                        cands.append(i)
+        cands = [i for i in cands if writes[i] is not op]
+        empty = state is None or state in ("", ())
+        if empty:
+            return [_INITIAL, *sorted(cands)]
+        return sorted(cands) or [_INITIAL]
 
 
-def check_foreign(
-    items: Iterable[tuple[int, dict[str, Any]]],
-    stream: EventStream,
-    on_event: Callable[[int, dict[str, Any]], None] | None = None,
-) -> CheckResult:
-    """Check a foreign history (see the module docs); used by :func:`accord.check`."""
-    ops: list[FOp] = []
-    for line, ev in items:
-        fop = _normalise(line, ev, stream, len(ops))
-        if fop is None:
-            continue
-        ops.append(fop)
-        if on_event is not None:
-            on_event(line, ev)
+def check_foreign(history: ForeignHistory) -> CheckResult:
+    """Find lost updates, stale reads, races and duplicates in a foreign history."""
+    ops = history.ops
     result = CheckResult(format="foreign")
     result.counts = dict.fromkeys(ANOMALY_NAMES, 0)
     result.unknown_counts = dict.fromkeys(ANOMALY_NAMES, 0)
     result.events = len(ops)
+    result.notes.extend(history.notes)
     if not ops:
         return result
     result.agents = len({o.agent for o in ops})
-    keys: dict[str, tuple[list[FOp], list[FOp]]] = {}
-    for o in ops:
-        w, r = keys.setdefault(o.key, ([], []))
-        (w if o.op == "write" else r).append(o)
+    keys = history.by_key()
     result.keys = len(keys)
-    result.writes = sum(len(w) for w, _ in keys.values())
-    analyses = {key: _KeyAnalysis(key, w, r) for key, (w, r) in keys.items()}
+    analyses = {
+        key: _KeyAnalysis(key, key_ops, history.append_kind.get(key))
+        for key, key_ops in keys.items()
+    }
+    result.writes = sum(bin(a.certain).count("1") for a in analyses.values())
 
     # Program order: each agent's operations by start time (then line).
     per_agent: dict[str, list[FOp]] = {}
@@ -231,11 +214,20 @@ def check_foreign(
         for o in agent_ops:
             a = analyses[o.key]
             if o.op == "read":
-                last_seen[o.key] = (a.source(o), o.start, o)
-            else:
+                if o.ok:
+                    last_seen[o.key] = (a.source(o), o.start, o)
+                continue
+            if not o.mutates:
+                continue
+            if o.op == "cas":
+                o.basis, o.held_from, o.basis_op = a.expected(o), o.start, o
+            elif o.op == "write" and not o.blind:
                 seen = last_seen.get(o.key)
                 if seen is not None:
                     o.basis, o.held_from, o.basis_op = seen
+            if o.ok:
+                # What an agent wrote it knows; an info write it does not
+                # (it may never have applied), so it changes nothing it holds.
                 last_seen[o.key] = ([a.index[id(o)]], o.end, o)
     _clocks(ops, analyses, per_agent)
 
@@ -263,7 +255,7 @@ def _clocks(
     clocks: dict[str, dict[str, int]] = {a: {} for a in per_agent}
     for o in order:
         mine = clocks[o.agent]
-        if o.op == "read":
+        if o.op == "read" and o.ok:
             src = analyses[o.key].source(o)
             if len(src) == 1 and src[0] != _INITIAL:
                 for who, n in analyses[o.key].writes[src[0]].clock.items():
@@ -277,28 +269,32 @@ def _analyse(a: _KeyAnalysis, result: CheckResult, per_agent: dict[str, list[FOp
     writes = a.writes
     n = len(writes)
     # Order 1: real time, writes-follow-reads, program order.
-    preds1 = [a.ended_before(w.start) for w in writes]
+    preds1 = [list(a.frontier(w.start)) for w in writes]
     for i, w in enumerate(writes):
         if w.basis and len(w.basis) == 1 and w.basis[0] != _INITIAL and w.basis[0] != i:
-            preds1[i] |= 1 << w.basis[0]
+            preds1[i].append(w.basis[0])
     for agent_ops in per_agent.values():
         last = -1
         for o in agent_ops:
-            if o.key == a.key and o.op == "write":
+            # Only writes that took effect: an info write may apply after the
+            # agent's next write (the client gave up waiting, the store did not).
+            if o.key == a.key and o.op != "read" and o.ok:
                 i = a.index[id(o)]
                 if last >= 0:
-                    preds1[i] |= 1 << last
+                    preds1[i].append(last)
                 last = i
     a.anc1 = _closure(preds1)
     stale = _stale_reads(a, result) if a.anc1 is not None else 0
     # Order 2: order 1 plus reads after completion, unless a read was stale.
-    preds = list(preds1)
+    preds = [list(ps) for ps in preds1]
     if not stale:
         for r in a.reads:
             src = a.source(r)
             if len(src) == 1 and src[0] != _INITIAL:
                 j = src[0]
-                preds[j] |= a.ended_before(r.start) & ~(1 << j)
+                # What ended before the read began came before what it read
+                # (through the frontier: the rest came before the frontier).
+                preds[j].extend(x for x in a.frontier(r.start) if x != j)
     anc = _closure(preds)
     if anc is None:
         anc = a.anc1
@@ -326,11 +322,13 @@ def _lt(anc: list[int], x: int, y: int) -> bool:
 
 
 def _total(a: _KeyAnalysis) -> bool:
+    """True if the writes that took effect are totally ordered."""
     anc = a.anc
     if anc is None:
         return False
-    n = len(a.writes)
-    return sorted(bin(m).count("1") for m in anc) == list(range(n))
+    certain = a.certain
+    counts = sorted(bin(anc[i] & certain).count("1") for i in _bits(certain))
+    return counts == list(range(len(counts)))
 
 
 def _w_event(w: FOp) -> dict[str, Any]:
@@ -340,9 +338,8 @@ def _w_event(w: FOp) -> dict[str, Any]:
 
 
 def _w_label(w: FOp) -> str:
-    text = _short_value(w)
     span = f"{format_time(w.start)}-{format_time(w.end)}"
-    return f"{w.agent}'s write of {text} (line {w.line}, {span})"
+    return f"{describe(w)} (line {w.line}, {span})"
 
 
 def _basis_label(a: _KeyAnalysis, b: int, w: FOp | None = None) -> str:
@@ -360,7 +357,7 @@ def _basis_label(a: _KeyAnalysis, b: int, w: FOp | None = None) -> str:
 
 def _short_value(o: FOp) -> str:
     shown = o.raw.get("value", o.raw.get("hash"))
-    text = json.dumps(shown) if not isinstance(shown, str) else repr(shown)
+    text = repr(shown) if isinstance(shown, str) else json.dumps(shown)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -370,8 +367,8 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
     certain_of: dict[int, list[int]] = {}
     possible_of: dict[int, list[int]] = {}
     for i, w in enumerate(writes):
-        if not w.basis:
-            continue  # never read the key: a blind write claims no basis
+        if not w.basis or w.op in ATOMIC:
+            continue  # blind, never read, or atomic: claims no basis that could be stale
         certain_all: set[int] | None = None
         possible_any: set[int] = set()
         for b in w.basis:
@@ -386,6 +383,9 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
             certain_all = certain if certain_all is None else certain_all & certain
             possible_any |= certain
         assert certain_all is not None
+        # An info write may never have applied (whatever it erased is unknown),
+        # and a write that may never have applied cannot certainly be erased.
+        certain_all = {j for j in certain_all if writes[j].ok} if w.ok else set()
         if certain_all:
             certain_of[i] = sorted(certain_all)
         if possible_any - certain_all:
@@ -422,7 +422,7 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
     # even when the history cannot say which one that was.
     groups: dict[int, list[int]] = {}
     for i, w in enumerate(writes):
-        if w.basis and len(w.basis) == 1:
+        if w.basis and len(w.basis) == 1 and w.ok and w.op not in ATOMIC:
             groups.setdefault(w.basis[0], []).append(i)
     for b, members in groups.items():
         for x in range(len(members)):
@@ -460,6 +460,13 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
             continue
         w = writes[i]
         assert w.basis
+        why = (
+            "it may never have taken effect (outcome info), and the writes it would have "
+            "erased"
+            if not w.ok
+            else "that depends on an order this history does not show (the writes overlap in "
+            "time and no read tells them apart, or one may never have taken effect)"
+        )
         result.unknown_counts["lost-update"] += 1
         result.unknown.append(
             Anomaly(
@@ -470,9 +477,8 @@ def _lost_updates(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> set[t
                     f"Unknown: W = {_w_label(w)} was built on "
                     f"{_basis_label(a, w.basis[0])}. Whether it erased "
                     + "; ".join(_w_label(writes[j]) for j in cands[:5])
-                    + " depends on an order this history does not show (the writes "
-                    "overlap in time and no read tells them apart). Record versions, or "
-                    "reads after the writes, to decide."
+                    + f" is undecided: {why}. Record versions, or reads after the writes, "
+                    "to decide."
                 ),
                 events=(*tuple(_w_event(writes[j]) for j in cands[:20]), _w_event(w)),
                 agents=tuple(dict.fromkeys([writes[j].agent for j in cands] + [w.agent])),
@@ -498,20 +504,36 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
     anc1 = a.anc1
     assert anc1 is not None
     found = 0
+    # seen_after[k]: the writes that some write among the first k (by end)
+    # came after; a read is stale when every write it can have read is one.
+    seen_after = [0]
+    for before in anc1:
+        seen_after.append(seen_after[-1] | before)
+    writes = a.writes
     for r in a.reads:
-        src = a.source(r)
-        done_before = a.ended_before(r.start)
-        newer_all: list[int] | None = None
-        for s in src:
-            newer = [j for j in _bits(done_before) if j != s and _lt(anc1, s, j)]
-            newer_all = newer if newer_all is None else [j for j in newer_all if j in newer]
-        if not newer_all:
+        k = bisect_left(a.ends, r.start)
+        if k == 0:
             continue
+        src = a.source(r)
+        covered = seen_after[k]
+        if not all(s == _INITIAL or covered >> s & 1 for s in src):
+            continue
+        # W: the latest write acknowledged before R began that came after
+        # the first write R can have read.
+        first = src[0]
+        latest = next(
+            j for j in range(k - 1, -1, -1) if first == _INITIAL or anc1[j] >> first & 1
+        )
         found += 1
         result.counts["stale-read"] += 1
-        latest = max(newer_all, key=lambda j: a.writes[j].end)
-        w = a.writes[latest]
-        got = "the initial value" if src == [_INITIAL] else _basis_label(a, src[0])
+        w = writes[latest]
+        got = "the initial value" if first == _INITIAL else _basis_label(a, first)
+        others = ""
+        if len(src) > 1:
+            others = (
+                f" The {len(src) - 1} other possible source(s) of that value were overwritten "
+                "before R began as well."
+            )
         result.anomalies.append(
             Anomaly(
                 name="stale-read",
@@ -519,8 +541,8 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
                 explanation=(
                     f"Let W = {_w_label(w)} and R = {r.agent}'s read of {a.key} (line {r.line}, "
                     f"began {format_time(r.start)}). W was acknowledged at {format_time(w.end)}, "
-                    f"before R began, and came after {got}; yet R returned {got}. R read "
-                    "stale state."
+                    f"before R began, and came after {got}; yet R returned the value of "
+                    f"{got}.{others} R read stale state."
                 ),
                 events=(_w_event(w), _w_event(r)),
                 agents=tuple(dict.fromkeys((w.agent, r.agent))),
@@ -533,11 +555,14 @@ def _stale_reads(a: _KeyAnalysis, result: CheckResult) -> int:
 def _concurrent(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> None:
     # Only writes that never read the key can race without a lost update: a
     # write built on a read either read its predecessor (ordered) or is
-    # judged by the lost-update rule above.
+    # judged by the lost-update rule above. A write that says it is blind
+    # means to replace whatever is there, and cas and append are atomic.
     writes = a.writes
     for i in range(1, len(writes)):
         p, w = writes[i - 1], writes[i]
-        if p.agent == w.agent or w.basis:
+        if p.agent == w.agent or w.basis or w.blind or w.op in ATOMIC:
+            continue
+        if not (p.ok and w.ok):
             continue
         if all(n <= w.clock.get(who, 0) for who, n in p.clock.items()):
             continue
@@ -550,7 +575,8 @@ def _concurrent(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> None:
                     f"Let W1 = {_w_label(p)} and W2 = {_w_label(w)}. Neither agent had seen the "
                     f"other's write (no read connects them): {w.agent} wrote without having read "
                     f"the key, so its write and {p.agent}'s raced. Guard such writes with a "
-                    "version check, a lease or a queue."
+                    "version check, a lease or a queue (or mark a write that means to replace "
+                    "whatever is there \"blind\": true)."
                 ),
                 events=(_w_event(p), _w_event(w)),
                 agents=(p.agent, w.agent),
@@ -560,28 +586,36 @@ def _concurrent(a: _KeyAnalysis, anc: list[int], result: CheckResult) -> None:
 
 
 def _lost_count(a: _KeyAnalysis, anc: list[int]) -> int | None:
-    """Writes whose change is missing from the key's final value (order is total)."""
+    """Writes whose change is missing from the key's final value (their order is total).
+
+    Only writes that took effect count; an append, or a write that read
+    nothing, continues from the write before it.
+    """
     writes = a.writes
-    n = len(writes)
-    if n == 0:
+    certain = a.certain
+    members = list(_bits(certain))
+    if not members:
         return 0
-    order = sorted(range(n), key=lambda i: bin(anc[i]).count("1"))
+    order = sorted(members, key=lambda i: bin(anc[i] & certain).count("1"))
     pos = {i: p for p, i in enumerate(order)}
     kept = set()
     cur: int = order[-1]
     while True:
         kept.add(cur)
         w = writes[cur]
-        if w.basis is None:
-            parent = order[pos[cur] - 1] if pos[cur] > 0 else _INITIAL
+        previous = order[pos[cur] - 1] if pos[cur] > 0 else _INITIAL
+        if w.op == "append" or w.basis is None:
+            parent = previous
         elif len(w.basis) != 1:
             return None
         else:
             parent = w.basis[0]
+            if parent != _INITIAL and parent not in pos:
+                parent = previous  # built on an info write: it applied, just before
         if parent == _INITIAL or parent in kept:
             break
         cur = parent
-    return n - len(kept)
+    return len(members) - len(kept)
 
 
 def _duplicates(ops: list[FOp], result: CheckResult) -> None:
@@ -589,7 +623,7 @@ def _duplicates(ops: list[FOp], result: CheckResult) -> None:
         seen: dict[str, FOp] = {}
         for o in ops:
             ident = getattr(o, what)
-            if o.op != "write" or ident is None:
+            if o.op == "read" or not o.ok or ident is None:
                 continue
             first = seen.get(ident)
             if first is None:
@@ -612,6 +646,4 @@ def _duplicates(ops: list[FOp], result: CheckResult) -> None:
 
 
 def _iso(seconds: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

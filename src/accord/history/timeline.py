@@ -1,14 +1,20 @@
 """The picture: one lane per agent over time, drawn with matplotlib.
 
 Reads are hollow circles, committed writes filled squares labelled with
-their version, refused writes (conflict, fenced) crosses. A bar under each
+their version, refused writes (conflict, fenced) crosses; in a foreign
+history a cas is labelled ``expect→value``, an append ``+value``, and an
+operation whose outcome is unknown (``info``) is a hollow square marked
+``?``. A bar under each
 write spans its read-think-write window: from the read of the version it was
 based on (solid), or, when reads were not recorded, from the moment that
 version was committed (dotted: the read happened somewhere in there). An
 arrow runs from each write back to the version it was based on. The writes
 a lost update erased, the erasing write and both agents' windows are red,
 and the span in which both agents held the same version is shaded and
-labelled: the classic lost-update diagram, generated from data.
+labelled: the classic lost-update diagram, generated from data. Other
+anomalies are orange; for ``nonlinearizable`` the span in which one of the
+operations that cannot follow the longest linearizable prefix had to happen
+is shaded.
 
 ``draw(events, result, path)`` writes ``.svg``, ``.png`` or ``.html`` (an
 HTML page with the SVG inline and the checker's explanations below it).
@@ -24,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .check import CheckResult
 from .format import parse_time
+from .result import CheckResult
 
 FORMATS = (".svg", ".png", ".html")
 MAX_LABELS = 160
@@ -94,19 +100,31 @@ def _marks(events: list[dict[str, Any]]) -> list[Mark]:
         else:
             start = end = _t(ev.get("time")) or 0.0
         outcome = ev.get("outcome", "ok")
+        if outcome is None or outcome is True:
+            outcome = "ok"
         version = ev.get("version")
         if op == "read":
-            kind = "read"
-        elif op in ("write", "delete", "accept", "merge"):
-            kind = "write" if outcome == "ok" and (foreign or version is not None) else "refused"
+            kind = "read" if outcome == "ok" else "refused"
+        elif op in ("write", "delete", "accept", "merge", "cas", "append"):
+            if foreign and outcome == "info":
+                kind = "info"
+            elif outcome == "ok" and (foreign or version is not None):
+                kind = "write"
+            else:
+                kind = "refused"
         else:
             kind = "other"
         ident = None
         if foreign:
             ident = str(ev.get("hash", ev.get("value")))
             value = ev.get("value", ev.get("hash"))
-            label = " ".join(str(value).split()) if value is not None else "absent"
-            label = label if len(label) <= 12 else label[:11] + "…"
+            label = _short(value) if value is not None else "absent"
+            if op == "cas":
+                label = f"{_short(ev.get('expect'))}→{label}"
+            elif op == "append":
+                label = f"+{label}"
+            if kind == "info":
+                label += "?"
         elif kind == "write":
             label = f"v{version}" if op != "delete" else f"del v{version}"
         elif kind == "read":
@@ -136,8 +154,10 @@ def _marks(events: list[dict[str, Any]]) -> list[Mark]:
                 m.basis = cands[-1] if len(cands) == 1 else None
         elif kind == "write":
             if foreign:
+                # A blind write, a cas and an append are built on nothing the
+                # agent read earlier: no read-think-write window to draw.
                 r = last_read.get((agent, key))
-                if r is not None:
+                if r is not None and op == "write" and ev.get("blind") is not True:
                     m.bar_start = r.start
                     m.basis = r.basis
                 by_ident.setdefault((key, ident or ""), []).append(m)
@@ -153,6 +173,11 @@ def _marks(events: list[dict[str, Any]]) -> list[Mark]:
                         m.bar_solid = False
                 writes[(key, m.version)] = m
     return marks
+
+
+def _short(value: Any) -> str:
+    label = " ".join(str(value).split()) if value is not None else "null"
+    return label if len(label) <= 12 else label[:11] + "…"
 
 
 def _t(value: Any) -> float | None:
@@ -194,7 +219,7 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
     red_marks: set[int] = set()
     red_bars: set[int] = set()
     orange: set[int] = set()
-    windows: list[tuple[float, float, str]] = []
+    windows: list[tuple[float, float, str, str]] = []
     if result is not None:
         for anomaly in result.anomalies + result.unknown:
             involved = [m for m in (find(e) for e in anomaly.events) if m is not None]
@@ -214,18 +239,25 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
                     lo, hi = _t(anomaly.window[0]), _t(anomaly.window[1])
                     if lo is not None and hi is not None:
                         label = "lost update" if anomaly.certain else "lost update?"
-                        windows.append((x(lo), x(hi), label))
+                        windows.append((x(lo), x(hi), label, RED))
             else:
                 for m in involved:
                     orange.add(id(m))
                     m.notes.append(anomaly.name)
+                if anomaly.name == "nonlinearizable" and anomaly.window:
+                    # The span in which one of the operations that cannot
+                    # follow the longest linearizable prefix had to happen.
+                    lo, hi = _t(anomaly.window[0]), _t(anomaly.window[1])
+                    if lo is not None and hi is not None:
+                        label = "nonlinearizable" if anomaly.certain else "nonlinearizable?"
+                        windows.append((x(lo), x(hi), label, ORANGE))
 
     height = 1.2 + 0.9 * len(agents)
     width = min(18.0, max(8.0, 0.35 * len(marks) + 4))
     fig, ax = plt.subplots(figsize=(width, height))
-    for lo, hi, label in windows:
-        ax.axvspan(lo, max(hi, lo + span * scale * 0.002), color=RED, alpha=0.12, lw=0)
-        ax.text(lo, len(agents) - 0.45, label, color=RED, fontsize=8, va="bottom")
+    for lo, hi, label, shade in windows:
+        ax.axvspan(lo, max(hi, lo + span * scale * 0.002), color=shade, alpha=0.12, lw=0)
+        ax.text(lo, len(agents) - 0.45, label, color=shade, fontsize=8, va="bottom")
     for agent in agents:
         ax.axhline(lane[agent], color="#dddddd", lw=0.8, zorder=0)
     show_labels = len(marks) <= MAX_LABELS
@@ -270,7 +302,7 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
             else BLUE
             if m.kind == "read"
             else GREEN
-            if m.kind == "write"
+            if m.kind in ("write", "info")
             else GREY
         )
         z = 4 if color in (RED, ORANGE) else 3
@@ -278,6 +310,9 @@ def figure(events: list[dict[str, Any]], result: CheckResult | None = None) -> A
             ax.plot(x(m.end), y, "o", mfc="white", mec=color, mew=1.5, ms=7, zorder=z)
         elif m.kind == "write":
             ax.plot(x(m.end), y, "s", color=color, ms=8, zorder=z)
+        elif m.kind == "info":
+            # Outcome unknown: it may have taken effect, or not.
+            ax.plot(x(m.end), y, "s", mfc="white", mec=color, mew=1.5, ms=8, zorder=z)
         elif m.kind == "refused":
             ax.plot(x(m.end), y, "x", color=GREY, ms=8, mew=2)
         else:
