@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "plan",
     "queue",
     "branch",
+    "mcp",
+    "agents",
 ]
 
 
