@@ -19,6 +19,7 @@ callers. Nothing here re-implements a rule. What the layer adds:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections import deque
@@ -282,7 +283,7 @@ class _Tools:
     # --- reading ---------------------------------------------------------------
 
     def read(self, key: str, ctx: Context) -> Annotated[CallToolResult, DocOut]:
-        """Read KEY: its value, version, kind and author. An absent key has exists=false
+        """Read `key`: its value, version, kind and author. An absent key has exists=false
         and version 0 (create it with write and expect=0). Keep the version: write the
         key back with expect=<version> so that no one else's change is erased."""
 
@@ -298,8 +299,9 @@ class _Tools:
     def list_keys(
         self, ctx: Context, prefix: str = "", limit: int = 200
     ) -> Annotated[CallToolResult, ListOut]:
-        """List the keys that start with PREFIX (all keys when empty), in key order, with
-        their versions and authors (no values: read a key for its value)."""
+        """List the keys that start with `prefix` (all keys when empty), in key order,
+        with their versions and authors, at most `limit` of them (no values: read a key
+        for its value)."""
 
         def body(session: Session) -> ListOut:
             most = _check_limit(limit, _MAX_LIST)
@@ -329,13 +331,13 @@ class _Tools:
         kind: Kind = "text",
         idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, WriteOut]:
-        """Write VALUE to KEY if KEY is still at version EXPECT (the version you read;
-        0 creates a key that does not exist). On a Conflict nothing was written: the
-        error says who changed the key and what changed; read it again, redo your change
-        on top of the current value, and write with the new version. VALUE is text;
-        with kind='json' it is JSON text stored as JSON data, with kind='bytes' base64.
-        Pass an idempotency_key (one per logical change) to make a retry after a timeout
-        safe: a repeat returns the first result and writes nothing."""
+        """Write `value` to `key` only if the key is still at version `expect` (the
+        version you read; expect=0 creates a key that does not exist). On a Conflict
+        nothing was written: the error says who changed the key and what changed; read it
+        again, redo your change on top of the current value, and write with the new
+        version. `value` is text; with kind='json' it is JSON text stored as JSON data,
+        with kind='bytes' base64. Pass an `idempotency_key` (one per logical change) to make
+        a retry after a timeout safe: a repeat returns the first result and writes nothing."""
 
         def body(session: Session) -> WriteOut:
             stored = _value(value, kind)
@@ -352,9 +354,10 @@ class _Tools:
         kind: Kind = "text",
         idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, WriteOut]:
-        """Write VALUE to a KEY that the manifest gives you alone (you are its owner, or
-        the writer of its queue), without expect: nobody else can write it, so there is
-        no version to compare. Refused on any other key: use write with expect there."""
+        """Write `value` to a `key` that the manifest gives you alone (you are its owner,
+        or the writer of its queue), without expect: nobody else can write it, so there is
+        no version to compare. Refused on any other key: use write with expect there.
+        `kind` and `idempotency_key` as for write."""
 
         def body(session: Session) -> WriteOut:
             validate_key(key)
@@ -387,9 +390,9 @@ class _Tools:
     def delete(
         self, key: str, expect: int, ctx: Context, idempotency_key: str | None = None
     ) -> Annotated[CallToolResult, DeleteOut]:
-        """Delete KEY if it is still at version EXPECT (the version you read). The version
-        moves on: a later create (expect=0) continues from it. On a Conflict nothing was
-        deleted; read it again and decide."""
+        """Delete `key` only if it is still at version `expect` (the version you read).
+        The version moves on: a later create (expect=0) continues from it. On a Conflict
+        nothing was deleted; read the key again and decide."""
 
         def body(session: Session) -> DeleteOut:
             version = session.delete(key, expect=expect, idempotency_key=idempotency_key)
@@ -407,12 +410,13 @@ class _Tools:
         wait: float = 10,
         mode: Literal["exclusive", "shared"] = "exclusive",
     ) -> Annotated[CallToolResult, LeaseOut]:
-        """Take the lease on KEY for long work: while you hold it (exclusive mode), only
-        your writes under its token are accepted. Waits up to WAIT seconds in line (at
-        most 55; call again to wait longer). The lease is yours until you release it or
-        it lapses TTL seconds after it was granted or last renewed, so renew it while you
-        work and release it when done. Write with write_leased and the token. Leases are
-        not re-entrant: if you already hold it, use your token (lease_status shows it)."""
+        """Take the lease on `key` for long work: while you hold it (exclusive mode),
+        writes under its token are yours alone. Waits up to `wait` seconds in line (at most
+        55; call again to wait longer). The lease is yours until you release it or it
+        lapses `ttl` seconds after it was granted or last renewed: renew it while you work
+        and release it when done. Write with write_leased and the token. Leases are not
+        re-entrant: if you already hold it, use your token (lease_status shows it).
+        mode='shared' is for readers that want no writer meanwhile."""
 
         def body(session: Session) -> LeaseOut:
             from accord.strategies import lease as lease_mod
@@ -425,9 +429,9 @@ class _Tools:
     def lease_renew(
         self, key: str, token: int, ctx: Context, ttl: float | None = None
     ) -> Annotated[CallToolResult, LeaseOut]:
-        """Extend your lease TOKEN on KEY to TTL seconds from now (default: the TTL it was
-        granted with). A lease that already lapsed cannot be renewed (someone else may hold
-        the key now): re-read the key and acquire a new lease."""
+        """Extend your lease `token` on `key` to `ttl` seconds from now (default: the TTL
+        it was granted with). A lease that already lapsed cannot be renewed (someone else
+        may hold the key now): re-read the key and acquire a new lease."""
 
         def body(session: Session) -> LeaseOut:
             from accord.strategies import lease as lease_mod
@@ -441,7 +445,8 @@ class _Tools:
     def lease_release(
         self, key: str, token: int, ctx: Context
     ) -> Annotated[CallToolResult, ReleaseOut]:
-        """Release your lease TOKEN on KEY, so the next agent in line gets it."""
+        """Release your lease `token` on `key` when your work is done, so that the next
+        agent in line gets it at once instead of after the TTL."""
 
         def body(session: Session) -> ReleaseOut:
             from accord.strategies import lease as lease_mod
@@ -452,7 +457,8 @@ class _Tools:
         return self.run("lease_release", ctx, body)
 
     def lease_status(self, key: str, ctx: Context) -> Annotated[CallToolResult, LeaseStatusOut]:
-        """Who holds the lease on KEY (with tokens and deadlines) and who waits for it."""
+        """Who holds the lease on `key` (agents, tokens, deadlines) and who waits for it,
+        in line order. Use it to find your own token again after a lost answer."""
 
         def body(session: Session) -> LeaseStatusOut:
             from accord.strategies import lease as lease_mod
@@ -487,10 +493,10 @@ class _Tools:
         kind: Kind = "text",
         idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, WriteOut]:
-        """Write VALUE to KEY under your lease TOKEN. The store accepts it only while that
-        lease is the key's live lease; if it lapsed or was superseded the write is Fenced
-        and nothing is written: stop, re-read the key, acquire a new lease and redo the
-        work. VALUE and kind as for write."""
+        """Write `value` to `key` under your lease `token`. The store accepts it only
+        while that lease is the key's live lease; if it lapsed or was superseded the write
+        is Fenced and nothing is written: stop, re-read the key, acquire a new lease and
+        redo the work. `value`, `kind` and `idempotency_key` as for write."""
 
         def body(session: Session) -> WriteOut:
             stored = _value(value, kind)
@@ -509,10 +515,10 @@ class _Tools:
         kind: Kind = "text",
         idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, RequestOut]:
-        """Submit a change request for KEY to its writer (queue keys: you may not write
-        them yourself). CHANGE is what you want changed, in words or data the writer
-        understands (kind as for write). Returns the request id: request_status tells you
-        the writer's decision."""
+        """Submit a change request for `key` to its writer (on queue keys you may not
+        write yourself). `change` says what you want changed, in words or data the writer
+        understands (`kind` as for write). Returns the request id: request_status tells
+        you the writer's decision. An `idempotency_key` makes a resubmission safe."""
 
         def body(session: Session) -> RequestOut:
             stored = _value(change, kind, "change")
@@ -523,9 +529,9 @@ class _Tools:
     def request_status(
         self, request_id: str, ctx: Context, wait: float = 0
     ) -> Annotated[CallToolResult, RequestOut]:
-        """The status of change request REQUEST_ID: pending, accepted (with the version
-        written) or rejected (with the writer's reason). With WAIT > 0, wait up to WAIT
-        seconds (at most 55) for the decision."""
+        """The status of change request `request_id`: pending, accepted (with the
+        version written) or rejected (with the writer's reason). With `wait` > 0, wait up
+        to that many seconds (at most 55) for the decision."""
 
         def body(session: Session) -> RequestOut:
             from accord.strategies import queue
@@ -543,10 +549,10 @@ class _Tools:
         return self.run("request_status", ctx, body)
 
     def requests(self, key: str, ctx: Context) -> Annotated[CallToolResult, RequestsOut]:
-        """For the writer of queue key KEY: its pending change requests, oldest first,
-        with the key's current value and version. Decide them in that order with accept
-        (write the new value, with expect=current_version) or reject (with a reason).
-        Calling this claims the writer role of KEY if nobody holds it."""
+        """For the writer of the queue key `key`: its pending change requests, oldest
+        first, with the key's current value and version. Decide them in that order with
+        accept (write the new value, with expect=current_version) or reject (with a
+        reason). Calling this claims the writer role of the key if nobody holds it."""
 
         def body(session: Session) -> RequestsOut:
             from accord.strategies import queue
@@ -579,9 +585,9 @@ class _Tools:
         ctx: Context,
         kind: Kind = "text",
     ) -> Annotated[CallToolResult, RequestOut]:
-        """As the writer of KEY: accept change request REQUEST_ID by writing VALUE (the
-        key's new value with the change applied) if KEY is still at version EXPECT. The
-        write and the decision commit together, exactly once."""
+        """As the writer of `key`: accept the change request `request_id` by writing
+        `value` (the key's new value, with the change applied) if the key is still at
+        version `expect`. The write and the decision commit together, exactly once."""
 
         def body(session: Session) -> RequestOut:
             request = self._request_of(key, request_id)
@@ -593,8 +599,8 @@ class _Tools:
     def reject(
         self, key: str, request_id: str, reason: str, ctx: Context
     ) -> Annotated[CallToolResult, RequestOut]:
-        """As the writer of KEY: reject change request REQUEST_ID with a REASON the
-        submitter can act on. Nothing is written."""
+        """As the writer of `key`: reject the change request `request_id` with a
+        `reason` the submitter can act on. Nothing is written."""
 
         def body(session: Session) -> RequestOut:
             return _request_out(session.reject(self._request_of(key, request_id), reason))
@@ -618,9 +624,9 @@ class _Tools:
     # --- branches --------------------------------------------------------------
 
     def fork(self, key: str, ctx: Context) -> Annotated[CallToolResult, BranchOut]:
-        """Fork KEY: a private copy (a branch) based on its current version, for work that
-        should not see or disturb the others'. Write it with branch_write; the branches of
-        one base are merged at the end with merge."""
+        """Fork `key`: a private copy (a branch) based on its current version, for work
+        that should neither see nor disturb the others'. Write it with branch_write; the
+        branches of one base are merged at the end with merge."""
 
         def body(session: Session) -> BranchOut:
             branch = session.fork(key)
@@ -631,7 +637,8 @@ class _Tools:
     def branch_read(
         self, key: str, branch_id: str, ctx: Context
     ) -> Annotated[CallToolResult, BranchOut]:
-        """Read branch BRANCH_ID of KEY."""
+        """Read the branch `branch_id` of `key`: its value, its agent and the version it
+        was forked from (anyone may read a branch; only its agent writes it)."""
 
         def body(session: Session) -> BranchOut:
             from accord.strategies.branch import get_branch
@@ -648,9 +655,9 @@ class _Tools:
         ctx: Context,
         kind: Kind = "text",
     ) -> Annotated[CallToolResult, BranchOut]:
-        """Replace the value of your branch BRANCH_ID of KEY (from fork). Only the branch
-        changes; the key changes when the branches are merged. The value must be of the
-        key's kind (text stays text, JSON stays JSON)."""
+        """Replace the value of your branch `branch_id` of `key` (from fork). Only the
+        branch changes; the key changes when the branches are merged. The value must be of
+        the key's kind (text stays text, JSON stays JSON)."""
 
         def body(session: Session) -> BranchOut:
             from accord.strategies.branch import get_branch
@@ -689,12 +696,12 @@ class _Tools:
         prefer: str | None = None,
         resolutions: dict[str, str] | None = None,
     ) -> Annotated[CallToolResult, MergeOut]:
-        """Merge branches of KEY (default: every open branch) three-way against their base
-        and, when no conflict is left, write the result (committed=true). Otherwise nothing
-        is written and the conflicts are listed, each with where it is, the base and every
-        side (a branch id, or 'current' for the key's value if it moved). Settle them by
-        merging again with resolutions={where: side} (or prefer=side for all of them), or
-        by editing the branches so that they agree."""
+        """Merge the branches `branch_ids` of `key` (default: every open branch)
+        three-way against their base and, when no conflict is left, write the result
+        (committed=true). Otherwise nothing is written and the conflicts are listed, each
+        with where it is, the base and every side (a branch id, or 'current' for the key's
+        value if it moved). Settle them by merging again with resolutions={where: side}
+        (or prefer=side for all of them), or by editing the branches so that they agree."""
 
         def body(session: Session) -> MergeOut:
             from accord.merge import MergeConflict
@@ -757,8 +764,8 @@ class _Tools:
     def log(
         self, ctx: Context, key: str | None = None, limit: int = 50
     ) -> Annotated[CallToolResult, LogOut]:
-        """The latest LIMIT history events (of KEY, or of the whole store), oldest first:
-        who read, wrote, leased, submitted or merged what, with versions and outcomes."""
+        """The latest `limit` history events (of `key`, or of the whole store), oldest
+        first: who wrote, leased, submitted or merged what, with versions and outcomes."""
 
         def body(session: Session) -> LogOut:
             most = _check_limit(limit, _MAX_LOG)
@@ -962,5 +969,7 @@ def build_server(
              _annotations("Write a key you own (no expect)", destructive=True)),
         )
     for name, fn, hints in specs:
-        server.add_tool(fn, name=name, annotations=hints)
+        server.add_tool(
+            fn, name=name, description=inspect.cleandoc(fn.__doc__ or ""), annotations=hints
+        )
     return server
