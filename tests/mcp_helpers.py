@@ -92,7 +92,8 @@ class HttpServer:
                     + (f": {self.log.read_text()[-2000:]}" if self.log else "")
                 )
             try:
-                if httpx2.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                health = httpx2.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                if health.status_code == 200:
                     return
             except httpx2.HTTPError:
                 pass

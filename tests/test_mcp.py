@@ -522,7 +522,8 @@ def test_malformed_arguments_say_what_to_send(
         async with clients(store, "agent-a") as (a,):
             error, data = await call(a, tool, **arguments)
             assert error and data["error"] == "UsageError"
-            assert data["message"].startswith(f"Bad arguments for {tool}, nothing was done: {field}")
+            lead = f"Bad arguments for {tool}, nothing was done: {field}"
+            assert data["message"].startswith(lead)
             assert f"{tool} takes: key (string)" in data["message"]
 
     run(go())
