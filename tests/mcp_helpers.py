@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,8 +82,14 @@ class HttpServer:
                 "--store", self.store_url]
         if self.manifest:
             args += ["--manifest", self.manifest]
-        out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
-        self.proc = subprocess.Popen(args, env=server_env(), stdout=out, stderr=out)
+        if self.log is not None:
+            # The child keeps its own descriptor: the parent's copy closes at once.
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen(args, env=server_env(), stdout=out, stderr=out)
+        else:
+            self.proc = subprocess.Popen(
+                args, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -130,13 +136,19 @@ def http_server(
         server.stop()
 
 
-def http_client(url: str, token: str | None, **kwargs: Any) -> Client:
+@contextlib.asynccontextmanager
+async def http_client(url: str, token: str | None, **kwargs: Any) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, sending ``token`` as a bearer token."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return Client(
-        streamable_http_client(url, http_client=create_mcp_http_client(headers=headers)),
-        read_timeout_seconds=CALL_TIMEOUT,
-        **kwargs,
-    )
+    # The transport leaves an http client it was given open: close it here.
+    async with create_mcp_http_client(headers=headers) as http:
+        client = Client(
+            streamable_http_client(url, http_client=http),
+            read_timeout_seconds=CALL_TIMEOUT,
+            **kwargs,
+        )
+        async with client:
+            yield client
 
 
 def stdio_params(store_url: str, agent: str, manifest: str | None = None) -> StdioServerParameters:
