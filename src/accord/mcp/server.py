@@ -32,7 +32,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from accord.errors import (
     AccordError,
@@ -44,7 +44,7 @@ from accord.errors import (
 )
 from accord.keys import validate_key
 from accord.records import Doc, from_wire, to_wire
-from accord.session import Operation, Session
+from accord.session import MAX_VERSION, Operation, Session
 
 from .models import (
     BranchOut,
@@ -84,6 +84,10 @@ _MAX_LIST = 10_000
 _MAX_LOG = 1_000
 
 Kind = Literal["text", "json", "bytes"]
+# Versions and tokens fit 64-bit integers in every backend (see
+# accord.session.MAX_VERSION); the schema says so to clients up front.
+Version = Annotated[int, Field(le=MAX_VERSION)]
+Token = Annotated[int, Field(le=MAX_VERSION)]
 Identity = Callable[[Context], str]
 """How the server learns who is calling: a function of the request context."""
 
@@ -326,7 +330,7 @@ class _Tools:
         self,
         key: str,
         value: str,
-        expect: int,
+        expect: Version,
         ctx: Context,
         kind: Kind = "text",
         idempotency_key: str | None = None,
@@ -388,7 +392,7 @@ class _Tools:
         return self.run("write_owned", ctx, body)
 
     def delete(
-        self, key: str, expect: int, ctx: Context, idempotency_key: str | None = None
+        self, key: str, expect: Version, ctx: Context, idempotency_key: str | None = None
     ) -> Annotated[CallToolResult, DeleteOut]:
         """Delete `key` only if it is still at version `expect` (the version you read).
         The version moves on: a later create (expect=0) continues from it. On a Conflict
@@ -427,7 +431,7 @@ class _Tools:
         return self.run("lease_acquire", ctx, body)
 
     def lease_renew(
-        self, key: str, token: int, ctx: Context, ttl: float | None = None
+        self, key: str, token: Token, ctx: Context, ttl: float | None = None
     ) -> Annotated[CallToolResult, LeaseOut]:
         """Extend your lease `token` on `key` to `ttl` seconds from now (default: the TTL
         it was granted with). A lease that already lapsed cannot be renewed (someone else
@@ -443,7 +447,7 @@ class _Tools:
         return self.run("lease_renew", ctx, body)
 
     def lease_release(
-        self, key: str, token: int, ctx: Context
+        self, key: str, token: Token, ctx: Context
     ) -> Annotated[CallToolResult, ReleaseOut]:
         """Release your lease `token` on `key` when your work is done, so that the next
         agent in line gets it at once instead of after the TTL."""
@@ -488,7 +492,7 @@ class _Tools:
         self,
         key: str,
         value: str,
-        token: int,
+        token: Token,
         ctx: Context,
         kind: Kind = "text",
         idempotency_key: str | None = None,
@@ -581,7 +585,7 @@ class _Tools:
         key: str,
         request_id: str,
         value: str,
-        expect: int,
+        expect: Version,
         ctx: Context,
         kind: Kind = "text",
     ) -> Annotated[CallToolResult, RequestOut]:
