@@ -540,3 +540,33 @@ def test_waits_over_the_per_call_limit_are_refused(store: accord.Store) -> None:
             assert negative["error"] == "UsageError"
 
     run(go())
+
+
+def test_every_result_matches_the_advertised_output_schema(store: accord.Store) -> None:
+    """Clients (the TypeScript SDK among them) validate structuredContent against the
+    output schema, errors included: both shapes must pass."""
+    import jsonschema
+
+    async def go() -> None:
+        async with clients(store, "agent-a") as (a,):
+            schemas = {t.name: t.output_schema for t in (await a.list_tools()).tools}
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("write", {"key": "k", "value": "v", "expect": 0}),
+                ("write", {"key": "k", "value": "v", "expect": 0}),  # Conflict
+                ("write", {"key": "k", "value": "v"}),  # bad arguments
+                ("read", {"key": "k"}),
+                ("read", {"key": "nope"}),
+                ("list", {}),
+                ("lease_status", {"key": "k"}),
+                ("lease_release", {"key": "k", "token": 5}),
+                ("log", {"limit": 5}),
+                ("merge", {"key": "k"}),
+                ("check", {}),
+                ("plan", {}),
+            ]
+            for tool, arguments in calls:
+                result = await a.call_tool(tool, arguments)
+                assert result.structured_content is not None
+                jsonschema.validate(result.structured_content, schemas[tool])
+
+    run(go())

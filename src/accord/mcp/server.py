@@ -31,6 +31,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
@@ -888,6 +889,38 @@ def _bad_arguments(tool: str, schema: dict[str, Any], error: ValidationError) ->
     )
 
 
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "ToolError",
+    "description": "A refused call (isError true): the error's class, its message (what "
+    "happened and what to do next), and the error's own fields (key, expected, current, "
+    "writers, diff, token, holder, ...).",
+    "properties": {
+        "error": {"type": "string", "description": "The accord error class, e.g. Conflict."},
+        "message": {"type": "string"},
+    },
+    "required": ["error", "message"],
+}
+
+
+def _with_errors(success: dict[str, Any] | None) -> dict[str, Any]:
+    """An output schema that admits the success result or the error result.
+
+    Clients (the TypeScript SDK among them) check ``structuredContent`` against the
+    output schema on errors too; an error's fields must not make its result invalid.
+    """
+    assert success is not None
+    success = dict(success)
+    defs = dict(success.pop("$defs", {}))
+    defs["ToolError"] = _ERROR_SCHEMA
+    return {
+        "type": "object",
+        "title": success.get("title", "Result"),
+        "anyOf": [success, {"$ref": "#/$defs/ToolError"}],
+        "$defs": defs,
+    }
+
+
 def _offers_owned_writes(store: Store) -> bool:
     """True when the manifest gives some key to one agent alone (owner or queue writer)."""
     policy = store.policy
@@ -930,15 +963,6 @@ def build_server(
     from accord import __version__
 
     tools = _Tools(store, identity, transport)
-    server = _AccordServer(
-        "accord",
-        title="accord shared state",
-        version=__version__,
-        instructions=_INSTRUCTIONS,
-        log_level="WARNING",
-        token_verifier=token_verifier,
-        auth=auth,
-    )
     reading = {"read_only": True, "idempotent": True}
     specs: list[tuple[str, Callable[..., Any], ToolAnnotations]] = [
         ("read", tools.read, _annotations("Read a key", **reading)),
@@ -972,8 +996,23 @@ def build_server(
             ("write_owned", tools.write_owned,
              _annotations("Write a key you own (no expect)", destructive=True)),
         )
+    registered = []
     for name, fn, hints in specs:
-        server.add_tool(
+        tool = Tool.from_function(
             fn, name=name, description=inspect.cleandoc(fn.__doc__ or ""), annotations=hints
         )
-    return server
+        # Results are validated against the success model on the server; clients see a
+        # schema that also admits the error shape (see _with_errors).
+        tool.fn_metadata.output_schema = _with_errors(tool.fn_metadata.output_schema)
+        tool.__dict__.pop("output_schema", None)
+        registered.append(tool)
+    return _AccordServer(
+        "accord",
+        title="accord shared state",
+        version=__version__,
+        instructions=_INSTRUCTIONS,
+        log_level="WARNING",
+        token_verifier=token_verifier,
+        auth=auth,
+        tools=registered,
+    )
