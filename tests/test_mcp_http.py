@@ -348,3 +348,15 @@ def test_the_same_workload_with_blind_writes_loses_updates(sqlite_url: str, tmp_
         store.export_history(tmp_path / "history.jsonl")
     checked = _accord("check", str(tmp_path / "history.jsonl"))
     assert checked.returncode == 5 and "lost-update" in checked.stdout
+
+
+def test_sigterm_stops_the_server_in_order(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    token = add_agent(url, "alice")
+    server = HttpServer(url, free_port(), log=tmp_path / "server.log")
+    server.start()
+    assert post(server.url, token).status_code == 200
+    server.stop()
+    assert server.proc is not None and server.proc.returncode == 0
+    # The store was closed: SQLite folded its write-ahead log back into the file.
+    assert not (tmp_path / "state.db-wal").exists()

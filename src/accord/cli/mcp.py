@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import click
 
 from ..errors import UsageError
@@ -90,7 +93,8 @@ def _serve_stdio(store_url: str | None, manifest: str | None, agent: str) -> Non
     with open_store(store_url, manifest=manifest) as store:
         server = build_server(store, agent=agent, transport="stdio")
         # stdout is the protocol channel: everything for people goes to stderr.
-        server.run("stdio")
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run("stdio")
 
 
 def _serve_http(store_url: str | None, manifest: str | None, host: str, port: int) -> None:
@@ -125,7 +129,15 @@ def _serve_http(store_url: str | None, manifest: str | None, host: str, port: in
                 "listening beyond this machine: put a TLS-terminating reverse proxy in front, "
                 "or tokens cross the network in clear text (docs/mcp.md)", style="yellow"
             )
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+        # with the handler it found: make that an orderly exit, so the store is closed.
+        signal.signal(signal.SIGTERM, _exit_quietly)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def register(cli: click.Group) -> None:
