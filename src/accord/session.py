@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from .strategies.queue import Request
 
 _MAX_IDEM_LENGTH = 256
+# Versions count writes, so no key comes near this; the bound keeps a compared
+# version (and version + 1) inside every backend's 64-bit integers.
+MAX_VERSION = 2**62
 
 
 @dataclass
@@ -268,6 +271,17 @@ class Session:
     ) -> Doc:
         if expect is not None and (not isinstance(expect, int) or expect < 0):
             raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
+        if expect is not None and expect > MAX_VERSION:
+            raise UsageError(
+                f"expect={expect} is not a version any key can have (at most {MAX_VERSION}). "
+                f"Read {key} and pass the version you read."
+            )
+        if op == "delete" and expect == 0:
+            raise UsageError(
+                f"Refusing to delete {key} with expect=0: expect=0 means 'the key is absent', "
+                "and an absent key has nothing to delete. Read it and delete with "
+                "expect=<the version you read>."
+            )
         store = self.store
         allow_blind = False
         if store._hooks:

@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "plan",
     "queue",
     "branch",
+    "mcp",
+    "agents",
 ]
 
 
