@@ -24,6 +24,7 @@ happened and what to do next, in words an LLM agent can act on::
     │   ├── LeaseTimeout            the lease was not granted within ``wait``
     │   ├── LeaseLost               the lease expired or was superseded
     │   ├── Fenced                  a write under a lease that is no longer live
+    │   ├── LeaseHeld               a write without the key's live exclusive lease
     │   └── Deadlock                waiting would close a cycle of waiters
     ├── Timeout                     a wait ran out (requests, decisions)
     └── BackendUnavailable          the store cannot be reached or used
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidKey",
     "InvalidValue",
     "LeaseError",
+    "LeaseHeld",
     "LeaseLost",
     "LeaseTimeout",
     "ManifestError",
@@ -179,6 +181,20 @@ class LeaseLost(LeaseError):
 
 class Fenced(LeaseError):
     """A write carried a lease that is no longer the key's live lease."""
+
+
+class LeaseHeld(LeaseError):
+    """A write or delete of a key while a lease on it is live, without
+    carrying a live exclusive lease of that key; nothing was written.
+
+    Attributes: ``key``, ``holder`` (the agent holding the lease, or the
+    first of several shared holders), ``token`` (its fencing token),
+    ``mode``, ``expires`` (its deadline, seconds since the epoch on the
+    store's clock), ``holders`` (every live lease: dicts of ``agent``,
+    ``token``, ``mode``, ``expires``). Wait for the lease with
+    ``session.acquire(key, wait=...)`` (CLI: ``accord lease acquire KEY
+    --wait SECONDS``), then re-read the key and write under your lease.
+    """
 
 
 class Deadlock(LeaseError):

@@ -49,6 +49,7 @@ from .records import (
     Op,
     Put,
     Record,
+    TxnResult,
     Value,
     decode_value,
     encode_value,
@@ -62,6 +63,10 @@ if TYPE_CHECKING:
     from .strategies.queue import Request
 
 _MAX_IDEM_LENGTH = 256
+
+_ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "<absent>"})()
+"""What a session remembers as the value of a key it saw absent or deleted
+(None is a value: JSON null)."""
 
 
 @dataclass
@@ -123,6 +128,15 @@ class Session:
         entry = self._seen.get(key)
         return None if entry is None else entry[0]
 
+    def _seen_live_version(self, key: str) -> int | None:
+        """The version a compare on ``key`` must find for the key to be as this
+        session last saw it: 0 if it saw the key absent or deleted; None if it
+        never saw the key."""
+        entry = self._seen.get(key)
+        if entry is None:
+            return None
+        return 0 if entry[1] is _ABSENT else entry[0]
+
     # --- reads -------------------------------------------------------------
 
     def read(self, key: str) -> Doc:
@@ -157,7 +171,7 @@ class Session:
         started = backend.now() if store.record_reads else 0.0
         rec = backend.get(key)
         if rec is None or rec.deleted:
-            self._remember(key, 0 if rec is None else rec.version, None)
+            self._remember(key, 0 if rec is None else rec.version, _ABSENT)
             if self.store.record_reads:
                 self._record_read(key, rec, started)
             raise NotFound(
@@ -295,20 +309,33 @@ class Session:
             check = "none"
         else:
             check = "create"
-        if expect is not None:
-            compares.append(Compare(key, "version", "==", expect))
-        elif check == "create":
-            compares.append(Compare(key, "version", "==", 0))
-        if op == "delete" and expect is None:
-            if check == "create":
-                raise PreconditionRequired(
-                    f"Refusing to delete {key} without a guard. Read it and delete with "
-                    "expect=<version>, hold its lease, or pass force=True to delete blindly.",
-                    key=key,
-                )
-            compares.append(Compare(key, "version", "!=", 0))
-        guards = store._guards(self, key) if store._guard_fns else []
+        if op == "delete" and expect is None and check == "create":
+            raise PreconditionRequired(
+                f"Refusing to delete {key} without a guard. Read it and delete with "
+                "expect=<version>, hold its lease, or pass force=True to delete blindly.",
+                key=key,
+            )
+        # The guards every write path carries (the lease exclusion, the
+        # queue's writer), in the write's own transaction, before the
+        # version: a write refused by a live lease is told about the lease.
+        guards = store._guards(self, key, token)
         compares.extend(guards)
+        # The version the write is checked against: the one named, for a
+        # create none, and under a lease the one this session last saw. A
+        # lease keeps others out only while it is live; a version written
+        # before the grant that this session never read must not be erased
+        # by it. A session that never read the key relies on the lease
+        # alone: every change since the grant was made under this lease.
+        checked = expect
+        if expect is None:
+            if check == "create":
+                checked = 0
+            elif check == "lease" and not force:
+                checked = self._seen_live_version(key)
+        if checked is not None:
+            compares.append(Compare(key, "version", "==", checked))
+        if op == "delete" and expect is None:
+            compares.append(Compare(key, "version", "!=", 0))
 
         lamport, vector = self.clock.tick()
         seen_entry = self._seen.get(key)
@@ -348,10 +375,12 @@ class Session:
         if idem is not None:
             success.append(idem[1])
             compares.append(Compare(idem[0], "expires", "<", NOW))
+        # The refusal is recorded as a conflict unless the compare that
+        # refused it says otherwise (its refusal: a lease's is "fenced").
         failed = dict(event)
-        failed["outcome"] = "fenced" if check == "lease" else "conflict"
-        if expect is not None:
-            failed["expected"] = expect
+        failed["outcome"] = "conflict"
+        if checked is not None and check != "create":
+            failed["expected"] = checked
         put_if = None
         if check == "version" and op == "write" and idem is None:
             # The common optimistic write: a backend may offer it in fewer
@@ -362,10 +391,10 @@ class Session:
         else:
             result = store.backend.txn(compares, success, [Append(failed)])
         if not result.succeeded:
-            return self._refused(op, key, value, expect, check, lease, idem, result.records)
+            return self._refused(op, key, value, checked, check, lease, token, idem, result)
         ev = result.events[0]
         version = ev["version"]
-        self._seen[key] = (version, value if op == "write" else None)
+        self._seen[key] = (version, value if op == "write" else _ABSENT)
         return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
 
     def _refused(
@@ -376,18 +405,26 @@ class Session:
         expect: int | None,
         check: str,
         lease: Lease | int | None,
+        token: int | None,
         idem: tuple[str, Put, str] | None,
-        records: dict[str, Record | None],
+        result: TxnResult,
     ) -> Doc:
+        records = result.records
         if idem is not None:
             replay = self._replay(idem, key, value, records.get(idem[0]))
             if replay is not None:
                 return replay
-        self.store._explain_guard_failure(self, key, records)
-        if check == "lease":
+        self.store._explain_guard_failure(self, key, token, result)
+        failed = result.failed
+        if check == "lease" and (failed is None or failed.key != key):
             from .strategies import lease as lease_mod
 
-            raise lease_mod.fenced_error(self, key, lease, records)
+            error = lease_mod.fenced_error(self, key, lease, records)
+            # A live lease of ours with the version check failing: the key
+            # moved after the version this session saw (a conflict, not a
+            # fence); anything else is the lease's own refusal.
+            if getattr(error, "reason", None) != "version" or expect is None:
+                raise error
         rec = records.get(key)
         current = 0 if rec is None or rec.deleted else rec.version
         if check == "create":
@@ -424,14 +461,20 @@ class Session:
         else:
             message += f" Re-read it, apply your change on top, and write with expect={current}."
         diff = ""
-        if seen is not None and seen[0] == expected and value is not None and seen[1] is not None:
+        if (
+            seen is not None
+            and seen[0] == expected
+            and value is not None
+            and seen[1] is not None
+            and seen[1] is not _ABSENT
+        ):
             diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
             message += f" Changed since version {expected}:\n{diff}"
         elif value is not None and expected != 0:
             message += f" (Version {expected}'s value is not known to this session, so no diff.)"
         # The agent now knows the current version: the message carries it.
         if rec is not None:
-            self._remember(key, rec.version, value)
+            self._remember(key, rec.version, _ABSENT if rec.deleted else value)
             self.clock.observe(key, rec.lamport, rec.clock)
         return Conflict(
             message,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .backends.base import Backend
 from .clock import decode_clock
 from .errors import BackendUnavailable, InvalidValue, UsageError, ValueTooLarge
-from .records import Compare, Doc, Event, Record, Value, decode_value, encode_value
+from .records import Compare, Doc, Event, Record, TxnResult, Value, decode_value, encode_value
 from .session import Operation, Session
 
 if TYPE_CHECKING:
@@ -29,7 +29,12 @@ DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 Hook = Callable[[Operation], None]
-Guard = Callable[[Session, str], list[Compare]]
+Guard = Callable[[Session, str, "int | None"], list[Compare]]
+"""``guard(session, key, token)``: compares for a write of ``key`` by
+``session``'s agent carrying the fencing token ``token`` (None without a lease)."""
+Explain = Callable[[Session, str, "int | None", TxnResult], None]
+"""``explain(session, key, token, result)``: raise the guard's own error when
+one of its compares refused the write (``result.failed``)."""
 
 
 def open(
@@ -132,12 +137,13 @@ class Store:
         self.idempotency_window = float(idempotency_window)
         self.policy: Any = None
         self._hooks: list[Hook] = []
-        self._guard_fns: list[
-            tuple[Guard, Callable[[Session, str, dict[str, Record | None]], None]]
-        ] = []
+        self._guard_fns: list[tuple[Guard, Explain]] = []
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._idem_writes = 0
+        # The lease guard first: a write refused by a live lease and by
+        # something else is told about the lease, which it must wait out.
+        __import__("accord.strategies.lease", fromlist=["install"]).install(self)
         __import__("accord.strategies.queue", fromlist=["install"]).install(self)
 
     @property
@@ -188,31 +194,32 @@ class Store:
         """Run ``hook(operation)`` before every session operation; it may raise."""
         self._hooks.append(hook)
 
-    def add_guard(
-        self,
-        guard: Guard,
-        explain: Callable[[Session, str, dict[str, Record | None]], None],
-    ) -> None:
-        """Add compares to every write (``guard(session, key)``).
+    def add_guard(self, guard: Guard, explain: Explain) -> None:
+        """Add compares to every write of an agent key, on every write path.
 
-        When a write fails, ``explain(session, key, records)`` runs first and
-        raises its own error if one of its compares is what failed.
+        ``guard(session, key, token)`` returns the compares; every path that
+        writes or deletes a key (a session's write and delete, a queue
+        writer's accept and group decision, a merge commit) puts them in the
+        write's own transaction. ``token`` is the fencing token the write
+        carries (None without a lease). When a write is refused,
+        ``explain(session, key, token, result)`` runs before the path's own
+        explanation and raises the guard's error if one of its compares is
+        what refused it (``result.failed``).
         """
         self._guard_fns.append((guard, explain))
 
-    def _guards(self, session: Session, key: str) -> list[Compare]:
-        if not self._guard_fns:
-            return []
+    def _guards(self, session: Session, key: str, token: int | None = None) -> list[Compare]:
+        """The compares every write of ``key`` carries (see :meth:`add_guard`)."""
         out: list[Compare] = []
         for guard, _ in self._guard_fns:
-            out.extend(guard(session, key))
+            out.extend(guard(session, key, token))
         return out
 
     def _explain_guard_failure(
-        self, session: Session, key: str, records: dict[str, Record | None]
+        self, session: Session, key: str, token: int | None, result: TxnResult
     ) -> None:
         for _, explain in self._guard_fns:
-            explain(session, key, records)
+            explain(session, key, token, result)
 
     # --- values --------------------------------------------------------------
 
@@ -274,7 +281,9 @@ class Store:
         out: list[tuple[int, str]] = []
         for ev in self.backend.changes(key):
             version = ev.get("version")
-            if not isinstance(version, int) or version <= expected or len(out) >= 20:
+            if not isinstance(version, int):
+                continue  # a lease event, which older stores listed among the changes
+            if version <= expected or len(out) >= 20:
                 break
             out.append((version, ev["agent"]))
         out.reverse()

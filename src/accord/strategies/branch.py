@@ -405,8 +405,10 @@ class Merge:
         )
         event["branches"] = list(self.branch_ids)
         event["base"] = self.base_version
-        compares = [Compare(key, "version", "==", self.current_version)]
-        compares.extend(store._guards(session, key))
+        # The guards of every write path (a live lease on the key refuses
+        # the commit), then the version the merge was computed against.
+        compares = store._guards(session, key)
+        compares.append(Compare(key, "version", "==", self.current_version))
         # The key exists at current_version (merge() checked), so the write
         # makes it current_version + 1; each branch records that it went
         # there, in the same transaction that writes the value.
@@ -431,7 +433,7 @@ class Merge:
             [Append(failed)],
         )
         if not result.succeeded:
-            store._explain_guard_failure(session, key, result.records)
+            store._explain_guard_failure(session, key, None, result)
             for branch_id, version in self._branch_versions.items():
                 bkey = branch_prefix(key) + branch_id
                 rec = result.records.get(bkey)

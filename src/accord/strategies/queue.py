@@ -58,7 +58,18 @@ from ..errors import (
     UsageError,
 )
 from ..keys import internal, validate_key
-from ..records import Append, Compare, Delete, Doc, Put, Record, Value, decode_value, encode_value
+from ..records import (
+    Append,
+    Compare,
+    Delete,
+    Doc,
+    Put,
+    Record,
+    TxnResult,
+    Value,
+    decode_value,
+    encode_value,
+)
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -489,7 +500,7 @@ def retire(session: Session, key: str) -> None:
 # --- the guard on direct writes -----------------------------------------------------
 
 
-def guard(session: Session, key: str) -> list[Compare]:
+def guard(session: Session, key: str, token: int | None = None) -> list[Compare]:
     """Compares added to every direct write of ``key`` (see ``Store.add_guard``).
 
     A key whose writer role exists (or that the manifest gives a queue
@@ -504,12 +515,15 @@ def guard(session: Session, key: str) -> list[Compare]:
     return [Compare(role_key(key), "holder", "==", session.agent)]
 
 
-def explain(session: Session, key: str, records: dict[str, Record | None]) -> None:
+def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
     """Raise :class:`NotWriter` when :func:`guard`'s compare is what refused a write."""
+    failed = result.failed
+    if failed is not None and failed.key != role_key(key):
+        return
     named = _policy_writer(session.store, key)
     if named is not None and named != session.agent:
         raise _not_writer(key, named, session.agent, " (named by the manifest)")
-    rec = records.get(role_key(key))
+    rec = result.records.get(role_key(key))
     if rec is not None and not rec.deleted and rec.author != session.agent:
         raise _not_writer(key, rec.value["agent"], session.agent)
 
@@ -861,6 +875,9 @@ def accept(
     )
     rkey, pkey, wkey = request_key(stored.id), pending_prefix(key) + stored.id, role_key(key)
     compares = [
+        # The guards of every write path (a live lease on the key refuses
+        # the accept); the queue's own guard is among them.
+        *store._guards(session, key),
         Compare(wkey, "holder", "==", session.agent),
         Compare(pkey, "version", "!=", 0),
         Compare(key, "version", "==", expect),
@@ -878,7 +895,7 @@ def accept(
         ],
     )
     if not result.succeeded:
-        raise _refused(session, role, stored, "accept", event, result.records, expect)
+        raise _refused(session, role, stored, "accept", event, result, expect)
     ev = result.events[0]
     doc = Doc(
         key=key,
@@ -936,7 +953,7 @@ def reject(session: Session, request: Request, reason: str) -> Request:
         ],
     )
     if not result.succeeded:
-        raise _refused(session, role, stored, "reject", event, result.records, None)
+        raise _refused(session, role, stored, "reject", event, result, None)
     role.head = None
     return replace(stored, status="rejected", outcome=reason, decided_by=session.agent)
 
@@ -962,15 +979,17 @@ def _refused(
     stored: Request,
     what: str,
     event: dict[str, Any],
-    records: dict[str, Record | None],
+    result: TxnResult,
     expect: int | None,
 ) -> Exception:
     """Work out which compare refused a decision; log it; return the error."""
     store = session.store
     key = stored.key
+    records = result.records
     wrec = records.get(role_key(key))
     error: Exception
     outcome = "conflict"
+    failed = result.failed
     if wrec is not None and not wrec.deleted and wrec.author != session.agent:
         outcome = "fenced"
         _set_role(session, None, key)
@@ -978,15 +997,24 @@ def _refused(
             error = _fenced(key, session.agent, wrec)
         else:
             error = _not_writer(key, wrec.value["agent"], session.agent)
+    elif failed is not None and failed.target == "vacant":
+        # A live lease on the key: the decision waits until it ends.
+        outcome = failed.refusal or "fenced"
+        try:
+            store._explain_guard_failure(session, key, None, result)
+        except AccordError as exc:
+            error = exc
+        else:  # pragma: no cover - a vacant compare is always explained
+            error = PreconditionFailed(f"The {what} of {stored.id} was refused; try again.")
     elif records.get(pending_prefix(key) + stored.id) is None:
         error = _decided_already(get_request(store, stored.id), what)
     else:
         assert expect is not None
         rec = records.get(key)
         error = session._conflict(key, expect, rec)
-    failed = dict(event)
-    failed["outcome"] = outcome
-    store.backend.txn([], [Append(failed)])
+    refusal = dict(event)
+    refusal["outcome"] = outcome
+    store.backend.txn([], [Append(refusal)])
     return error
 
 
@@ -1107,6 +1135,9 @@ def _decide_group(
         session.clock.observe(key, current.lamport, current.clock)
     wkey = role_key(key)
     compares = [
+        # The guards of every write path (a live lease on the key refuses
+        # the group), then the role and the version the group was decided on.
+        *store._guards(session, key),
         Compare(wkey, "holder", "==", session.agent),
         Compare(key, "version", "==", expect),
     ]
@@ -1185,6 +1216,10 @@ def _decide_group(
         if wrec is not None and not wrec.deleted and wrec.author != session.agent:
             _set_role(session, None, key)
             raise _fenced(key, session.agent, wrec)
+        if result.failed is not None and result.failed.target == "vacant":
+            # A live lease on the key: nothing of the group was applied; the
+            # error says who holds it and how long.
+            store._explain_guard_failure(session, key, None, result)
         return -1, failure
     session._remember(key, version, value)
     role.head = None
