@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import params
 from .backends.base import iso_time
 from .clock import AgentClock, decode_clock, encode_clock
 from .diff import describe_change
@@ -572,8 +573,9 @@ class Session:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        if retries < 0:
-            raise UsageError("retries must be 0 or more.")
+        retries = params.count(retries, "retries")
+        backoff = params.seconds(backoff, "backoff", example="0.01")
+        max_backoff = params.seconds(max_backoff, "max_backoff", example="2")
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import params
 from .backends.base import Backend
 from .clock import decode_clock
 from .errors import BackendUnavailable, InvalidValue, UsageError, ValueTooLarge
@@ -59,6 +60,9 @@ def open(
 
     You *must* close the store (``store.close()`` or ``with``) when done.
     """
+    # Checked before anything is opened: a bad argument leaves no connection behind.
+    params.count(max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE))
+    params.seconds(idempotency_window, "idempotency_window", above=True, example="86400")
     manifest_path = manifest if manifest is not None else os.environ.get("ACCORD_MANIFEST")
     policy = None
     if manifest_path:
@@ -127,14 +131,20 @@ class Store:
         record_reads: bool = False,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
     ) -> None:
-        if max_value_size <= 0:
-            raise UsageError("max_value_size must be a positive number of bytes.")
-        if idempotency_window <= 0:
-            raise UsageError("idempotency_window must be a positive number of seconds.")
+        max_value_size = params.count(
+            max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE)
+        )
+        idempotency_window = params.seconds(
+            idempotency_window,
+            "idempotency_window",
+            above=True,
+            example="86400",
+            hint="It is how long an idempotency key is remembered.",
+        )
         self.backend = backend
         self.max_value_size = max_value_size
         self.record_reads = record_reads
-        self.idempotency_window = float(idempotency_window)
+        self.idempotency_window = idempotency_window
         self.policy: Any = None
         self._hooks: list[Hook] = []
         self._guard_fns: list[tuple[Guard, Explain]] = []
@@ -255,11 +265,12 @@ class Store:
 
     def history(self, key: str | None = None, since: int = 0) -> Iterator[Event]:
         """Every history event with revision > ``since``, oldest first."""
-        for data in self.backend.history(since=since, key=key):
-            yield Event.from_dict(data)
+        since = params.count(since, "since", example="0")
+        return (Event.from_dict(data) for data in self.backend.history(since=since, key=key))
 
     def export_history(self, path: str | os.PathLike[str], *, since: int = 0) -> int:
         """Write the history as JSONL (see docs/history.md); returns the count."""
+        since = params.count(since, "since", example="0")
         count = 0
         target = Path(path)
         with target.open("w", encoding="utf-8") as out:

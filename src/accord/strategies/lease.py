@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .. import params
 from ..errors import (
     AccordError,
     Deadlock,
@@ -314,28 +315,22 @@ def _queue_ttl_from(e: _Entry) -> float:
 
 
 def _check_ttl(ttl: object, name: str = "ttl") -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
-        raise UsageError(
-            f"{name} must be a number of seconds, not {ttl!r}. Pass, say, {name}=30."
-        )
-    if ttl < MIN_TTL or ttl > MAX_TTL:
-        raise UsageError(
-            f"{name}={ttl!r} is out of range: a lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s "
-            "(one day). Pick the longest time your work may run without renewing, and "
-            "renew (or pass keepalive=True) for longer work. Nothing was changed."
-        )
-    return float(ttl)
+    return params.seconds(
+        ttl,
+        name,
+        minimum=MIN_TTL,
+        maximum=MAX_TTL,
+        example="30",
+        hint=f"A lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s (one day): pick the longest "
+        "time your work may run without renewing, and renew (or pass keepalive=True) for "
+        "longer work.",
+    )
 
 
 def _check_wait(wait: object) -> float:
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or math.isnan(wait):
-        raise UsageError(f"wait must be a number of seconds (0 for no waiting), not {wait!r}.")
-    if wait < 0 or wait > MAX_WAIT:
-        raise UsageError(
-            f"wait={wait!r} is out of range: use 0 (do not wait) up to {MAX_WAIT:.0f} s. "
-            "Nothing was changed."
-        )
-    return float(wait)
+    return params.seconds(
+        wait, "wait", maximum=MAX_WAIT, example="10", hint="wait=0 means: do not wait at all."
+    )
 
 
 def _check_mode(mode: object) -> Mode:

@@ -46,6 +46,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .. import params
 from ..clock import encode_clock
 from ..errors import (
     AccordError,
@@ -192,10 +193,11 @@ class Request:
             raise UsageError(
                 "This Request is not attached to a store; get it from submit() or requests()."
             )
+        timeout = params.seconds(timeout, "timeout", example="30")
         store = self._store
         backend = store.backend
         rkey = request_key(self.id)
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.monotonic() + timeout
         while True:
             since = backend.revision()
             current = get_request(store, self.id)
@@ -369,8 +371,6 @@ def _claim(session: Session, key: str, *, ttl: float, wait: float) -> _Role:
     Another agent gets it only once the holder's deadline has passed; this
     waits up to ``wait`` seconds for that, then raises :class:`NotWriter`.
     """
-    if ttl <= 0:
-        raise UsageError(f"ttl must be a positive number of seconds, not {ttl!r}.")
     store = session.store
     backend = store.backend
     agent = session.agent
@@ -378,7 +378,7 @@ def _claim(session: Session, key: str, *, ttl: float, wait: float) -> _Role:
     if named is not None and named != agent:
         raise _not_writer(key, named, agent, " (named by the manifest)")
     rkey = role_key(key)
-    give_up = time.monotonic() + max(0.0, wait)
+    give_up = time.monotonic() + wait
     while True:
         rec = backend.get(rkey)
         now = backend.now()
@@ -704,11 +704,31 @@ def requests(
     after its last renewal unless the writer serves again.
     """
     validate_key(key)
-    if timeout < 0:
-        raise UsageError("timeout must be 0 or more seconds.")
+    timeout = params.seconds(timeout, "timeout", example="5")
+    ttl = _check_role_ttl(ttl)
+    role_wait = params.seconds(role_wait, "role_wait", example="0")
+    _check_stop(stop)
     session._intercept("requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     return _iterate(session, key, role, timeout, stop)
+
+
+def _check_role_ttl(ttl: object) -> float:
+    return params.seconds(
+        ttl,
+        "ttl",
+        minimum=0.0,
+        above=True,
+        example=f"{DEFAULT_ROLE_TTL:g}",
+        hint="It is how long the writer role outlives the writer's last renewal.",
+    )
+
+
+def _check_stop(stop: object) -> None:
+    if stop is not None and not (hasattr(stop, "is_set") and callable(stop.is_set)):
+        raise UsageError(
+            f"stop must be a threading.Event (or None), not {stop!r}. Nothing was changed."
+        )
 
 
 def _iterate(
@@ -1058,11 +1078,20 @@ def serve(
     (taking over from a dead writer). Raises :class:`Fenced` if the role is
     taken over meanwhile.
     """
-    if limit is not None and limit <= 0:
-        return 0
-    if batch < 1:
-        raise UsageError("batch must be 1 or more.")
     validate_key(key)
+    if timeout is not None:
+        timeout = params.seconds(
+            timeout, "timeout", example="60", hint="Pass timeout=None to serve until stopped."
+        )
+    _check_stop(stop)
+    if limit is not None:
+        limit = params.count(limit, "limit", example="100")
+    ttl = _check_role_ttl(ttl)
+    role_wait = params.seconds(role_wait, "role_wait", example="0")
+    retries = params.count(retries, "retries")
+    batch = params.count(batch, "batch", minimum=1, example="64")
+    if limit == 0:
+        return 0
     session._intercept("requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     store = session.store
