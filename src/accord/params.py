@@ -1,11 +1,14 @@
 """The numbers and flags public calls take, checked in one place with one wording.
 
 Every timeout, TTL, wait, backoff and window goes through :func:`seconds`;
-every count (retries, batch, limit, sizes) through :func:`count`. Each
+every count (retries, batch, limit, sizes) through :func:`count`; every
+version (``expect=``) through :func:`version`; every on/off argument
+(``force``, ``keepalive``, ``record_reads``) through :func:`flag`. Each
 refuses what would otherwise be taken silently for something else: a
-boolean where a number belongs, text (``timeout="x"``), NaN (every
-comparison with it is false, so a wait bounded by it never ends),
-infinities where a bound is needed, negatives.
+boolean where a number belongs (``expect=True`` is not version 1), a truthy
+string where a bool belongs (``force="no"`` is not a blind write), text
+(``timeout="x"``), NaN (every comparison with it is false, so a wait
+bounded by it never ends), infinities where a bound is needed, negatives.
 Each raises :class:`~accord.UsageError` saying which argument, what it got,
 and what to pass instead; nothing has been changed when it does.
 """
@@ -16,7 +19,7 @@ import math
 
 from .errors import UsageError
 
-__all__ = ["count", "seconds"]
+__all__ = ["count", "flag", "seconds", "version"]
 
 
 def _number(value: object) -> bool:
@@ -79,6 +82,29 @@ def count(
         high = f" and at most {maximum}" if maximum is not None else ""
         raise UsageError(
             f"{name}={value!r} is out of range: use a whole number, at least {minimum}{high}. "
+            "Nothing was changed.",
+            argument=name,
+        )
+    return value
+
+
+def version(value: object, name: str = "expect") -> int:
+    """``value`` as a version to compare with (an int >= 0, not bool), or :class:`UsageError`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UsageError(
+            f"{name} must be a version number >= 0 (0: the key must be absent), not "
+            f"{value!r}. Read the key and pass its version, such as {name}=doc.version. "
+            "Nothing was changed.",
+            argument=name,
+        )
+    return value
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` if it is a bool, else :class:`UsageError` (``"no"`` is not False)."""
+    if not isinstance(value, bool):
+        raise UsageError(
+            f"{name} must be True or False, not {value!r} ({type(value).__name__}). "
             "Nothing was changed.",
             argument=name,
         )

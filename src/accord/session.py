@@ -281,8 +281,9 @@ class Session:
         idempotency_key: str | None,
         extra: dict[str, Any] | None,
     ) -> Doc:
-        if expect is not None and (not isinstance(expect, int) or expect < 0):
-            raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
+        if expect is not None:
+            params.version(expect)
+        params.flag(force, "force")
         store = self.store
         allow_blind = False
         if store._hooks:
@@ -573,6 +574,11 @@ class Session:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
+        if not callable(fn):
+            raise UsageError(
+                f"update() takes a function old_value -> new_value, not {fn!r}. Nothing was "
+                "changed."
+            )
         retries = params.count(retries, "retries")
         backoff = params.seconds(backoff, "backoff", example="0.01")
         max_backoff = params.seconds(max_backoff, "max_backoff", example="2")
@@ -646,11 +652,17 @@ class Session:
         ttl: float = 30,
         wait: float = 10,
         mode: str = "exclusive",
+        keepalive: bool = False,
     ) -> Any:
-        """Leases on several keys, taken in one canonical order (no deadlock)."""
+        """Leases on several keys, taken in one canonical order (no deadlock).
+
+        ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
+        """
         from .strategies import lease as lease_mod
 
-        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode)
+        return lease_mod.acquire_all(
+            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""

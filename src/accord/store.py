@@ -62,6 +62,7 @@ def open(
     """
     # Checked before anything is opened: a bad argument leaves no connection behind.
     params.count(max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE))
+    params.flag(record_reads, "record_reads")
     params.seconds(idempotency_window, "idempotency_window", above=True, example="86400")
     manifest_path = manifest if manifest is not None else os.environ.get("ACCORD_MANIFEST")
     policy = None
@@ -143,7 +144,7 @@ class Store:
         )
         self.backend = backend
         self.max_value_size = max_value_size
-        self.record_reads = record_reads
+        self.record_reads = params.flag(record_reads, "record_reads")
         self.idempotency_window = idempotency_window
         self.policy: Any = None
         self._hooks: list[Hook] = []

@@ -166,3 +166,63 @@ def test_the_command_line_refuses_nan_waits_without_hanging(sqlite_url: str) -> 
     ):
         code, out = run(*args)
         assert code == 1 and "Nothing was changed" in out, (args, out)
+
+
+# --- booleans are not versions, and flags are real bools (item 10) -----------------------
+
+
+@pytest.mark.parametrize("bad", [True, False, -1, 1.0, "1", None.__class__])
+def test_expect_must_be_a_whole_version(store: accord.Store, bad: Any) -> None:
+    a = store.session("agent-a")
+    a.write("k", "v1")
+    revision = store.revision()
+    with pytest.raises(accord.UsageError, match="expect must be a version number"):
+        a.write("k", "v2", expect=bad)
+    with pytest.raises(accord.UsageError, match="expect must be a version number"):
+        a.delete("k", expect=bad)
+    assert store.revision() == revision and a.read("k").value == "v1"
+
+
+def test_expect_true_is_not_version_one(store: accord.Store) -> None:
+    """issue 11, item 10: expect=True was accepted as version 1."""
+    a = store.session("agent-a")
+    a.write("k", "v1")
+    with pytest.raises(accord.UsageError, match=r"not True"):
+        a.write("k", "v2", expect=True)
+    assert a.read("k").value == "v1"
+
+
+@pytest.mark.parametrize("bad", ["no", "yes", 1, 0, None, "False"])
+def test_force_must_be_a_bool(store: accord.Store, bad: Any) -> None:
+    """issue 11, item 10: force="no" counted as true (a blind write)."""
+    a = store.session("agent-a")
+    a.write("k", "v1")
+    revision = store.revision()
+    with pytest.raises(accord.UsageError, match="force must be True or False"):
+        a.write("k", "blind", force=bad)
+    with pytest.raises(accord.UsageError, match="force must be True or False"):
+        a.delete("k", force=bad)
+    assert store.revision() == revision and a.read("k").value == "v1"
+
+
+def test_other_flags_and_versions(store: accord.Store, open_store: Callable[..., Any]) -> None:
+    a, w = store.session("agent-a"), store.session("writer")
+    a.write("k", "v1")
+    with pytest.raises(accord.UsageError, match="keepalive must be True or False"):
+        a.acquire("k", keepalive="no")
+    with pytest.raises(accord.UsageError, match="keepalive must be True or False"):
+        a.lease_all(["k"], keepalive=1)
+    with pytest.raises(accord.UsageError, match="positive integer"):
+        a.write("k", "x", lease=True)
+    with pytest.raises(accord.UsageError, match="record_reads must be True or False"):
+        open_store(record_reads="yes")
+    with pytest.raises(accord.UsageError, match="takes a function"):
+        a.update("k", "not a function")  # type: ignore[arg-type]
+    with pytest.raises(accord.UsageError, match="takes a function"):
+        w.serve("k", None)  # type: ignore[arg-type]
+    a.submit("k", "change")
+    request = next(w.requests("k", timeout=0))
+    with pytest.raises(accord.UsageError, match="expect must be a version number"):
+        w.accept(request, "v2", expect=True)
+    assert a.read("k").value == "v1" and request.refresh().pending
+    assert accord.lease_status(store, "k").holders == []

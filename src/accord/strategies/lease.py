@@ -740,6 +740,7 @@ def acquire(
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     mode_ = _check_mode(mode)
+    params.flag(keepalive, "keepalive")
     session._intercept("lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
     lease = _Acquirer(session, key, ttl, wait, mode_, on_wait).run()
     if keepalive:
@@ -1231,6 +1232,7 @@ def acquire_all(
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     _check_mode(mode)
+    params.flag(keepalive, "keepalive")
     deadline = time.monotonic() + wait
     taken: list[Lease] = []
     try:

@@ -871,8 +871,8 @@ def accept(
                 f"{key}. Read it (or take the request from requests(), which does) and call "
                 "accept again, or pass expect=<version>."
             )
-    elif not isinstance(expect, int) or expect < 0:
-        raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
+    else:
+        params.version(expect)
     session._intercept("accept", key, request=stored.id, expect=expect)
     base_version = expect
     if expect == 0:
@@ -1079,6 +1079,11 @@ def serve(
     taken over meanwhile.
     """
     validate_key(key)
+    if not callable(apply):
+        raise UsageError(
+            f"serve() takes a function apply(current_value, change) -> new value or "
+            f"Reject(reason), not {apply!r}. Nothing was changed."
+        )
     if timeout is not None:
         timeout = params.seconds(
             timeout, "timeout", example="60", hint="Pass timeout=None to serve until stopped."
