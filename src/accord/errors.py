@@ -18,6 +18,7 @@ happened and what to do next, in words an LLM agent can act on::
     │   ├── PreconditionRequired    a blind write that was not asked for by name
     │   ├── IdempotencyMismatch     an idempotency key reused with another payload
     │   ├── NotWriter               a queue key written by someone but its writer
+    │   ├── NotOwner                a branch written or discarded by another agent
     │   ├── PolicyViolation         the manifest does not allow this
     │   └── RetriesExhausted        update() gave up after its retries
     ├── LeaseError                  leases and fencing (exit 4)
@@ -53,6 +54,7 @@ __all__ = [
     "LeaseTimeout",
     "ManifestError",
     "NotFound",
+    "NotOwner",
     "NotWriter",
     "PolicyViolation",
     "PreconditionFailed",
@@ -155,6 +157,13 @@ class IdempotencyMismatch(PreconditionFailed):
 
 class NotWriter(PreconditionFailed):
     """Only the queue's writer may write this key; submit a change request."""
+
+
+class NotOwner(PreconditionFailed):
+    """A branch written or discarded by an agent other than the one that forked it.
+
+    Attributes: ``key``, ``branch`` (its id), ``owner``, ``agent`` (who tried).
+    """
 
 
 class PolicyViolation(PreconditionFailed):

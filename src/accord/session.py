@@ -708,6 +708,23 @@ class Session:
 
         return branch.fork(self, key)
 
+    def branch(self, key: str, branch_id: str) -> Branch:
+        """The branch ``branch_id`` of ``key``, acting as this agent.
+
+        Read it freely; ``write()`` and ``discard()`` work only if this agent
+        forked it (:class:`NotOwner` otherwise). :class:`NotFound` if none.
+        """
+        from .strategies import branch
+
+        return branch.get_branch(self.store, key, branch_id, self)
+
+    def branches(self, key: str) -> list[Branch]:
+        """The open branches of ``key``, oldest first, acting as this agent."""
+        from .strategies import branch
+
+        found: list[Branch] = branch.branches(self.store, key, self)
+        return found
+
     # --- helpers -----------------------------------------------------------
 
     def _event(

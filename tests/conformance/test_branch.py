@@ -490,3 +490,44 @@ def test_history_records_fork_and_merge(store: accord.Store) -> None:
     ]
     assert events[0].version == 1 and events[2].version == 2 and events[2].check == "merge"
     assert events[2].based_on == 1
+
+
+# --- a branch is its owner's (issue 11, item 14) -----------------------------------------
+
+
+def test_only_the_owner_writes_or_discards_a_branch(store: accord.Store) -> None:
+    store.session("owner").write("doc", "x\n")
+    a, b = store.session("agent-a"), store.session("agent-b")
+    mine = a.fork("doc")
+    mine.write("x\nA\n")
+    theirs = b.branch("doc", mine.id)
+    assert theirs.read() == "x\nA\n"  # reading is fine
+    refused = r"belongs to agent-a.*agent-b may not write"
+    with pytest.raises(accord.NotOwner, match=refused) as info:
+        theirs.write("x\nB was here\n")
+    error = info.value
+    assert (error.owner, error.agent, error.branch) == ("agent-a", "agent-b", mine.id)
+    assert info.value.exit_code == 3 and "accord fork doc" in str(info.value)
+    with pytest.raises(accord.NotOwner, match="may not discard"):
+        b.branches("doc")[0].discard()
+    assert a.branch("doc", mine.id).read() == "x\nA\n"
+    assert [br.id for br in store.branches("doc")] == [mine.id]
+    # The owner, through any of its handles, may.
+    again = a.branch("doc", mine.id)
+    again.write("x\nA2\n")
+    a.branches("doc")[0].discard()
+    assert store.branches("doc") == []
+
+
+def test_a_handle_of_no_agent_reads_and_merges_but_does_not_write(store: accord.Store) -> None:
+    store.session("owner").write("doc", "x\n")
+    branch = store.session("agent-a").fork("doc")
+    branch.write("x\nA\n")
+    (anonymous,) = store.branches("doc")
+    assert anonymous.read() == "x\nA\n"
+    with pytest.raises(accord.UsageError, match=r"belongs to no agent.*session\.branch"):
+        anonymous.write("x\nanyone\n")
+    with pytest.raises(accord.UsageError, match="belongs to no agent"):
+        anonymous.discard()
+    merged = store.merge("doc", [anonymous], agent="synth").commit()
+    assert merged.value == "x\nA\n"
