@@ -511,6 +511,26 @@ def _branch_moved(key: str, branch_id: str, rec: Record | None) -> PreconditionF
     )
 
 
+def _deleted_since(store: Store, key: str, base_version: int, current: int) -> int | None:
+    """The version of a delete of ``key`` after ``base_version`` (the latest), or None.
+
+    A key's lineage is the run of versions since its last create: a delete
+    ends it and a re-create starts another, whose versions continue the
+    count (versions are never reused) but whose content has nothing to do
+    with the old one. Walks the key's changes back from ``current`` to
+    ``base_version``: only the changes made since the fork.
+    """
+    for ev in store.backend.changes(key):
+        version = ev.get("version")
+        if not isinstance(version, int):
+            continue  # a lease event listed by an older store
+        if version <= base_version:
+            return None
+        if ev.get("op") == "delete":
+            return version
+    return None
+
+
 def merge(
     store: Store,
     key: str,
@@ -600,6 +620,20 @@ def merge(
             key=key,
         )
     if current.version != base_version:
+        deleted_at = _deleted_since(store, key, base_version, current.version)
+        if deleted_at is not None:
+            raise PreconditionFailed(
+                f"{key} was deleted (version {deleted_at}) after the branches forked from "
+                f"version {base_version}, and created again: it is at version "
+                f"{current.version} now, a new document that the branches are not edits of. "
+                "Merging them would apply their changes to it. Nothing was changed. Discard "
+                "the branches (or merge them into a key of their own), and fork the new "
+                f"{key} for new work.",
+                key=key,
+                base_version=base_version,
+                deleted_at=deleted_at,
+                current=current.version,
+            )
         if current.kind != kind:
             raise InvalidValue(
                 f"{key} now holds {current.kind} (version {current.version}) but the branches "
