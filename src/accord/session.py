@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import params
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, encode_clock
+from .clock import AgentClock, decode_clock, encode_clock, stored_agent_clock
 from .diff import describe_change
 from .errors import (
     Conflict,
@@ -68,6 +68,11 @@ _MAX_IDEM_LENGTH = 256
 _ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "<absent>"})()
 """What a session remembers as the value of a key it saw absent or deleted
 (None is a value: JSON null)."""
+_UNKNOWN: Any = type("_Unknown", (), {"__repr__": lambda self: "<unknown>"})()
+"""The value of a version this agent wrote in an earlier process."""
+_LOOKBACK = 256
+"""How many of a key's latest changes a new session looks through for its
+agent's own (a write naming no version, from a session that never saw the key)."""
 
 
 @dataclass
@@ -94,14 +99,19 @@ class Session:
     """One agent's handle: identity, clocks, and what it has read.
 
     Create with :meth:`Store.session`. A session may be used from several
-    threads at once. Each agent name should have one live session at a time
-    (its clocks live in the session).
+    threads at once. Its clocks continue its agent's from the store at its
+    first event (so across processes); each agent name should have one live
+    session at a time, or two of them may carry colliding clocks (see
+    docs/history.md).
     """
 
     def __init__(self, store: Store, agent: str) -> None:
         self.store = store
         self.agent = agent
-        self.clock = AgentClock(agent)
+        # The clocks continue the agent's from the store (its latest event,
+        # and the store's largest Lamport time), read once, at the first
+        # event this session makes: happened-before holds across processes.
+        self.clock = AgentClock(agent, resume=lambda: stored_agent_clock(store.backend, agent))
         self._seen: dict[str, tuple[int, Any]] = {}
 
     def __repr__(self) -> str:
@@ -129,14 +139,19 @@ class Session:
         entry = self._seen.get(key)
         return None if entry is None else entry[0]
 
-    def _seen_live_version(self, key: str) -> int | None:
-        """The version a compare on ``key`` must find for the key to be as this
-        session last saw it: 0 if it saw the key absent or deleted; None if it
-        never saw the key."""
-        entry = self._seen.get(key)
-        if entry is None:
-            return None
-        return 0 if entry[1] is _ABSENT else entry[0]
+    def _last_change_by_agent(self, key: str) -> tuple[int, Any] | None:
+        """``(version, value)`` of this agent's latest change of ``key`` in the
+        store (value :data:`_ABSENT` for a delete, else :data:`_UNKNOWN`), or
+        None when none is among the key's last :data:`_LOOKBACK` changes."""
+        for i, ev in enumerate(self.store.backend.changes(key)):
+            if i >= _LOOKBACK:
+                break
+            version = ev.get("version")
+            if not isinstance(version, int):
+                continue  # a lease event that older stores list among the changes
+            if ev.get("agent") == self.agent:
+                return version, (_ABSENT if ev.get("op") == "delete" else _UNKNOWN)
+        return None
 
     # --- reads -------------------------------------------------------------
 
@@ -322,25 +337,30 @@ class Session:
         # version: a write refused by a live lease is told about the lease.
         guards = store._guards(self, key, token)
         compares.extend(guards)
+        seen_entry = self._seen.get(key)
+        if seen_entry is None and expect is None and check in ("lease", "none"):
+            # A write that names no version, from a session that never saw
+            # the key (a new process: each CLI command is one): what this
+            # agent last knew of it is its own latest change in the store.
+            seen_entry = self._last_change_by_agent(key)
         # The version the write is checked against: the one named, for a
-        # create none, and under a lease the one this session last saw. A
+        # create none, and under a lease the one this agent last saw. A
         # lease keeps others out only while it is live; a version written
-        # before the grant that this session never read must not be erased
-        # by it. A session that never read the key relies on the lease
-        # alone: every change since the grant was made under this lease.
+        # before the grant that this agent never saw must not be erased by
+        # it. An agent that never touched the key relies on the lease alone:
+        # every change since the grant was made under this lease.
         checked = expect
         if expect is None:
             if check == "create":
                 checked = 0
-            elif check == "lease" and not force:
-                checked = self._seen_live_version(key)
+            elif check == "lease" and not force and seen_entry is not None:
+                checked = 0 if seen_entry[1] is _ABSENT else seen_entry[0]
         if checked is not None:
             compares.append(Compare(key, "version", "==", checked))
         if op == "delete" and expect is None:
             compares.append(Compare(key, "version", "!=", 0))
 
         lamport, vector = self.clock.tick()
-        seen_entry = self._seen.get(key)
         seen = None if seen_entry is None else seen_entry[0]
         # based_on is what the agent built on: the version it named, or for a
         # create the tombstone it saw (so the version chain stays unbroken),
@@ -469,6 +489,7 @@ class Session:
             and value is not None
             and seen[1] is not None
             and seen[1] is not _ABSENT
+            and seen[1] is not _UNKNOWN
         ):
             diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
             message += f" Changed since version {expected}:\n{diff}"
