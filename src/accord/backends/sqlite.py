@@ -134,9 +134,17 @@ _OCCUPIED_ONE = _OCCUPIED + " LIMIT 1"
 
 
 def _occupied_params(cmp: Compare, now: float) -> tuple[str, str, float, str, int]:
-    lo, hi = slot_range(cmp.key)
+    bounds = _SLOTS.get(cmp.key)
+    if bounds is None:
+        if len(_SLOTS) >= 4096:
+            _SLOTS.clear()
+        lo, hi = slot_range(cmp.key)
+        bounds = _SLOTS[cmp.key] = (lo, hi, len(cmp.key) + 1)
     exempt = cmp.value if isinstance(cmp.value, str) else ""
-    return lo, hi, now, exempt, len(cmp.key) + 1
+    return bounds[0], bounds[1], now, exempt, bounds[2]
+
+
+_SLOTS: dict[str, tuple[str, str, int]] = {}
 
 
 _PUT_IF: dict[tuple[int, int], str] = {}
@@ -461,8 +469,9 @@ class SQLiteBackend:
         key = put.key
         if not short_put(put, expect, guards) or event is None:
             return self.txn(put_if_compares(key, expect, guards), [put], failure)
-        vacant = [g for g in guards if g.target == "vacant"]
-        holders = [g for g in guards if g.target == "holder"]
+        # short_put() allows one vacant compare, first, then holder compares.
+        vacant = guards[:1] if guards and guards[0].target == "vacant" else ()
+        holders = guards[len(vacant) :]
         insert = _put_if_sql(len(vacant), len(holders))
         version = expect + 1
         hash_ = value_hash(put.data)

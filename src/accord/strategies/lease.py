@@ -1293,8 +1293,21 @@ def guard(session: Session, key: str, token: int | None = None) -> list[Compare]
     a grant cannot slip between the check and the write. A refusal is
     recorded with outcome ``fenced``.
     """
-    exempt = None if token is None else _held_key(key, token)
-    return [Compare(_held_prefix(key), "vacant", "==", exempt, refusal="fenced")]
+    if token is None:
+        # Every write without a lease carries this one compare: built once
+        # per key (Compare is immutable), not on every write.
+        cached = _VACANT.get(key)
+        if cached is None:
+            if len(_VACANT) >= 4096:
+                _VACANT.clear()
+            cached = _VACANT[key] = Compare(
+                _held_prefix(key), "vacant", "==", None, refusal="fenced"
+            )
+        return [cached]
+    return [Compare(_held_prefix(key), "vacant", "==", _held_key(key, token), refusal="fenced")]
+
+
+_VACANT: dict[str, Compare] = {}
 
 
 def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:

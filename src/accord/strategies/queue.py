@@ -512,7 +512,18 @@ def guard(session: Session, key: str, token: int | None = None) -> list[Compare]
     if named is not None and named != session.agent:
         # Never true: the write is refused and explain() says why.
         return [Compare(role_key(key), "version", "<", 0)]
-    return [Compare(role_key(key), "holder", "==", session.agent)]
+    # Built once per key and agent (Compare is immutable): every write carries it.
+    cached = _HOLDER.get((key, session.agent))
+    if cached is None:
+        if len(_HOLDER) >= 4096:
+            _HOLDER.clear()
+        cached = _HOLDER[(key, session.agent)] = Compare(
+            role_key(key), "holder", "==", session.agent
+        )
+    return [cached]
+
+
+_HOLDER: dict[tuple[str, str], Compare] = {}
 
 
 def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
