@@ -461,6 +461,10 @@ def test_reopening_keeps_the_data(url: str) -> None:
         ("schema=pg_mine", "Invalid schema name"),
         ("pool_size=0", "pool_size"),
         ("retry_timeout=soon", "retry_timeout"),
+        ("retry_timeout=inf", "retry_timeout"),
+        ("retry_timeout=nan", "retry_timeout"),
+        ("poll=inf", "poll"),
+        ("pool_size=inf", "pool_size"),
         ("bogus=1", "libpq connection parameter"),
     ],
 )

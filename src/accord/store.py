@@ -61,6 +61,10 @@ def open(
     You *must* close the store (``store.close()`` or ``with``) when done.
     """
     # Checked before anything is opened: a bad argument leaves no connection behind.
+    if clock is not None and not callable(clock):
+        raise UsageError(
+            f"clock must be a function returning seconds (such as time.time), not {clock!r}."
+        )
     params.count(max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE))
     params.flag(record_reads, "record_reads")
     params.seconds(idempotency_window, "idempotency_window", above=True, example="86400")

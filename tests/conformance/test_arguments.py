@@ -226,3 +226,8 @@ def test_other_flags_and_versions(store: accord.Store, open_store: Callable[...,
         w.accept(request, "v2", expect=True)
     assert a.read("k").value == "v1" and request.refresh().pending
     assert accord.lease_status(store, "k").holders == []
+
+
+def test_a_store_clock_must_be_a_function() -> None:
+    with pytest.raises(accord.UsageError, match="clock must be a function"):
+        accord.open("memory://", clock=5)  # type: ignore[arg-type]

@@ -252,11 +252,16 @@ class PostgresBackend:
                 number = float(options[name])
             except ValueError:
                 number = float("nan")
-            if not number >= low or (name == "pool_size" and not number.is_integer()):
+            # A finite number: retry_timeout=inf would retry a lost server forever.
+            if (
+                not number >= low
+                or not math.isfinite(number)
+                or (name == "pool_size" and not number.is_integer())
+            ):
                 raise UsageError(
                     f"Invalid {name}={options[name]!r} in {self._shown!r}: use a number "
                     + ("(a whole number of connections, at least 1)." if name == "pool_size"
-                       else f"of seconds, at least {low:g}.")
+                       else f"of seconds, finite and at least {low:g}.")
                 )
         names = {name for name, _ in passthrough}
         if "connect_timeout" not in names:
