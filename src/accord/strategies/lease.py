@@ -22,6 +22,13 @@ records live under ``.accord/lease/K/``:
     held record is never revived once expired (renewal compares
     ``expires > NOW`` too), and token N is never granted again.
 
+Exclusion: while any grant of ``K`` is live, every write and delete of
+``K`` on every write path carries one ``vacant`` compare on the prefix
+``held/`` (:func:`guard`, a store guard): it fails unless the only live grant
+is the exclusive one the write carries. So nobody writes a leased key
+without its lease (:class:`~accord.LeaseHeld`), checked by the store in the
+write's own transaction, on its clock.
+
 Waiting is first come, first served by ticket. An exclusive request is
 granted when no live ticket is ahead of it and nothing is held; a shared
 one when no exclusive ticket is ahead of it and no exclusive lease is held.
