@@ -157,21 +157,7 @@ DROP FUNCTION IF EXISTS @s@.accord_txn(uuid, text, bytea[])
 DROP FUNCTION IF EXISTS @s@.accord_put_if(uuid, boolean, text, bigint, text, bytea, text, bigint,
     text, text, text, text, text, text[], text[], double precision)
 -- ;;
-CREATE OR REPLACE FUNCTION @s@.accord_vacant(
-    p_prefix text, p_exempt text, p_now double precision
-) RETURNS boolean
-LANGUAGE sql STABLE AS $fn$
--- base.check_compare, target "vacant": no live, unexpired row whose key is
--- the prefix followed by digits only, other than p_exempt. The slots lie in
--- [prefix || '0', prefix || ':'), so an empty range (the usual case) costs
--- one probe of the primary key.
-SELECT NOT EXISTS (
-    SELECT 1 FROM @s@.accord_records r
-    WHERE r.key >= (p_prefix || '0') COLLATE "C" AND r.key < (p_prefix || ':') COLLATE "C"
-      AND NOT r.deleted AND (r.expires IS NULL OR r.expires > p_now)
-      AND r.key IS DISTINCT FROM p_exempt
-      AND substr(r.key, char_length(p_prefix) + 1) ~ '^[0-9]+$')
-$fn$
+DROP FUNCTION IF EXISTS @s@.accord_vacant(text, text, double precision)
 -- ;;
 CREATE OR REPLACE FUNCTION @s@.accord_txn(
     p_token uuid,
@@ -280,7 +266,19 @@ BEGIN
 
     FOR i IN 1 .. coalesce(array_length(c_key, 1), 0) LOOP
         IF c_target[i] = 'vacant' THEN
-            v_pass := @s@.accord_vacant(c_key[i], c_text[i], v_now);
+            -- base.check_compare, target "vacant": no live, unexpired row
+            -- named the prefix and digits only, other than the exempt key.
+            -- The slots lie in [prefix || '0', prefix || ':'), so an empty
+            -- range (the usual case) costs one probe of the primary key.
+            -- Written out here, not in a function of its own: plpgsql keeps
+            -- this statement's plan, a called SQL function is planned anew.
+            v_pass := NOT EXISTS (
+                SELECT 1 FROM @s@.accord_records r
+                WHERE r.key >= (c_key[i] || '0') COLLATE "C"
+                  AND r.key < (c_key[i] || ':') COLLATE "C"
+                  AND NOT r.deleted AND (r.expires IS NULL OR r.expires > v_now)
+                  AND r.key IS DISTINCT FROM c_text[i]
+                  AND substr(r.key, char_length(c_key[i]) + 1) ~ '^[0-9]+$');
             IF NOT v_pass THEN
                 v_ok := false;
                 v_failed := i;
@@ -541,7 +539,13 @@ BEGIN
     h_replay := false;
     -- base.check_compare, target "vacant" (a lease on the key, say): one
     -- probe of an empty key range in the usual case.
-    IF g_vacant IS NOT NULL AND NOT @s@.accord_vacant(g_vacant, g_exempt, h_now) THEN
+    IF g_vacant IS NOT NULL AND EXISTS (
+            SELECT 1 FROM @s@.accord_records r
+            WHERE r.key >= (g_vacant || '0') COLLATE "C"
+              AND r.key < (g_vacant || ':') COLLATE "C"
+              AND NOT r.deleted AND (r.expires IS NULL OR r.expires > h_now)
+              AND r.key IS DISTINCT FROM g_exempt
+              AND substr(r.key, char_length(g_vacant) + 1) ~ '^[0-9]+$') THEN
         h_ok := false;
         h_failed := 1;
     END IF;
