@@ -52,7 +52,10 @@ def test_every_json_output_carries_bytes_as_base64(sqlite_url: str) -> None:
     _, forked = run(sqlite_url, "fork", "k", "--agent", "a", "--json")
     _, branch = run(sqlite_url, "branch", "read", "k", forked["id"], "--json")
     assert from_wire(branch["kind"], branch["value"]) == RAW
-    run(sqlite_url, "branch", "write", "k", forked["id"], "--binary", "--json", input=RAW + b"!")
+    run(
+        sqlite_url, "branch", "write", "k", forked["id"], "--binary", "--json", "--agent", "a",
+        input=RAW + b"!",
+    )
     _, merged = run(sqlite_url, "merge", "k", "--agent", "synth", "--json", "--dry-run")
     assert from_wire(merged["kind"], merged["value"]) == RAW + b"!"
 

@@ -146,7 +146,8 @@ POLICY_CASES = [
     (["write", "notes/a.md", "--agent", "a"], "--expect"),  # optimistic, no version
     (["write", "notes/a.md", "--force", "--agent", "a"], "--expect"),
     (["write", "notes/special.md", "--agent", "a"], "accord lease acquire notes/special.md"),
-    (["write", "findings/x.md", "--agent", "a"], "accord fork findings/x.md"),
+    # Its writers may create a branch resource (issue 11 item 3), not overwrite it.
+    (["write", "findings/x.md", "--force", "--agent", "a"], "accord fork findings/x.md"),
     (["write", "draft.md", "--agent", "a"], "accord submit draft.md"),
     (["write", "plan.md", "--agent", "a"], "accord submit plan.md"),
     (["submit", "notes/a.md", "--agent", "a"], "accord read notes/a.md"),

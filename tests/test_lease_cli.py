@@ -81,3 +81,35 @@ def test_lease_commands_are_documented() -> None:
     docs = (Path(__file__).parents[1] / "docs" / "leases.md").read_text()
     for name in ("lease acquire", "lease renew", "lease release", "lease status", "--lease"):
         assert name in docs
+
+
+def test_the_issue_repro_a_lease_excludes_other_writers(sqlite_url: str) -> None:
+    """issue 11, item 1: B's `write --expect 1` while A holds the lease was
+    accepted, and A's leased write then erased it. Now B exits 4 (LeaseHeld)
+    with the holder, token, deadline and how to wait, and loses nothing."""
+    assert run(sqlite_url, "write", "d", agent="A", stdin="base\n")[0] == 0
+    assert run(sqlite_url, "lease", "acquire", "d", agent="A")[0] == 0
+    code, out = run(sqlite_url, "write", "d", "--expect", "1", agent="B", stdin="base\nB\n")
+    assert code == 4, out
+    assert "LeaseHeld" in out and "A holds an exclusive lease on it (token 1)" in out
+    assert "store clock" in out and "accord lease acquire d --wait" in out
+    code, out = run(sqlite_url, "write", "d", "--force", agent="B", stdin="blind\n")
+    assert code == 4 and "LeaseHeld" in out
+    code, out = run(sqlite_url, "delete", "d", "--force", agent="B")
+    assert code == 4 and "LeaseHeld" in out
+    # Two successive leased writes by the holder, each a new process that read nothing.
+    assert run(sqlite_url, "write", "d", "--lease", "1", agent="A", stdin="base\nA\n")[0] == 0
+    assert run(sqlite_url, "write", "d", "--lease", "1", agent="A", stdin="base\nA2\n")[0] == 0
+    code, out = run(sqlite_url, "delete", "d", "--lease", "1", agent="A")
+    assert code == 0, out
+    with accord.open(sqlite_url) as store:
+        events = [e for e in store.history(key="d") if e.op in ("write", "delete")]
+    assert [(e.agent, e.outcome) for e in events] == [
+        ("A", "ok"),
+        ("B", "fenced"),
+        ("B", "fenced"),
+        ("B", "fenced"),
+        ("A", "ok"),
+        ("A", "ok"),
+        ("A", "ok"),
+    ]

@@ -63,7 +63,12 @@ def test_branch_write_and_discard_and_bad_input(sqlite_url: str) -> None:
         store.session("owner").write("doc", "a\n")
         store.session("owner").write("other", "o\n")
     one = _fork(sqlite_url, "agent-a", "a\n")
+    # The branch's owner writes and discards it (an agent is required: issue 11, item 14).
     code, out = run(sqlite_url, "branch", "write", "doc", one, input="a\nmore\n")
+    assert code == 1 and "agent" in out.lower()
+    code, out = run(
+        sqlite_url, "branch", "write", "doc", one, "--agent", "agent-a", input="a\nmore\n"
+    )
     assert code == 0
     code, out = run(sqlite_url, "branch", "read", "doc", one)
     assert out == "a\nmore\n"
@@ -71,12 +76,27 @@ def test_branch_write_and_discard_and_bad_input(sqlite_url: str) -> None:
     assert code == 3 and "No branch" in out
     code, out = run(sqlite_url, "fork", "missing", "--agent", "a")
     assert code == 3 and "Create it first" in out
-    code, out = run(sqlite_url, "branch", "discard", "doc", one)
+    code, out = run(sqlite_url, "branch", "discard", "doc", one, "--agent", "agent-a")
     assert code == 0
     code, out = run(sqlite_url, "merge", "doc", one, "--agent", "synth")
     assert code == 3 and "discarded" in out
     code, out = run(sqlite_url, "merge", "doc", "--agent", "synth")
     assert code == 1 and "Nothing to merge" in out
+
+
+def test_branch_write_and_discard_by_another_agent_are_refused(sqlite_url: str) -> None:
+    """issue 11, item 14: any agent could `branch write` another agent's branch."""
+    with accord.open(sqlite_url) as store:
+        store.session("owner").write("doc", "a\n")
+    mine = _fork(sqlite_url, "agent-a", "a\nA\n")
+    code, out = run(sqlite_url, "branch", "write", "doc", mine, "--agent", "agent-b", input="b\n")
+    assert code == 3 and "NotOwner" in out and "belongs to agent-a" in out
+    code, out = run(sqlite_url, "branch", "discard", "doc", mine, "--agent", "agent-b")
+    assert code == 3 and "NotOwner" in out
+    code, out = run(sqlite_url, "branch", "read", "doc", mine)
+    assert code == 0 and out == "a\nA\n"
+    code, out = run(sqlite_url, "branch", "write", "doc", mine, "--agent", "agent-a", input="a\n")
+    assert code == 0, out
 
 
 def test_fork_prints_only_the_branch_id(sqlite_url: str) -> None:

@@ -309,11 +309,23 @@ def test_lease_resource_accepts_leased_writes(open_store: OpenStore) -> None:
 
 
 def test_branch_resource_refuses_direct_writes(open_store: OpenStore) -> None:
+    """Its writers create the key (the base to fork from); nothing else writes it
+    directly. (issue 11, item 3: the create was refused too, so nobody could.)"""
     store = open_store(manifest=ENFORCE)
-    for kwargs in ({"expect": 0}, {"force": True}, {}):
-        with pytest.raises(accord.PolicyViolation, match=r"Fork it") as info:
-            store.session("a").write("findings/a.md", "x", **kwargs)  # type: ignore[arg-type]
-        assert "store.merge" in info.value.message
+    a = store.session("a")
+    with pytest.raises(accord.PolicyViolation, match=r"fork it") as info:
+        a.write("findings/a.md", "x", force=True)
+    assert "store.merge" in info.value.message and "expect=0" in info.value.message
+    assert a.write("findings/a.md", "base", expect=0).version == 1
+    assert a.write("findings/b.md", "base").version == 1  # no guard: create only
+    for kwargs in ({"expect": 1}, {"force": True}, {"expect": 0}, {}):
+        with pytest.raises(accord.PolicyViolation, match=r"fork it"):
+            a.write("findings/a.md", "x", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(accord.PolicyViolation, match=r"fork it"):
+        a.delete("findings/a.md", expect=1)
+    with pytest.raises(accord.PolicyViolation, match="may not write"):
+        store.session("reader").write("findings/c.md", "x", expect=0)
+    assert store.session("reader").read("findings/a.md").value == "base"
 
 
 def test_many_writers_without_strategy_only_checks_writers(open_store: OpenStore) -> None:
@@ -480,3 +492,45 @@ def test_pattern_overlap_agrees_with_brute_force() -> None:
         assert patterns_overlap(a, b) is brute, (a, b)
 
     check()
+
+
+def test_the_research_crew_example_runs_its_branch_resource_end_to_end(
+    open_store: OpenStore,
+) -> None:
+    """issue 11, item 3: with examples/research-crew/accord.toml nobody could
+    create notes/findings.md (PolicyViolation), and fork said NotFound."""
+    manifest = Path(__file__).parent.parent / "examples" / "research-crew" / "accord.toml"
+    store = open_store(manifest=manifest)
+    key = "notes/findings.md"
+    r1, r2, r3 = (store.session(f"researcher-{i}") for i in (1, 2, 3))
+    writer, critic = store.session("writer"), store.session("critic")
+    with pytest.raises(accord.NotFound, match=r"expect=0"):
+        r2.fork(key)
+    with pytest.raises(accord.PolicyViolation, match="may not write"):
+        critic.write(key, "I decide the findings\n", expect=0)
+    base = "# Findings\n\n## Topic 1\n\n## Topic 2\n\n## Topic 3\n"
+    assert r1.write(key, base, expect=0).version == 1  # a writer creates the base
+    with pytest.raises(accord.PolicyViolation, match="It exists already"):
+        r3.write(key, "another base\n", expect=0)
+    with pytest.raises(accord.PolicyViolation, match="fork it"):
+        r1.write(key, base + "direct\n", expect=1)
+    b1, b2, b3 = r1.fork(key), r2.fork(key), r3.fork(key)
+    b1.write(base.replace("## Topic 1\n", "## Topic 1\nsource A says x\n"))
+    b2.write(base.replace("## Topic 2\n", "## Topic 2\nsource B says y\n"))
+    with pytest.raises(accord.NotOwner):
+        r2.branch(key, b1.id).write("researcher-2 overwrites researcher-1\n")
+    b3.discard()
+    with pytest.raises(accord.PolicyViolation, match="may not fork"):
+        writer.fork(key)
+    with pytest.raises(accord.PolicyViolation, match="may not merge into"):
+        store.merge(key, [b1, b2], agent="writer").commit()
+    merge = store.merge(key, [b1, b2], agent="researcher-1")
+    assert merge.clean
+    doc = merge.commit()
+    assert doc.version == 2 and doc.author == "researcher-1"
+    expected = (
+        "# Findings\n\n## Topic 1\nsource A says x\n\n## Topic 2\nsource B says y\n\n"
+        "## Topic 3\n"
+    )
+    assert writer.read(key).value == expected and critic.read(key).value == expected
+    assert store.branches(key) == []

@@ -336,6 +336,41 @@ def test_schema_from_a_newer_accord_is_refused(url: str) -> None:
         accord.open(url)
 
 
+def _open_counting_scripts(url: str, barrier: Any, results: Any) -> None:
+    from accord.backends import postgres as pg
+
+    ran: list[bool] = []
+    create = pg.PostgresBackend._create
+
+    def counting(self: Any, *args: Any) -> None:
+        ran.append(True)
+        create(self, *args)
+
+    pg.PostgresBackend._create = counting  # type: ignore[method-assign]
+    barrier.wait(timeout=60)
+    accord.open(url).close()
+    results.put(len(ran))
+
+
+def test_processes_opening_a_new_store_at_once_run_the_script_once(url: str) -> None:
+    """The others wait for the migration lock and then find the schema made;
+    they used to run the script again (to_regclass() answered from a stale
+    cache), which deadlocked with the first process's writers."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(6)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_counting_scripts, args=(url, barrier, results))
+        for _ in range(6)
+    ]
+    for p in procs:
+        p.start()
+    runs = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert sorted(runs) == [0, 0, 0, 0, 0, 1]
+
+
 def test_a_store_from_before_accord_put_if_is_brought_up_to_date(url: str) -> None:
     """A store made before accord_put_if (no function, no token column, an
     older functions digest) gets both at the next open, keeping its data."""
@@ -356,6 +391,48 @@ def test_a_store_from_before_accord_put_if_is_brought_up_to_date(url: str) -> No
             f'SELECT token IS NOT NULL FROM "{schema}".accord_events ORDER BY rev DESC LIMIT 1'
         ).fetchone()
     assert row == (True,)
+
+
+def test_a_store_from_before_the_lease_exclusion_is_brought_up_to_date(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store whose functions predate the vacant compare (the schema script
+    of accord 0.1, kept in tests/) gets the new functions at the next open,
+    keeps its data, and from then on a live lease keeps other writers out on
+    both write functions (accord_txn and accord_put_if)."""
+    from pathlib import Path
+
+    from accord.backends import postgres as pg
+
+    old_script = (Path(__file__).parent / "pg_schema_before_exclusion.sql").read_text()
+    monkeypatch.setattr(pg, "_load_schema_sql", lambda: old_script)
+    accord.open(url).close()  # made by the old script: old functions, no tokens.failed
+    monkeypatch.undo()
+    schema = url.split("schema=")[1].split("&")[0]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(
+            f'CREATE TABLE "{schema}".seed AS SELECT 1 AS x'  # a marker the upgrade keeps
+        )
+    with accord.open(url) as store:
+        a, b = store.session("a"), store.session("b")
+        a.write("doc", "v1")
+        with a.lease("doc", ttl=30) as lease:
+            with pytest.raises(accord.LeaseHeld):
+                b.write("doc", "put_if", expect=1)  # accord_put_if
+            with pytest.raises(accord.LeaseHeld):
+                b.write("doc", "txn", force=True)  # accord_txn
+            a.write("doc", "v2", lease=lease)
+        assert b.write("doc", "v3", expect=2).version == 3
+        outcomes = [e["outcome"] for e in events_of(store, "doc") if e["op"] == "write"]
+        assert outcomes == ["ok", "fenced", "fenced", "ok", "ok"]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        assert conn.execute(f'SELECT x FROM "{schema}".seed').fetchone() == (1,)
+        row = conn.execute(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proname IN ('accord_txn', 'accord_put_if')",
+            (schema,),
+        ).fetchone()
+    assert row == (2,)  # the old signatures were dropped, not left as overloads
 
 
 def test_a_schema_accord_did_not_make_is_refused(url: str) -> None:
@@ -384,6 +461,10 @@ def test_reopening_keeps_the_data(url: str) -> None:
         ("schema=pg_mine", "Invalid schema name"),
         ("pool_size=0", "pool_size"),
         ("retry_timeout=soon", "retry_timeout"),
+        ("retry_timeout=inf", "retry_timeout"),
+        ("retry_timeout=nan", "retry_timeout"),
+        ("poll=inf", "poll"),
+        ("pool_size=inf", "pool_size"),
         ("bogus=1", "libpq connection parameter"),
     ],
 )

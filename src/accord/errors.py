@@ -18,12 +18,14 @@ happened and what to do next, in words an LLM agent can act on::
     │   ├── PreconditionRequired    a blind write that was not asked for by name
     │   ├── IdempotencyMismatch     an idempotency key reused with another payload
     │   ├── NotWriter               a queue key written by someone but its writer
+    │   ├── NotOwner                a branch written or discarded by another agent
     │   ├── PolicyViolation         the manifest does not allow this
     │   └── RetriesExhausted        update() gave up after its retries
     ├── LeaseError                  leases and fencing (exit 4)
     │   ├── LeaseTimeout            the lease was not granted within ``wait``
     │   ├── LeaseLost               the lease expired or was superseded
     │   ├── Fenced                  a write under a lease that is no longer live
+    │   ├── LeaseHeld               a write without the key's live exclusive lease
     │   └── Deadlock                waiting would close a cycle of waiters
     ├── Timeout                     a wait ran out (requests, decisions)
     └── BackendUnavailable          the store cannot be reached or used
@@ -71,10 +73,12 @@ __all__ = [
     "InvalidKey",
     "InvalidValue",
     "LeaseError",
+    "LeaseHeld",
     "LeaseLost",
     "LeaseTimeout",
     "ManifestError",
     "NotFound",
+    "NotOwner",
     "NotWriter",
     "PolicyViolation",
     "PreconditionFailed",
@@ -389,6 +393,13 @@ class NotWriter(PreconditionFailed):
     """Only the queue's writer may write this key; submit a change request."""
 
 
+class NotOwner(PreconditionFailed):
+    """A branch written or discarded by an agent other than the one that forked it.
+
+    Attributes: ``key``, ``branch`` (its id), ``owner``, ``agent`` (who tried).
+    """
+
+
 class PolicyViolation(PreconditionFailed):
     """The manifest does not allow this operation."""
 
@@ -413,6 +424,20 @@ class LeaseLost(LeaseError):
 
 class Fenced(LeaseError):
     """A write carried a lease that is no longer the key's live lease."""
+
+
+class LeaseHeld(LeaseError):
+    """A write or delete of a key while a lease on it is live, without
+    carrying a live exclusive lease of that key; nothing was written.
+
+    Attributes: ``key``, ``holder`` (the agent holding the lease, or the
+    first of several shared holders), ``token`` (its fencing token),
+    ``mode``, ``expires`` (its deadline, seconds since the epoch on the
+    store's clock), ``holders`` (every live lease: dicts of ``agent``,
+    ``token``, ``mode``, ``expires``). Wait for the lease with
+    ``session.acquire(key, wait=...)`` (CLI: ``accord lease acquire KEY
+    --wait SECONDS``), then re-read the key and write under your lease.
+    """
 
 
 class Deadlock(LeaseError):

@@ -469,17 +469,28 @@ class Compare:
 
     ``target`` is ``"version"`` (0 when absent or deleted), ``"expires"``
     (None compares as +infinity: no deadline; absent as -infinity),
-    ``"value"`` (the decoded value; absent is None), or ``"holder"``: true
+    ``"value"`` (the decoded value; absent is None), ``"holder"``: true
     when the record is absent, deleted or expired, or its ``author`` equals
     ``value`` (a role or lock that is free or held by this agent; ``op`` is
-    ignored). ``op`` is one of ``== != < <= > >=``. ``value``
-    may be :data:`NOW` to mean the backend's clock at commit.
+    ignored), or ``"vacant"``: ``key`` is a prefix, and the compare is true
+    unless a live record (not deleted, not expired at commit) exists whose
+    key is the prefix followed by one segment of ASCII digits, other than
+    the record named by ``value`` (None: no exception; ``op`` is ignored).
+    A vacant compare reads no record of its own: it is a range probe, and
+    the prefix is not one of the transaction's keys. ``op`` is one of
+    ``== != < <= > >=``. ``value`` may be :data:`NOW` to mean the backend's
+    clock at commit.
+
+    ``refusal``: when this compare is the first of a transaction to fail,
+    the events appended by the failure branch carry this ``outcome`` instead
+    of their own (so a refusal is recorded as what refused it).
     """
 
     key: str
-    target: Literal["version", "expires", "value", "holder"]
+    target: Literal["version", "expires", "value", "holder", "vacant"]
     op: Literal["==", "!=", "<", "<=", ">", ">="]
     value: Any
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,13 +546,17 @@ class TxnResult:
     ``succeeded`` tells which branch ran. ``records`` maps every key that
     was compared or written to its record after the transaction (None when
     there is no row). ``revision`` is the store revision after it; ``events``
-    are the events appended, with their fields filled in.
+    are the events appended, with their fields filled in. ``failed`` is the
+    first compare that did not hold when ``succeeded`` is False (None when
+    the transaction succeeded, or the backend could not tell: a repeat of a
+    transaction that committed before the connection was lost).
     """
 
     succeeded: bool
     revision: int
     records: dict[str, Record | None]
     events: list[dict[str, Any]]
+    failed: Compare | None = None
 
 
 # --- history ---------------------------------------------------------------

@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import params
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, encode_clock
+from .clock import AgentClock, decode_clock, encode_clock, stored_agent_clock
 from .diff import describe_change
 from .errors import (
     Conflict,
@@ -49,6 +50,7 @@ from .records import (
     Op,
     Put,
     Record,
+    TxnResult,
     Value,
     decode_value,
     encode_value,
@@ -65,6 +67,15 @@ _MAX_IDEM_LENGTH = 256
 # Versions count writes, so no key comes near this; the bound keeps a compared
 # version (and version + 1) inside every backend's 64-bit integers.
 MAX_VERSION = 2**62
+
+_ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "<absent>"})()
+"""What a session remembers as the value of a key it saw absent or deleted
+(None is a value: JSON null)."""
+_UNKNOWN: Any = type("_Unknown", (), {"__repr__": lambda self: "<unknown>"})()
+"""The value of a version this agent wrote in an earlier process."""
+_LOOKBACK = 256
+"""How many of a key's latest changes a new session looks through for its
+agent's own (a write naming no version, from a session that never saw the key)."""
 
 
 @dataclass
@@ -91,14 +102,19 @@ class Session:
     """One agent's handle: identity, clocks, and what it has read.
 
     Create with :meth:`Store.session`. A session may be used from several
-    threads at once. Each agent name should have one live session at a time
-    (its clocks live in the session).
+    threads at once. Its clocks continue its agent's from the store at its
+    first event (so across processes); each agent name should have one live
+    session at a time, or two of them may carry colliding clocks (see
+    docs/history.md).
     """
 
     def __init__(self, store: Store, agent: str) -> None:
         self.store = store
         self.agent = agent
-        self.clock = AgentClock(agent)
+        # The clocks continue the agent's from the store (its latest event,
+        # and the store's largest Lamport time), read once, at the first
+        # event this session makes: happened-before holds across processes.
+        self.clock = AgentClock(agent, resume=lambda: stored_agent_clock(store.backend, agent))
         self._seen: dict[str, tuple[int, Any]] = {}
 
     def __repr__(self) -> str:
@@ -125,6 +141,20 @@ class Session:
         """The version of ``key`` this agent last read or wrote, or None."""
         entry = self._seen.get(key)
         return None if entry is None else entry[0]
+
+    def _last_change_by_agent(self, key: str) -> tuple[int, Any] | None:
+        """``(version, value)`` of this agent's latest change of ``key`` in the
+        store (value :data:`_ABSENT` for a delete, else :data:`_UNKNOWN`), or
+        None when none is among the key's last :data:`_LOOKBACK` changes."""
+        for i, ev in enumerate(self.store.backend.changes(key)):
+            if i >= _LOOKBACK:
+                break
+            version = ev.get("version")
+            if not isinstance(version, int):
+                continue  # a lease event that older stores list among the changes
+            if ev.get("agent") == self.agent:
+                return version, (_ABSENT if ev.get("op") == "delete" else _UNKNOWN)
+        return None
 
     # --- reads -------------------------------------------------------------
 
@@ -160,7 +190,7 @@ class Session:
         started = backend.now() if store.record_reads else 0.0
         rec = backend.get(key)
         if rec is None or rec.deleted:
-            self._remember(key, 0 if rec is None else rec.version, None)
+            self._remember(key, 0 if rec is None else rec.version, _ABSENT)
             if self.store.record_reads:
                 self._record_read(key, rec, started)
             raise NotFound(
@@ -269,13 +299,14 @@ class Session:
         idempotency_key: str | None,
         extra: dict[str, Any] | None,
     ) -> Doc:
-        if expect is not None and (not isinstance(expect, int) or expect < 0):
-            raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
-        if expect is not None and expect > MAX_VERSION:
-            raise UsageError(
-                f"expect={expect} is not a version any key can have (at most {MAX_VERSION}). "
-                f"Read {key} and pass the version you read."
-            )
+        if expect is not None:
+            params.version(expect)
+            if expect > MAX_VERSION:
+                raise UsageError(
+                    f"expect={expect} is not a version any key can have (at most {MAX_VERSION}). "
+                    f"Read {key} and pass the version you read."
+                )
+        params.flag(force, "force")
         if op == "delete" and expect == 0:
             raise UsageError(
                 f"Refusing to delete {key} with expect=0: expect=0 means 'the key is absent', "
@@ -309,23 +340,41 @@ class Session:
             check = "none"
         else:
             check = "create"
-        if expect is not None:
-            compares.append(Compare(key, "version", "==", expect))
-        elif check == "create":
-            compares.append(Compare(key, "version", "==", 0))
-        if op == "delete" and expect is None:
-            if check == "create":
-                raise PreconditionRequired(
-                    f"Refusing to delete {key} without a guard. Read it and delete with "
-                    "expect=<version>, hold its lease, or pass force=True to delete blindly.",
-                    key=key,
-                )
-            compares.append(Compare(key, "version", "!=", 0))
-        guards = store._guards(self, key) if store._guard_fns else []
+        if op == "delete" and expect is None and check == "create":
+            raise PreconditionRequired(
+                f"Refusing to delete {key} without a guard. Read it and delete with "
+                "expect=<version>, hold its lease, or pass force=True to delete blindly.",
+                key=key,
+            )
+        # The guards every write path carries (the lease exclusion, the
+        # queue's writer), in the write's own transaction, before the
+        # version: a write refused by a live lease is told about the lease.
+        guards = store._guards(self, key, token)
         compares.extend(guards)
+        seen_entry = self._seen.get(key)
+        if seen_entry is None and expect is None and check in ("lease", "none"):
+            # A write that names no version, from a session that never saw
+            # the key (a new process: each CLI command is one): what this
+            # agent last knew of it is its own latest change in the store.
+            seen_entry = self._last_change_by_agent(key)
+        # The version the write is checked against: the one named, for a
+        # create none, and under a lease the one this agent last saw. A
+        # lease keeps others out only while it is live; a version written
+        # before the grant that this agent never saw must not be erased by
+        # it. An agent that never touched the key relies on the lease alone:
+        # every change since the grant was made under this lease.
+        checked = expect
+        if expect is None:
+            if check == "create":
+                checked = 0
+            elif check == "lease" and not force and seen_entry is not None:
+                checked = 0 if seen_entry[1] is _ABSENT else seen_entry[0]
+        if checked is not None:
+            compares.append(Compare(key, "version", "==", checked))
+        if op == "delete" and expect is None:
+            compares.append(Compare(key, "version", "!=", 0))
 
         lamport, vector = self.clock.tick()
-        seen_entry = self._seen.get(key)
         seen = None if seen_entry is None else seen_entry[0]
         # based_on is what the agent built on: the version it named, or for a
         # create the tombstone it saw (so the version chain stays unbroken),
@@ -362,10 +411,12 @@ class Session:
         if idem is not None:
             success.append(idem[1])
             compares.append(Compare(idem[0], "expires", "<", NOW))
+        # The refusal is recorded as a conflict unless the compare that
+        # refused it says otherwise (its refusal: a lease's is "fenced").
         failed = dict(event)
-        failed["outcome"] = "fenced" if check == "lease" else "conflict"
-        if expect is not None:
-            failed["expected"] = expect
+        failed["outcome"] = "conflict"
+        if checked is not None and check != "create":
+            failed["expected"] = checked
         put_if = None
         if check == "version" and op == "write" and idem is None:
             # The common optimistic write: a backend may offer it in fewer
@@ -376,10 +427,10 @@ class Session:
         else:
             result = store.backend.txn(compares, success, [Append(failed)])
         if not result.succeeded:
-            return self._refused(op, key, value, expect, check, lease, idem, result.records)
+            return self._refused(op, key, value, checked, check, lease, token, idem, result)
         ev = result.events[0]
         version = ev["version"]
-        self._seen[key] = (version, value if op == "write" else None)
+        self._seen[key] = (version, value if op == "write" else _ABSENT)
         return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
 
     def _refused(
@@ -390,18 +441,26 @@ class Session:
         expect: int | None,
         check: str,
         lease: Lease | int | None,
+        token: int | None,
         idem: tuple[str, Put, str] | None,
-        records: dict[str, Record | None],
+        result: TxnResult,
     ) -> Doc:
+        records = result.records
         if idem is not None:
             replay = self._replay(idem, key, value, records.get(idem[0]))
             if replay is not None:
                 return replay
-        self.store._explain_guard_failure(self, key, records)
-        if check == "lease":
+        self.store._explain_guard_failure(self, key, token, result)
+        failed = result.failed
+        if check == "lease" and (failed is None or failed.key != key):
             from .strategies import lease as lease_mod
 
-            raise lease_mod.fenced_error(self, key, lease, records)
+            error = lease_mod.fenced_error(self, key, lease, records)
+            # A live lease of ours with the version check failing: the key
+            # moved after the version this session saw (a conflict, not a
+            # fence); anything else is the lease's own refusal.
+            if getattr(error, "reason", None) != "version" or expect is None:
+                raise error
         rec = records.get(key)
         current = 0 if rec is None or rec.deleted else rec.version
         if check == "create":
@@ -438,14 +497,21 @@ class Session:
         else:
             message += f" Re-read it, apply your change on top, and write with expect={current}."
         diff = ""
-        if seen is not None and seen[0] == expected and value is not None and seen[1] is not None:
+        if (
+            seen is not None
+            and seen[0] == expected
+            and value is not None
+            and seen[1] is not None
+            and seen[1] is not _ABSENT
+            and seen[1] is not _UNKNOWN
+        ):
             diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
             message += f" Changed since version {expected}:\n{diff}"
         elif value is not None and expected != 0:
             message += f" (Version {expected}'s value is not known to this session, so no diff.)"
         # The agent now knows the current version: the message carries it.
         if rec is not None:
-            self._remember(key, rec.version, value)
+            self._remember(key, rec.version, _ABSENT if rec.deleted else value)
             self.clock.observe(key, rec.lamport, rec.clock)
         return Conflict(
             message,
@@ -549,8 +615,14 @@ class Session:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        if retries < 0:
-            raise UsageError("retries must be 0 or more.")
+        if not callable(fn):
+            raise UsageError(
+                f"update() takes a function old_value -> new_value, not {fn!r}. Nothing was "
+                "changed."
+            )
+        retries = params.count(retries, "retries")
+        backoff = params.seconds(backoff, "backoff", example="0.01")
+        max_backoff = params.seconds(max_backoff, "max_backoff", example="2")
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:
@@ -621,11 +693,17 @@ class Session:
         ttl: float = 30,
         wait: float = 10,
         mode: str = "exclusive",
+        keepalive: bool = False,
     ) -> Any:
-        """Leases on several keys, taken in one canonical order (no deadlock)."""
+        """Leases on several keys, taken in one canonical order (no deadlock).
+
+        ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
+        """
         from .strategies import lease as lease_mod
 
-        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode)
+        return lease_mod.acquire_all(
+            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
@@ -670,6 +748,23 @@ class Session:
         from .strategies import branch
 
         return branch.fork(self, key)
+
+    def branch(self, key: str, branch_id: str) -> Branch:
+        """The branch ``branch_id`` of ``key``, acting as this agent.
+
+        Read it freely; ``write()`` and ``discard()`` work only if this agent
+        forked it (:class:`NotOwner` otherwise). :class:`NotFound` if none.
+        """
+        from .strategies import branch
+
+        return branch.get_branch(self.store, key, branch_id, self)
+
+    def branches(self, key: str) -> list[Branch]:
+        """The open branches of ``key``, oldest first, acting as this agent."""
+        from .strategies import branch
+
+        found: list[Branch] = branch.branches(self.store, key, self)
+        return found
 
     # --- helpers -----------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import params
 from .backends.base import Backend
 from .clock import decode_clock
 from .errors import (
@@ -25,7 +26,7 @@ from .errors import (
     var,
 )
 from .keys import has_surrogate, validate_prefix
-from .records import Compare, Doc, Event, Record, Value, decode_value, encode_value
+from .records import Compare, Doc, Event, Record, TxnResult, Value, decode_value, encode_value
 from .session import Operation, Session
 
 if TYPE_CHECKING:
@@ -37,7 +38,12 @@ DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 Hook = Callable[[Operation], None]
-Guard = Callable[[Session, str], list[Compare]]
+Guard = Callable[[Session, str, "int | None"], list[Compare]]
+"""``guard(session, key, token)``: compares for a write of ``key`` by
+``session``'s agent carrying the fencing token ``token`` (None without a lease)."""
+Explain = Callable[[Session, str, "int | None", TxnResult], None]
+"""``explain(session, key, token, result)``: raise the guard's own error when
+one of its compares refused the write (``result.failed``)."""
 
 
 def open(
@@ -62,6 +68,14 @@ def open(
 
     You *must* close the store (``store.close()`` or ``with``) when done.
     """
+    # Checked before anything is opened: a bad argument leaves no connection behind.
+    if clock is not None and not callable(clock):
+        raise UsageError(
+            f"clock must be a function returning seconds (such as time.time), not {clock!r}."
+        )
+    params.count(max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE))
+    params.flag(record_reads, "record_reads")
+    params.seconds(idempotency_window, "idempotency_window", above=True, example="86400")
     manifest_path = manifest if manifest is not None else os.environ.get("ACCORD_MANIFEST")
     policy = None
     if manifest_path:
@@ -167,22 +181,29 @@ class Store:
         record_reads: bool = False,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
     ) -> None:
-        if max_value_size <= 0:
-            raise UsageError("max_value_size must be a positive number of bytes.")
-        if idempotency_window <= 0:
-            raise UsageError("idempotency_window must be a positive number of seconds.")
+        max_value_size = params.count(
+            max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE)
+        )
+        idempotency_window = params.seconds(
+            idempotency_window,
+            "idempotency_window",
+            above=True,
+            example="86400",
+            hint="It is how long an idempotency key is remembered.",
+        )
         self.backend = backend
         self.max_value_size = max_value_size
-        self.record_reads = record_reads
-        self.idempotency_window = float(idempotency_window)
+        self.record_reads = params.flag(record_reads, "record_reads")
+        self.idempotency_window = idempotency_window
         self.policy: Any = None
         self._hooks: list[Hook] = []
-        self._guard_fns: list[
-            tuple[Guard, Callable[[Session, str, dict[str, Record | None]], None]]
-        ] = []
+        self._guard_fns: list[tuple[Guard, Explain]] = []
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._idem_writes = 0
+        # The lease guard first: a write refused by a live lease and by
+        # something else is told about the lease, which it must wait out.
+        __import__("accord.strategies.lease", fromlist=["install"]).install(self)
         __import__("accord.strategies.queue", fromlist=["install"]).install(self)
 
     @property
@@ -234,31 +255,32 @@ class Store:
         """Run ``hook(operation)`` before every session operation; it may raise."""
         self._hooks.append(hook)
 
-    def add_guard(
-        self,
-        guard: Guard,
-        explain: Callable[[Session, str, dict[str, Record | None]], None],
-    ) -> None:
-        """Add compares to every write (``guard(session, key)``).
+    def add_guard(self, guard: Guard, explain: Explain) -> None:
+        """Add compares to every write of an agent key, on every write path.
 
-        When a write fails, ``explain(session, key, records)`` runs first and
-        raises its own error if one of its compares is what failed.
+        ``guard(session, key, token)`` returns the compares; every path that
+        writes or deletes a key (a session's write and delete, a queue
+        writer's accept and group decision, a merge commit) puts them in the
+        write's own transaction. ``token`` is the fencing token the write
+        carries (None without a lease). When a write is refused,
+        ``explain(session, key, token, result)`` runs before the path's own
+        explanation and raises the guard's error if one of its compares is
+        what refused it (``result.failed``).
         """
         self._guard_fns.append((guard, explain))
 
-    def _guards(self, session: Session, key: str) -> list[Compare]:
-        if not self._guard_fns:
-            return []
+    def _guards(self, session: Session, key: str, token: int | None = None) -> list[Compare]:
+        """The compares every write of ``key`` carries (see :meth:`add_guard`)."""
         out: list[Compare] = []
         for guard, _ in self._guard_fns:
-            out.extend(guard(session, key))
+            out.extend(guard(session, key, token))
         return out
 
     def _explain_guard_failure(
-        self, session: Session, key: str, records: dict[str, Record | None]
+        self, session: Session, key: str, token: int | None, result: TxnResult
     ) -> None:
         for _, explain in self._guard_fns:
-            explain(session, key, records)
+            explain(session, key, token, result)
 
     # --- values --------------------------------------------------------------
 
@@ -294,13 +316,14 @@ class Store:
 
     def history(self, key: str | None = None, since: int = 0) -> Iterator[Event]:
         """Every history event with revision > ``since``, oldest first."""
+        since = params.count(since, "since", example="0")
         if key is not None:
             validate_prefix(key)
-        for data in self.backend.history(since=since, key=key):
-            yield Event.from_dict(data)
+        return (Event.from_dict(data) for data in self.backend.history(since=since, key=key))
 
     def export_history(self, path: str | os.PathLike[str], *, since: int = 0) -> int:
         """Write the history as JSONL (see docs/history.md); returns the count."""
+        since = params.count(since, "since", example="0")
         count = 0
         target = Path(path)
         with target.open("w", encoding="utf-8") as out:
@@ -322,7 +345,9 @@ class Store:
         out: list[tuple[int, str]] = []
         for ev in self.backend.changes(key):
             version = ev.get("version")
-            if not isinstance(version, int) or version <= expected or len(out) >= 20:
+            if not isinstance(version, int):
+                continue  # a lease event, which older stores listed among the changes
+            if version <= expected or len(out) >= 20:
                 break
             out.append((version, ev["agent"]))
         out.reverse()

@@ -490,3 +490,96 @@ def test_history_records_fork_and_merge(store: accord.Store) -> None:
     ]
     assert events[0].version == 1 and events[2].version == 2 and events[2].check == "merge"
     assert events[2].based_on == 1
+
+
+# --- a branch is its owner's (issue 11, item 14) -----------------------------------------
+
+
+def test_only_the_owner_writes_or_discards_a_branch(store: accord.Store) -> None:
+    store.session("owner").write("doc", "x\n")
+    a, b = store.session("agent-a"), store.session("agent-b")
+    mine = a.fork("doc")
+    mine.write("x\nA\n")
+    theirs = b.branch("doc", mine.id)
+    assert theirs.read() == "x\nA\n"  # reading is fine
+    refused = r"belongs to agent-a.*agent-b may not write"
+    with pytest.raises(accord.NotOwner, match=refused) as info:
+        theirs.write("x\nB was here\n")
+    error = info.value
+    assert (error.owner, error.agent, error.branch) == ("agent-a", "agent-b", mine.id)
+    assert info.value.exit_code == 3 and "accord fork doc" in str(info.value)
+    with pytest.raises(accord.NotOwner, match="may not discard"):
+        b.branches("doc")[0].discard()
+    assert a.branch("doc", mine.id).read() == "x\nA\n"
+    assert [br.id for br in store.branches("doc")] == [mine.id]
+    # The owner, through any of its handles, may.
+    again = a.branch("doc", mine.id)
+    again.write("x\nA2\n")
+    a.branches("doc")[0].discard()
+    assert store.branches("doc") == []
+
+
+def test_a_handle_of_no_agent_reads_and_merges_but_does_not_write(store: accord.Store) -> None:
+    store.session("owner").write("doc", "x\n")
+    branch = store.session("agent-a").fork("doc")
+    branch.write("x\nA\n")
+    (anonymous,) = store.branches("doc")
+    assert anonymous.read() == "x\nA\n"
+    with pytest.raises(accord.UsageError, match=r"belongs to no agent.*session\.branch"):
+        anonymous.write("x\nanyone\n")
+    with pytest.raises(accord.UsageError, match="belongs to no agent"):
+        anonymous.discard()
+    merged = store.merge("doc", [anonymous], agent="synth").commit()
+    assert merged.value == "x\nA\n"
+
+
+# --- a merge into another lineage (issue 11, item 2) -------------------------------------
+
+
+def test_a_merge_after_delete_and_re_create_is_refused(store: accord.Store) -> None:
+    """The branch's edit used to be applied to the unrelated new document."""
+    owner, a = store.session("owner"), store.session("agent-a")
+    owner.write("doc", "old plan\nstep 1\n")
+    branch = a.fork("doc")
+    branch.write("old plan\nstep 1\nstep 2 (A)\n")
+    owner.delete("doc", expect=1)
+    owner.write("doc", "a new, unrelated document\n", expect=0)
+    owner.write("doc", "a new, unrelated document\nmore\n", expect=3)
+    with pytest.raises(accord.PreconditionFailed, match="deleted") as info:
+        store.merge("doc", [branch], agent="synth")
+    message = str(info.value)
+    assert "version 2" in message and "forked from version 1" in message
+    assert "created again" in message and "Nothing was changed" in message
+    assert (info.value.deleted_at, info.value.current) == (2, 4)
+    assert owner.read("doc").value == "a new, unrelated document\nmore\n"
+    assert [b.id for b in store.branches("doc")] == [branch.id]  # still open: discard it
+    branch.discard()
+
+
+def test_a_merge_computed_before_a_delete_and_re_create_does_not_commit(
+    store: accord.Store,
+) -> None:
+    owner, a = store.session("owner"), store.session("agent-a")
+    owner.write("doc", "x\n")
+    branch = a.fork("doc")
+    branch.write("x\ny\n")
+    owner.write("doc", "w\nx\n", expect=1)
+    merge = store.merge("doc", [branch], agent="synth")
+    assert merge.clean
+    owner.delete("doc", expect=2)
+    owner.write("doc", "other\n", expect=0)
+    with pytest.raises(accord.Conflict):
+        merge.commit()
+    assert owner.read("doc").value == "other\n"
+
+
+def test_branches_of_a_re_created_key_merge_normally(store: accord.Store) -> None:
+    owner, a = store.session("owner"), store.session("agent-a")
+    owner.write("doc", "first life\n")
+    owner.delete("doc", expect=1)
+    owner.write("doc", "x\n", expect=0)  # version 3: the lineage the branch forks from
+    branch = a.fork("doc")
+    branch.write("x\ny\n")
+    owner.write("doc", "w\nx\n", expect=3)
+    merged = store.merge("doc", [branch], agent="synth").commit()
+    assert merged.value == "w\nx\ny\n"

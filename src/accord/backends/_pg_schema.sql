@@ -20,6 +20,12 @@ CREATE TABLE IF NOT EXISTS @s@.accord_counter (
 -- ;;
 INSERT INTO @s@.accord_counter (id, rev, purged) VALUES (1, 0, 0) ON CONFLICT DO NOTHING
 -- ;;
+-- Upgrading a store in use: every writer locks the counter row first, so
+-- holding this lock to COMMIT lets the writers in flight finish and keeps
+-- new ones waiting, and the ALTER TABLEs below never deadlock with a writer
+-- that holds one table and waits for another. Readers are not blocked.
+LOCK TABLE @s@.accord_counter IN EXCLUSIVE MODE
+-- ;;
 -- Keys compare byte-wise (COLLATE "C"): on UTF-8 that is code point order,
 -- the order Python and the other backends sort keys in.
 CREATE TABLE IF NOT EXISTS @s@.accord_records (
@@ -70,6 +76,9 @@ CREATE TABLE IF NOT EXISTS @s@.accord_tokens (
     rev1   bigint NOT NULL,
     before text NOT NULL
 )
+-- ;;
+-- failed: the position (from 1) of the compare that refused the transaction.
+ALTER TABLE @s@.accord_tokens ADD COLUMN IF NOT EXISTS failed integer
 -- ;;
 -- The backends listening for this store's NOTIFY (one per store object
 -- that has waited). Writers notify only while this table has a row.
@@ -141,6 +150,15 @@ BEGIN
 END
 $fn$
 -- ;;
+-- The functions below changed what they return (h_failed) and take; an
+-- existing store's old ones go first (CREATE OR REPLACE cannot change that).
+DROP FUNCTION IF EXISTS @s@.accord_txn(uuid, text, bytea[])
+-- ;;
+DROP FUNCTION IF EXISTS @s@.accord_put_if(uuid, boolean, text, bigint, text, bytea, text, bigint,
+    text, text, text, text, text, text[], text[], double precision)
+-- ;;
+DROP FUNCTION IF EXISTS @s@.accord_vacant(text, text, double precision)
+-- ;;
 CREATE OR REPLACE FUNCTION @s@.accord_txn(
     p_token uuid,
     p_spec  text,
@@ -150,7 +168,7 @@ CREATE OR REPLACE FUNCTION @s@.accord_txn(
     r_author text, r_lamport bigint, r_clock text, r_deleted boolean,
     r_expires double precision,
     h_ok boolean, h_rev0 bigint, h_rev1 bigint, h_now double precision,
-    h_replay boolean, h_before text
+    h_replay boolean, h_before text, h_failed integer
 )
 -- VOLATILE (the default) matters: at Read Committed every statement below
 -- takes a fresh snapshot, so once the counter lock is granted the reads see
@@ -168,12 +186,14 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     v_spec jsonb := p_spec::jsonb;
     c_key text[]; c_target text[]; c_op text[]; c_num double precision[];
-    c_text text[]; c_json jsonb[]; c_bytes bytea[]; c_now boolean[];
+    c_text text[]; c_json jsonb[]; c_bytes bytea[]; c_now boolean[]; c_refusal text[];
     o_branch boolean[]; o_type text[]; o_key text[]; o_kind text[]; o_data bytea[];
     o_author text[]; o_lamport bigint[]; o_clock text[]; o_ttl double precision[];
     o_event text[]; o_evkey text[]; o_hash text[];
     v_has_ops boolean;
     v_ok boolean := true;
+    v_failed integer;
+    v_outcome text;
     v_rev0 bigint;
     v_rev bigint;
     v_now double precision;
@@ -197,8 +217,9 @@ BEGIN
     -- than one sort per aggregate: this runs on every write.
     SELECT array_agg(e->>0), array_agg(e->>1), array_agg(e->>2),
            array_agg((e->>3)::double precision), array_agg(e->>4), array_agg(e->5),
-           array_agg(p_data[(e->>7)::integer]), array_agg((e->>6)::boolean)
-      INTO c_key, c_target, c_op, c_num, c_text, c_json, c_bytes, c_now
+           array_agg(p_data[(e->>7)::integer]), array_agg((e->>6)::boolean),
+           array_agg(e->>8)
+      INTO c_key, c_target, c_op, c_num, c_text, c_json, c_bytes, c_now, c_refusal
       FROM (SELECT e FROM jsonb_array_elements(v_spec->'c') WITH ORDINALITY AS t(e, n)
             ORDER BY n) AS c;
     SELECT array_agg((e->>0)::boolean), array_agg(e->>1), array_agg(e->>2), array_agg(e->>3),
@@ -210,9 +231,13 @@ BEGIN
       FROM (SELECT e FROM jsonb_array_elements(v_spec->'o') WITH ORDINALITY AS t(e, n)
             ORDER BY n) AS o;
     v_has_ops := coalesce(array_length(o_type, 1), 0) > 0;
+    -- A vacant compare names a prefix, not a key: it is not a touched key.
     v_keys := ARRAY(
-        SELECT DISTINCT k FROM unnest(coalesce(c_key, '{}') || coalesce(o_key, '{}')) AS k
-        WHERE k IS NOT NULL ORDER BY k);
+        SELECT DISTINCT u.k FROM (
+            SELECT c.k FROM unnest(coalesce(c_key, '{}'), coalesce(c_target, '{}')) AS c(k, t)
+                WHERE c.t <> 'vacant'
+            UNION ALL SELECT o.k FROM unnest(coalesce(o_key, '{}')) AS o(k)) AS u
+        WHERE u.k IS NOT NULL ORDER BY u.k);
     IF v_has_ops THEN
         -- Every writer takes this row lock first and holds it to COMMIT:
         -- writers commit one at a time, so revision N+1 can never become
@@ -226,7 +251,8 @@ BEGIN
             IF FOUND THEN
                 RETURN QUERY SELECT NULL::text, NULL::text, NULL::bytea, NULL::bigint,
                     NULL::bigint, NULL::text, NULL::bigint, NULL::text, NULL::boolean,
-                    NULL::double precision, tok.ok, tok.rev0, tok.rev1, tok.ts, true, tok.before;
+                    NULL::double precision, tok.ok, tok.rev0, tok.rev1, tok.ts, true, tok.before,
+                    tok.failed;
                 RETURN;
             END IF;
         END IF;
@@ -239,6 +265,28 @@ BEGIN
     v_now := extract(epoch FROM clock_timestamp())::double precision;
 
     FOR i IN 1 .. coalesce(array_length(c_key, 1), 0) LOOP
+        IF c_target[i] = 'vacant' THEN
+            -- base.check_compare, target "vacant": no live, unexpired row
+            -- named the prefix and digits only, other than the exempt key.
+            -- The slots lie in [prefix || '0', prefix || ':'), so an empty
+            -- range (the usual case) costs one probe of the primary key.
+            -- Written out here, not in a function of its own: plpgsql keeps
+            -- this statement's plan, a called SQL function is planned anew.
+            v_pass := NOT EXISTS (
+                SELECT 1 FROM @s@.accord_records r
+                WHERE r.key >= (c_key[i] || '0') COLLATE "C"
+                  AND r.key < (c_key[i] || ':') COLLATE "C"
+                  AND NOT r.deleted AND (r.expires IS NULL OR r.expires > v_now)
+                  AND r.key IS DISTINCT FROM c_text[i]
+                  AND substr(r.key, char_length(c_key[i]) + 1) ~ '^[0-9]+$');
+            IF NOT v_pass THEN
+                v_ok := false;
+                v_failed := i;
+                v_outcome := c_refusal[i];
+                EXIT;
+            END IF;
+            CONTINUE;
+        END IF;
         SELECT * INTO rec FROM @s@.accord_records r WHERE r.key = c_key[i];
         v_found := FOUND AND NOT rec.deleted;
         IF c_target[i] = 'holder' THEN
@@ -271,9 +319,20 @@ BEGIN
         END IF;
         IF v_pass IS NOT TRUE THEN
             v_ok := false;
+            v_failed := i;
+            v_outcome := c_refusal[i];
             EXIT;
         END IF;
     END LOOP;
+    IF v_outcome IS NOT NULL THEN
+        -- The refused transaction's events say what refused it (base.plan_ops
+        -- does the same with the compare's refusal).
+        FOR i IN 1 .. coalesce(array_length(o_type, 1), 0) LOOP
+            IF NOT o_branch[i] AND o_event[i] IS NOT NULL THEN
+                o_event[i] := jsonb_set(o_event[i]::jsonb, '{outcome}', to_jsonb(v_outcome))::text;
+            END IF;
+        END LOOP;
+    END IF;
 
     IF NOT v_has_ops THEN
         SELECT c.rev INTO v_rev0 FROM @s@.accord_counter c WHERE c.id = 1;
@@ -295,7 +354,7 @@ BEGIN
         CASE WHEN r.key = ANY (v_written) THEN NULL ELSE r.data END,
         r.version, r.revision, r.author, r.lamport, r.clock, r.deleted, r.expires,
         NULL::boolean, NULL::bigint, NULL::bigint, NULL::double precision, NULL::boolean,
-        NULL::text
+        NULL::text, NULL::integer
         FROM @s@.accord_records r WHERE r.key = ANY (v_keys);
     IF v_has_ops AND p_token IS NOT NULL THEN
         SELECT coalesce(json_agg(json_build_array(r.key, r.kind, r.version, r.revision,
@@ -331,7 +390,8 @@ BEGIN
                 INSERT INTO @s@.accord_events
                     (rev, key, ts, version, prev, hash, expires, change, body)
                     VALUES (v_rev, o_evkey[i], v_now, v_base + 1, v_base, o_hash[i],
-                            v_now + o_ttl[i], true, o_event[i]);
+                            v_now + o_ttl[i], o_evkey[i] IS NOT DISTINCT FROM o_key[i],
+                            o_event[i]);
             END IF;
         ELSIF o_type[i] = 'x' THEN
             -- purge: the row goes, and the version chain with it (internal keys only)
@@ -342,7 +402,8 @@ BEGIN
             END IF;
             IF o_event[i] IS NOT NULL THEN
                 INSERT INTO @s@.accord_events (rev, key, ts, version, prev, change, body)
-                    VALUES (v_rev, o_evkey[i], v_now, NULL, v_base, v_found, o_event[i]);
+                    VALUES (v_rev, o_evkey[i], v_now, NULL, v_base,
+                            v_found AND o_evkey[i] IS NOT DISTINCT FROM o_key[i], o_event[i]);
             END IF;
         ELSE
             -- delete: a tombstone keeps the version, so a re-create continues it
@@ -355,7 +416,8 @@ BEGIN
                 v_base := v_base + 1;
                 IF o_event[i] IS NOT NULL THEN
                     INSERT INTO @s@.accord_events (rev, key, ts, version, prev, change, body)
-                        VALUES (v_rev, o_evkey[i], v_now, v_base, v_base - 1, true, o_event[i]);
+                        VALUES (v_rev, o_evkey[i], v_now, v_base, v_base - 1,
+                                o_evkey[i] IS NOT DISTINCT FROM o_key[i], o_event[i]);
                 END IF;
             ELSIF o_event[i] IS NOT NULL THEN
                 INSERT INTO @s@.accord_events (rev, key, ts, version, prev, body)
@@ -371,8 +433,8 @@ BEGIN
             WHERE c.id = 1;
     END IF;
     IF v_has_ops AND p_token IS NOT NULL THEN
-        INSERT INTO @s@.accord_tokens (token, ts, ok, rev0, rev1, before)
-            VALUES (p_token, v_now, v_ok, v_rev0, v_rev, v_before);
+        INSERT INTO @s@.accord_tokens (token, ts, ok, rev0, rev1, before, failed)
+            VALUES (p_token, v_now, v_ok, v_rev0, v_rev, v_before, v_failed);
     END IF;
     IF cardinality(v_changed) > 0 AND EXISTS (SELECT 1 FROM @s@.accord_listeners) THEN
         -- A wake-up hint for wait(), delivered at COMMIT: the revision, then
@@ -385,7 +447,7 @@ BEGIN
     END IF;
     RETURN QUERY SELECT NULL::text, NULL::text, NULL::bytea, NULL::bigint, NULL::bigint,
         NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::double precision,
-        v_ok, v_rev0, v_rev, v_now, false, NULL::text;
+        v_ok, v_rev0, v_rev, v_now, false, NULL::text, v_failed;
 END
 $fn$
 -- ;;
@@ -405,19 +467,25 @@ CREATE OR REPLACE FUNCTION @s@.accord_put_if(
     p_failed   text,
     g_keys     text[],
     g_holders  text[],
-    p_window   double precision
+    p_window   double precision,
+    g_vacant   text,
+    g_exempt   text,
+    p_refused  text
 ) RETURNS TABLE (
     r_key text, r_kind text, r_data bytea, r_version bigint, r_revision bigint,
     r_author text, r_lamport bigint, r_clock text, r_deleted boolean,
     r_expires double precision,
     h_ok boolean, h_rev0 bigint, h_rev1 bigint, h_now double precision,
-    h_replay boolean, h_before text
+    h_replay boolean, h_before text, h_failed integer
 )
 LANGUAGE plpgsql AS $fn$
 -- The common optimistic write: accord_txn's meaning, in fewer statements.
--- Compares: version(p_key) == p_expect, and holder(g_keys[i]) == g_holders[i];
--- success: Put(p_key) with event p_event; failure: Append(p_failed), or no
--- op when p_failed is NULL. The client sends it only for a put without a
+-- Compares, in this order: vacant(g_vacant) except g_exempt when g_vacant is
+-- not NULL, holder(g_keys[i]) == g_holders[i], version(p_key) == p_expect;
+-- h_failed numbers the one that refused the write in that order. Success:
+-- Put(p_key) with event p_event; failure: Append(p_failed), or Append
+-- (p_refused) when the vacant compare refused it and p_refused is not NULL,
+-- or no op when p_failed is NULL. The client sends it only for a put without a
 -- TTL, p_expect >= 1, holder guards on other keys, and events that name
 -- p_evkey (Backend.put_if_version). Returns what accord_txn returns: on a
 -- refusal the rows of the touched keys as they are, then the header row; on
@@ -426,6 +494,7 @@ LANGUAGE plpgsql AS $fn$
 -- p_window seconds (the client retries for less than that) that are newer
 -- than its change to version p_expect.
 DECLARE
+    v_base integer := CASE WHEN g_vacant IS NULL THEN 0 ELSE 1 END;
     v_del boolean;
     v_expires double precision;
     v_author text;
@@ -453,7 +522,7 @@ BEGIN
                 RETURN QUERY SELECT r.key::text, r.kind, r.data, r.version, r.revision,
                     r.author, r.lamport, r.clock, r.deleted, r.expires,
                     NULL::boolean, NULL::bigint, NULL::bigint, NULL::double precision,
-                    NULL::boolean, NULL::text
+                    NULL::boolean, NULL::text, NULL::integer
                     FROM @s@.accord_records r
                     WHERE r.key = p_key OR r.key = ANY (coalesce(g_keys, '{}'));
             END IF;
@@ -468,15 +537,28 @@ BEGIN
     h_now := extract(epoch FROM clock_timestamp())::double precision;
     h_ok := true;
     h_replay := false;
+    -- base.check_compare, target "vacant" (a lease on the key, say): one
+    -- probe of an empty key range in the usual case.
+    IF g_vacant IS NOT NULL AND EXISTS (
+            SELECT 1 FROM @s@.accord_records r
+            WHERE r.key >= (g_vacant || '0') COLLATE "C"
+              AND r.key < (g_vacant || ':') COLLATE "C"
+              AND NOT r.deleted AND (r.expires IS NULL OR r.expires > h_now)
+              AND r.key IS DISTINCT FROM g_exempt
+              AND substr(r.key, char_length(g_vacant) + 1) ~ '^[0-9]+$') THEN
+        h_ok := false;
+        h_failed := 1;
+    END IF;
     -- base.check_compare, target "holder": a live, unexpired row held by
     -- someone else fails it. Usually no guarded row exists at all (a key
     -- with no queue writer), which one index probe per key settles.
-    FOR i IN 1 .. coalesce(cardinality(g_keys), 0) LOOP
+    FOR i IN 1 .. CASE WHEN h_ok THEN coalesce(cardinality(g_keys), 0) ELSE 0 END LOOP
         SELECT r.deleted, r.expires, r.author INTO v_del, v_expires, v_author
             FROM @s@.accord_records r WHERE r.key = g_keys[i] FOR UPDATE;
         IF FOUND AND NOT v_del AND (v_expires IS NULL OR v_expires > h_now)
                 AND (v_author = g_holders[i]) IS NOT TRUE THEN
             h_ok := false;
+            h_failed := v_base + i;
             EXIT;
         END IF;
     END LOOP;
@@ -486,6 +568,9 @@ BEGIN
             expires = NULL
             WHERE r.key = p_key AND r.version = p_expect AND NOT r.deleted;
         h_ok := FOUND;
+        IF NOT h_ok THEN
+            h_failed := v_base + coalesce(cardinality(g_keys), 0) + 1;
+        END IF;
     END IF;
     IF h_ok THEN
         INSERT INTO @s@.accord_events
@@ -500,10 +585,13 @@ BEGIN
         RETURN QUERY SELECT r.key::text, r.kind, r.data, r.version, r.revision, r.author,
             r.lamport, r.clock, r.deleted, r.expires,
             NULL::boolean, NULL::bigint, NULL::bigint, NULL::double precision,
-            NULL::boolean, NULL::text
+            NULL::boolean, NULL::text, NULL::integer
             FROM @s@.accord_records r
             WHERE r.key = p_key OR r.key = ANY (coalesce(g_keys, '{}'));
-        IF p_failed IS NULL THEN
+        IF h_failed = 1 AND v_base = 1 AND p_refused IS NOT NULL THEN
+            INSERT INTO @s@.accord_events (rev, key, ts, body, token)
+                VALUES (h_rev1, p_evkey, h_now, p_refused, p_token);
+        ELSIF p_failed IS NULL THEN
             -- Nothing to record (and so nothing a repeat could find: it
             -- decides again, which for a refusal is the same answer).
             UPDATE @s@.accord_counter c SET rev = h_rev0 WHERE c.id = 1;

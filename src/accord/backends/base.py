@@ -126,8 +126,44 @@ def iso_time(ts: float) -> str:
     return f"{last[1]}.{micros:06d}Z"
 
 
-def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:
-    """Evaluate one compare against the current record of its key."""
+VACANT_END = ":"
+"""The character after ``9``: a vacant compare on prefix ``p`` probes the
+key range ``[p + "0", p + ":")``, where every slot (``p`` and digits) lies."""
+
+
+def slot_range(prefix: str) -> tuple[str, str]:
+    """The key range a ``vacant`` compare on ``prefix`` probes."""
+    return prefix + "0", prefix + VACANT_END
+
+
+def occupies(rec: Record, cmp: Compare, now: float) -> bool:
+    """Whether ``rec`` makes the ``vacant`` compare ``cmp`` fail at ``now``."""
+    rest = rec.key[len(cmp.key) :] if rec.key.startswith(cmp.key) else ""
+    return (
+        rest.isascii()
+        and rest.isdigit()
+        and rec.key != cmp.value
+        and not rec.deleted
+        and (rec.expires is None or rec.expires > now)
+    )
+
+
+Vacancy = Callable[[Compare, float], bool]
+"""How a backend evaluates a ``vacant`` compare at ``now``: a range probe."""
+
+
+def check_compare(
+    cmp: Compare, record: Record | None, now: float, vacant: Vacancy | None = None
+) -> bool:
+    """Evaluate one compare against the current record of its key.
+
+    A ``vacant`` compare has no record of its own: ``vacant(cmp, now)``
+    (the backend's range probe) decides it.
+    """
+    if cmp.target == "vacant":
+        if vacant is None:  # pragma: no cover - every backend passes one
+            raise ValueError("a vacant compare needs the backend's range probe")
+        return vacant(cmp, now)
     expected = now if cmp.value == NOW else cmp.value
     if cmp.target == "version":
         actual: Any = 0 if record is None or record.deleted else record.version
@@ -152,12 +188,26 @@ def check_compare(cmp: Compare, record: Record | None, now: float) -> bool:
     return _OPS[cmp.op](actual, expected)
 
 
+def first_failure(
+    compares: Sequence[Compare],
+    current: dict[str, Record | None],
+    now: float,
+    vacant: Vacancy,
+) -> Compare | None:
+    """The first compare that does not hold (None: they all hold)."""
+    for cmp in compares:
+        if not check_compare(cmp, current.get(cmp.key), now, vacant):
+            return cmp
+    return None
+
+
 def plan_ops(
     ops: Iterable[Op],
     current: dict[str, Record | None],
     revision: int,
     now: float,
     changes: list[dict[str, Any]] | None = None,
+    outcome: str | None = None,
 ) -> tuple[list[tuple[str, Record | None]], list[dict[str, Any]], int]:
     """Work out what ``ops`` do, given the records they touch.
 
@@ -166,6 +216,8 @@ def plan_ops(
     one revision. ``current`` is updated in place, so several ops on one key
     in one transaction see each other. If ``changes`` is given, the events of
     Put and Delete ops (those that changed a key) are also appended to it.
+    ``outcome``, when given, replaces every event's ``outcome`` (the
+    ``refusal`` of the compare that sent a transaction to its failure ops).
     """
     writes: list[tuple[str, Record | None]] = []
     events: list[dict[str, Any]] = []
@@ -174,6 +226,8 @@ def plan_ops(
         revision += 1
         if isinstance(op, Append):
             events.append(_stamp(op.event, revision, stamp, None, None, None))
+            if outcome is not None:
+                events[-1]["outcome"] = outcome
             continue
         old = current.get(op.key)
         # The version chain runs through tombstones, so ``prev`` of a
@@ -196,11 +250,15 @@ def plan_ops(
                 events.append(
                     _stamp(op.event, revision, stamp, base + 1, prev, value_hash(op.data))
                 )
+                if outcome is not None:
+                    events[-1]["outcome"] = outcome
                 # A record with a TTL (a lease) tells the history its deadline,
                 # computed from the same clock reading as the event's time.
                 if new is not None and new.expires is not None and "expires" not in events[-1]:
                     events[-1]["expires"] = iso_time(new.expires)
-                if changes is not None:
+                # A change of the record's own key: a lease grant's event
+                # names the leased key, but changes only its grant record.
+                if changes is not None and op.event.get("key") == op.key:
                     changes.append(events[-1])
         elif isinstance(op, Delete):
             if op.purge:
@@ -223,7 +281,9 @@ def plan_ops(
             if op.event is not None:
                 version = None if new is None else new.version
                 events.append(_stamp(op.event, revision, stamp, version, prev, None))
-                if changes is not None and new is not old:
+                if outcome is not None:
+                    events[-1]["outcome"] = outcome
+                if changes is not None and new is not old and op.event.get("key") == op.key:
                     changes.append(events[-1])
         else:  # pragma: no cover - guarded by the type
             raise TypeError(f"unknown op {op!r}")
@@ -283,20 +343,34 @@ def paged_history(
 def short_put(put: Put, expect: int, guards: Sequence[Compare]) -> bool:
     """Whether a ``put_if_version`` call has the shape the backends' short
     paths take: a put with an event and no TTL over an existing version,
-    guarded only by ``holder`` compares on other keys."""
-    return (
-        put.event is not None
-        and put.ttl is None
-        and expect >= 1
-        and all(g.target == "holder" and g.key != put.key for g in guards)
-    )
+    guarded only by ``vacant`` compares (at most one, listed first) and
+    ``holder`` compares on other keys."""
+    vacant = 0
+    for i, g in enumerate(guards):
+        if g.target == "vacant":
+            vacant += 1
+            if i != 0:
+                return False
+        elif g.target != "holder" or g.key == put.key:
+            return False
+    return put.event is not None and put.ttl is None and expect >= 1 and vacant <= 1
+
+
+def put_if_compares(expect_key: str, expect: int, guards: Sequence[Compare]) -> list[Compare]:
+    """The compares a ``put_if_version`` call means, in the order they are
+    checked: the guards as given, then the version."""
+    return [*guards, Compare(expect_key, "version", "==", expect)]
 
 
 def touched_keys(compares: Sequence[Compare], *branches: Sequence[Op]) -> list[str]:
-    """Every key a transaction reads or writes, in first-seen order."""
+    """Every key a transaction reads or writes, in first-seen order.
+
+    A ``vacant`` compare names a prefix, not a key: it is left out.
+    """
     seen: dict[str, None] = {}
     for cmp in compares:
-        seen.setdefault(cmp.key, None)
+        if cmp.target != "vacant":
+            seen.setdefault(cmp.key, None)
     for ops in branches:
         for op in ops:
             if not isinstance(op, Append):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from ..records import Compare, Op, Record, TxnResult
-from .base import check_compare, plan_ops, touched_keys
+from .base import first_failure, occupies, plan_ops, slot_range, touched_keys
 
 
 class MemoryBackend:
@@ -68,10 +68,16 @@ class MemoryBackend:
             current: dict[str, Record | None] = {
                 key: self._records.get(key) for key in touched_keys(compares, success, failure)
             }
-            ok = all(check_compare(c, current[c.key], now) for c in compares)
+            failed = first_failure(compares, current, now, self._vacant)
+            ok = failed is None
             changes: list[dict[str, Any]] = []
             writes, events, revision = plan_ops(
-                success if ok else failure, current, self._revision, now, changes
+                success if ok else failure,
+                current,
+                self._revision,
+                now,
+                changes,
+                None if failed is None else failed.refusal,
             )
             for key, rec in writes:
                 if rec is None:
@@ -88,7 +94,17 @@ class MemoryBackend:
             if writes or events:
                 self._revision = revision
                 self._cond.notify_all()
-            return TxnResult(ok, self._revision, current, events)
+            return TxnResult(ok, self._revision, current, events, failed)
+
+    def _vacant(self, cmp: Compare, now: float) -> bool:
+        lo, hi = slot_range(cmp.key)
+        keys = self._sorted
+        i = bisect.bisect_left(keys, lo)
+        while i < len(keys) and keys[i] < hi:
+            if occupies(self._records[keys[i]], cmp, now):
+                return False
+            i += 1
+        return True
 
     def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None

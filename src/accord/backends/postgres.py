@@ -73,7 +73,15 @@ from ..records import (
     fast_event_encoder,
     value_hash,
 )
-from .base import _stamp, iso_time, paged_history, plan_ops, short_put, touched_keys
+from .base import (
+    _stamp,
+    iso_time,
+    paged_history,
+    plan_ops,
+    put_if_compares,
+    short_put,
+    touched_keys,
+)
 
 SCHEMA_VERSION = 1
 """The schema version this accord creates and understands."""
@@ -151,7 +159,7 @@ class PostgresBackend:
         ).format(s).as_bytes(None)
         self._sql_put_if = sql.SQL(
             "SELECT * FROM {}.accord_put_if(%s::uuid, %s, %s, %s, %s, %b, %s, %s, %s, %s, %s, "
-            "%s, %s, %s::text[], %s::text[], %s::float8)"
+            "%s, %s, %s::text[], %s::text[], %s::float8, %s, %s, %s)"
         ).format(s).as_bytes(None)
         self._sql_get = sql.SQL(
             "SELECT " + _COLUMNS + " FROM {}.accord_records WHERE key = %s"
@@ -432,10 +440,18 @@ class PostgresBackend:
     def _schema_version(self, conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
         """The schema version and functions digest stored in the database
         (None: no schema yet)."""
+        # A query of the catalog, not to_regclass(): after waiting for the
+        # migration lock, to_regclass() may still answer from this backend's
+        # cache as it was before the lock holder committed the schema, and
+        # every process opening a new store at once would then run the
+        # script again (whose ALTER TABLE deadlocks with the first one's
+        # writers).
         exists = conn.execute(
-            "SELECT to_regclass(%s)", (f'"{self.schema}".accord_meta',)
+            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'accord_meta'",
+            (self.schema,),
         ).fetchone()
-        if exists is None or exists[0] is None:
+        if exists is None:
             return None
         row = conn.execute(
             sql.SQL(
@@ -652,7 +668,7 @@ class PostgresBackend:
             return conn.cursor(binary=True).execute(self._sql_txn, params).fetchall()
 
         rows = self._run(go, "writing" if has_ops else "checking", write=has_ops)
-        result = self._finish(rows, keys, success, failure)
+        result = self._finish(rows, keys, compares, success, failure)
         self._maybe_sweep_tokens()
         return result
 
@@ -660,13 +676,19 @@ class PostgresBackend:
         self,
         rows: list[tuple[Any, ...]],
         keys: list[str],
+        compares: Sequence[Compare],
         success: Sequence[Op],
         failure: Sequence[Op],
     ) -> TxnResult:
         """The TxnResult of a call of accord_txn or accord_put_if: its rows
-        of the touched keys before the transaction, then a header row."""
+        of the touched keys before the transaction, then a header row.
+        ``compares`` are the compares in the order the function checked them
+        (its ``h_failed`` counts from 1 in that order)."""
         header = rows[-1]
-        ok, rev0, rev1, now, replay, before_text = header[10:16]
+        ok, rev0, rev1, now, replay, before_text, failed_at = header[10:17]
+        failed = None
+        if not ok and failed_at is not None and 1 <= failed_at <= len(compares):
+            failed = compares[failed_at - 1]
         current: dict[str, Record | None] = dict.fromkeys(keys)
         if replay:
             self.replayed += 1
@@ -675,14 +697,18 @@ class PostgresBackend:
         else:
             for row in rows[:-1]:
                 current[row[0]] = _row_to_record(row)
-        _, events, revision = plan_ops(success if ok else failure, current, rev0, now)
+        # The function already gave the refused events the failed compare's
+        # refusal as their outcome; plan_ops rebuilds them the same way.
+        outcome = None if failed is None else failed.refusal
+        ops = success if ok else failure
+        _, events, revision = plan_ops(ops, current, rev0, now, None, outcome)
         if revision != rev1:
             raise BackendUnavailable(
                 f"{self._where()}: the database applied a transaction as revisions "
                 f"{rev0}..{rev1} but accord expected {revision}; the schema's functions do "
                 "not match this accord. Open the store with the accord that created it."
             )
-        return TxnResult(ok, revision, current, events)
+        return TxnResult(ok, revision, current, events, failed)
 
     def put_if_version(
         self,
@@ -693,14 +719,15 @@ class PostgresBackend:
     ) -> TxnResult:
         """The common optimistic write in one call of ``accord_put_if``.
 
-        Means exactly ``txn([Compare(put.key, "version", "==", expect),
-        *guards], [put], failure)``, with one difference in the result: when
+        Means exactly ``txn([*guards, Compare(put.key, "version", "==",
+        expect)], [put], failure)``, with one difference in the result: when
         the write succeeds, ``records`` is empty (nothing is read back). Takes
         the short path for a put with an event and no ``ttl``, ``expect`` >=
-        1, guards that are ``holder`` compares on other keys, and at most one
-        failure op, an ``Append`` of an event naming the same key as the
-        put's; anything else goes through :meth:`txn`. The transaction token
-        is kept in the event row (see ``accord_put_if``).
+        1, guards that are at most one ``vacant`` compare (first) and
+        ``holder`` compares on other keys, and at most one failure op, an
+        ``Append`` of an event naming the same key as the put's; anything
+        else goes through :meth:`txn`. The transaction token is kept in the
+        event row (see ``accord_put_if``).
         """
         event = put.event
         key = put.key
@@ -716,8 +743,14 @@ class PostgresBackend:
             )
         )
         if not short or event is None:
-            return self.txn([Compare(key, "version", "==", expect), *guards], [put], failure)
+            return self.txn(put_if_compares(key, expect, guards), [put], failure)
         failed = failure[0].event if failure else None
+        vacant = guards[0] if guards and guards[0].target == "vacant" else None
+        holders = guards[1:] if vacant is not None else guards
+        refused = None
+        if vacant is not None and vacant.refusal is not None and failed is not None:
+            refused = dict(failed)
+            refused["outcome"] = vacant.refusal
         hash_ = value_hash(put.data)
         # The token as text (the function casts it): cheaper than a UUID object.
         token = f"{_token_int():032x}"
@@ -733,13 +766,16 @@ class PostgresBackend:
             _dumps_short_event(event),
             event.get("key"),
             None if failed is None else _dumps_short_event(failed),
-            _text_array([g.key for g in guards]) if guards else None,
-            _text_array([g.value if isinstance(g.value, str) else None for g in guards])
-            if guards
+            _text_array([g.key for g in holders]) if holders else None,
+            _text_array([g.value if isinstance(g.value, str) else None for g in holders])
+            if holders
             else None,
             # How far back a repeat looks for its first attempt's event: beyond
             # the time _run keeps retrying, with a minute to spare.
             self._retry_timeout + 60.0,
+            None if vacant is None else vacant.key,
+            None if vacant is None or not isinstance(vacant.value, str) else vacant.value,
+            None if refused is None else _dumps_short_event(refused),
         )
         attempts = 0
 
@@ -759,8 +795,8 @@ class PostgresBackend:
                 self.replayed += 1
             out = _stamp(event, rev1, iso_time(now), expect + 1, expect, hash_)
             return TxnResult(True, rev1, {}, [out])
-        keys = list(dict.fromkeys([key, *(g.key for g in guards)]))
-        return self._finish(rows, keys, [put], failure)
+        keys = list(dict.fromkeys([key, *(g.key for g in holders)]))
+        return self._finish(rows, keys, put_if_compares(key, expect, guards), [put], failure)
 
     def _replay_before(
         self, current: dict[str, Record | None], ops: Sequence[Op], before_text: str
@@ -1006,14 +1042,14 @@ def _txn_spec(
                     if not isinstance(value, int | float):
                         raise UsageError(f"A {cmp.target} compare needs a number, not {value!r}.")
                     num = _number(float(value))
-            elif cmp.target == "holder":
+            elif cmp.target in ("holder", "vacant"):
                 text = value if isinstance(value, str) else None
             elif isinstance(value, bytes | bytearray | memoryview):
                 blobs.append(bytes(value))
                 blob = len(blobs)
             else:
                 js = value
-        cs.append([cmp.key, cmp.target, cmp.op, num, text, js, is_now, blob])
+        cs.append([cmp.key, cmp.target, cmp.op, num, text, js, is_now, blob, cmp.refusal])
     ops: list[list[Any]] = []
     for branch, branch_ops in ((True, success), (False, failure)):
         for op in branch_ops:

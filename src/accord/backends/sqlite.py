@@ -40,11 +40,13 @@ from ..records import (
     value_hash,
 )
 from .base import (
-    check_compare,
+    first_failure,
     iso_time,
     paged_history,
     plan_ops,
+    put_if_compares,
     short_put,
+    slot_range,
     touched_keys,
 )
 
@@ -121,11 +123,38 @@ def _select_touched(n: int) -> str:
     return sql
 
 
-_PUT_IF: dict[int, str] = {}
+# A vacant compare (base.check_compare, target "vacant") fails when a live,
+# unexpired row lies in its slot range, other than the exempt key, whose key
+# is the prefix and digits only. Usually the range is empty: one probe of
+# the primary key settles it. Parameters: lo, hi, now, exempt key, the
+# position of the first character after the prefix.
+_OCCUPIED = (
+    "SELECT 1 FROM accord_records WHERE key >= ? AND key < ? AND deleted = 0 "
+    "AND (expires IS NULL OR expires > ?) AND key != ? "
+    "AND substr(key, ?) NOT GLOB '*[^0-9]*'"
+)
+_OCCUPIED_ONE = _OCCUPIED + " LIMIT 1"
 
 
-def _put_if_sql(guards: int) -> str:
-    sql = _PUT_IF.get(guards)
+def _occupied_params(cmp: Compare, now: float) -> tuple[str, str, float, str, int]:
+    bounds = _SLOTS.get(cmp.key)
+    if bounds is None:
+        if len(_SLOTS) >= 4096:
+            _SLOTS.clear()
+        lo, hi = slot_range(cmp.key)
+        bounds = _SLOTS[cmp.key] = (lo, hi, len(cmp.key) + 1)
+    exempt = cmp.value if isinstance(cmp.value, str) else ""
+    return bounds[0], bounds[1], now, exempt, bounds[2]
+
+
+_SLOTS: dict[str, tuple[str, str, int]] = {}
+
+
+_PUT_IF: dict[tuple[int, int], str] = {}
+
+
+def _put_if_sql(vacant: int, holders: int) -> str:
+    sql = _PUT_IF.get((vacant, holders))
     if sql is None:
         # A holder compare holds unless a live, unexpired row of its key is
         # held by someone else (base.check_compare, target "holder").
@@ -133,11 +162,14 @@ def _put_if_sql(guards: int) -> str:
             " AND NOT EXISTS (SELECT 1 FROM accord_records WHERE key = ? AND deleted = 0 "
             "AND (expires IS NULL OR expires > ?) AND author != ?)"
         )
+        occupied = f" AND NOT EXISTS ({_OCCUPIED})"
         head = (
             "INSERT INTO accord_events (key, kprev, body) SELECT key, erev, ? "
             "FROM accord_records WHERE key = ? AND version = ? AND deleted = 0"
         )
-        sql = _PUT_IF.setdefault(guards, head + held_by_other * guards)
+        sql = _PUT_IF.setdefault(
+            (vacant, holders), head + occupied * vacant + held_by_other * holders
+        )
     return sql
 
 
@@ -465,20 +497,24 @@ class SQLiteBackend:
     ) -> TxnResult:
         """The common optimistic write, in fewer statements than :meth:`txn`.
 
-        Means exactly ``txn([Compare(put.key, "version", "==", expect),
-        *guards], [put], failure)``, with one difference in the result: when
+        Means exactly ``txn([*guards, Compare(put.key, "version", "==",
+        expect)], [put], failure)``, with one difference in the result: when
         the write succeeds, ``records`` is empty (the compares are checked by
         SQLite, and no row is read back). Takes the short path for a put with
-        an event and no ``ttl``, ``expect`` >= 1, and guards that are
-        ``holder`` compares on other keys; anything else goes through
+        an event and no ``ttl``, ``expect`` >= 1, and guards that are at most
+        one ``vacant`` compare (first) and ``holder`` compares on other keys
+        (:func:`~accord.backends.base.short_put`); anything else goes through
         :meth:`txn`, and a refusal is decided by the general path inside the
         same transaction.
         """
         event = put.event
         key = put.key
         if not short_put(put, expect, guards) or event is None:
-            return self.txn([Compare(key, "version", "==", expect), *guards], [put], failure)
-        insert = _put_if_sql(len(guards))
+            return self.txn(put_if_compares(key, expect, guards), [put], failure)
+        # short_put() allows one vacant compare, first, then holder compares.
+        vacant = guards[:1] if guards and guards[0].target == "vacant" else ()
+        holders = guards[len(vacant) :]
+        insert = _put_if_sql(len(vacant), len(holders))
         version = expect + 1
         hash_ = value_hash(put.data)
         conn = self._conn()
@@ -492,7 +528,9 @@ class SQLiteBackend:
             out.setdefault("prev", expect)
             out.setdefault("hash", hash_)
             params: list[Any] = [_dumps_short_event(out), key, expect]
-            for guard in guards:
+            for guard in vacant:
+                params += _occupied_params(guard, now)
+            for guard in holders:
                 params += (guard.key, now, guard.value)
             # The compares are the INSERT's WHERE clause: the event row is
             # appended only if they hold, and its rev is the next rowid
@@ -504,7 +542,7 @@ class SQLiteBackend:
                 # the same transaction (the lock is held, so nothing moved):
                 # it takes the failure branch and records the refusal, and a
                 # loser under contention holds the write lock once, not twice.
-                compares = [Compare(key, "version", "==", expect), *guards]
+                compares = put_if_compares(key, expect, guards)
                 return self._txn_locked(
                     conn, touched_keys(compares, [put], failure), compares, [put], failure
                 )
@@ -551,14 +589,17 @@ class SQLiteBackend:
                 heads[row[0]] = row[10]
         existing = set(heads)
         now = self.now()
-        ok = True
-        for cmp in compares:
-            if not check_compare(cmp, current[cmp.key], now):
-                ok = False
-                break
+
+        def vacant(cmp: Compare, at: float) -> bool:
+            return conn.execute(_OCCUPIED_ONE, _occupied_params(cmp, at)).fetchone() is None
+
+        failed = first_failure(compares, current, now, vacant)
+        ok = failed is None
         changes: list[dict[str, Any]] = []
         ops = success if ok else failure
-        writes, events, new_revision = plan_ops(ops, current, revision, now, changes)
+        writes, events, new_revision = plan_ops(
+            ops, current, revision, now, changes, None if failed is None else failed.refusal
+        )
         change_ids = {id(e) for e in changes}
         # A purged row leaves no record for wait() to see; its revision's row
         # names the key instead, so a waiter on it still wakes.
@@ -618,7 +659,7 @@ class SQLiteBackend:
             conn.execute(_INSERT_EVENT, event_rows[0])
         elif event_rows:
             conn.executemany(_INSERT_EVENT, event_rows)
-        return TxnResult(ok, new_revision, current, events)
+        return TxnResult(ok, new_revision, current, events, failed)
 
     def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None

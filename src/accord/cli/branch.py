@@ -124,12 +124,13 @@ def write(
     agent: str | None,
     as_json: bool,
 ) -> None:
-    """Replace the value of branch BRANCH_ID of KEY (from --file or standard input)."""
-    from ..strategies.branch import get_branch
+    """Replace the value of branch BRANCH_ID of KEY (from --file or standard input).
 
+    Only the agent that forked the branch may write it (exit 3 otherwise).
+    """
     value = read_value(file_, json_value, binary)
     with open_store(store_url) as store:
-        found = get_branch(store, key, branch_id)
+        found = store.session(require_agent(agent)).branch(key, branch_id)
         found.read()
         found.write(value)
     if as_json:
@@ -145,11 +146,9 @@ def write(
 def discard(
     key: str, branch_id: str, store_url: str | None, agent: str | None, as_json: bool
 ) -> None:
-    """Close branch BRANCH_ID of KEY without merging it."""
-    from ..strategies.branch import get_branch
-
+    """Close branch BRANCH_ID of KEY without merging it (its owner only)."""
     with open_store(store_url) as store:
-        get_branch(store, key, branch_id).discard()
+        store.session(require_agent(agent)).branch(key, branch_id).discard()
     if as_json:
         emit_json({"id": branch_id, "key": key, "status": "discarded"})
     else:

@@ -82,7 +82,9 @@ def write(
 ) -> None:
     """Write KEY from --file or standard input.
 
-    Without --expect, --lease or --force the write only creates KEY.
+    Without --expect, --lease or --force the write only creates KEY. While a
+    lease on KEY is live, only a write under an exclusive lease of KEY
+    (--lease) is accepted; others exit 4 (LeaseHeld).
     """
     value = read_value(file_, json_value, binary)
     with open_store(store_url) as store:
@@ -105,18 +107,33 @@ def write(
 @click.argument("key")
 @click.option("--expect", type=int, default=None, help="Delete only if KEY is at this version.")
 @click.option("--force", is_flag=True, help="Delete blindly.")
+@click.option(
+    "--lease",
+    "lease_token",
+    type=int,
+    default=None,
+    metavar="TOKEN",
+    help="Delete under this lease token (fenced if it is not the live lease).",
+)
 @common
 def delete(
     key: str,
     expect: int | None,
     force: bool,
+    lease_token: int | None,
     store_url: str | None,
     agent: str | None,
     as_json: bool,
 ) -> None:
-    """Delete KEY (needs --expect or --force)."""
+    """Delete KEY (needs --expect, --lease or --force).
+
+    While a lease on KEY is live, only a delete under an exclusive lease of
+    KEY (--lease) is accepted.
+    """
     with open_store(store_url) as store:
-        version = store.session(require_agent(agent)).delete(key, expect=expect, force=force)
+        version = store.session(require_agent(agent)).delete(
+            key, expect=expect, force=force, lease=lease_token
+        )
     if as_json:
         emit_json({"key": key, "version": version, "deleted": True})
     else:

@@ -665,9 +665,7 @@ class _Tools:
         the key's kind (text stays text, JSON stays JSON)."""
 
         def body(session: Session) -> BranchOut:
-            from accord.strategies.branch import get_branch
-
-            branch = get_branch(self.store, key, branch_id)
+            branch = session.branch(key, branch_id)
             if branch.agent != session.agent:
                 raise PolicyViolation(
                     f"Branch {branch_id} of {key} belongs to {branch.agent}, not to "

@@ -13,7 +13,9 @@ owner           only the owner writes (others get :class:`NotWriter`); it may
 queue           only the writer writes (others get :class:`NotWriter`: submit)
 optimistic      every write names ``expect=``; ``force=True`` is refused
 lease           every write carries ``lease=``
-branch          no direct writes: fork, write the branch, merge
+branch          a writer may create the key (the base every branch forks from:
+                ``expect=0``, or a write with no guard); after that no direct
+                writes: fork, write the branch, merge
 ==============  =============================================================
 
 Reads are never refused (a read cannot lose an update). Keys no resource
@@ -184,10 +186,26 @@ class Policy:
                     strategy=strategy,
                 )
         elif strategy == "branch":
+            # Its writers create the base the branches fork from. Only a
+            # create: expect=0, or no guard at all (a write that only
+            # creates); the store refuses either if the key exists, in the
+            # write's own transaction. force and lease could overwrite.
+            creating = (
+                operation.op == "write"
+                and not info.get("force")
+                and info.get("lease") is None
+                and info.get("expect") in (None, 0)
+            )
+            if creating:
+                rec = operation.session.store.backend.get(key)
+                if rec is None or rec.deleted:
+                    return
+            exists = " It exists already." if creating else ""
             raise PolicyViolation(
                 f"Refusing {agent}'s direct {verb} of {key}: it is a branch resource in "
-                f"{self.manifest.name}, where each agent works on an isolated copy. Fork it "
-                f"({call('session.fork', key)}), write to your branch "
+                f"{self.manifest.name}, where each agent works on an isolated copy.{exists} Its "
+                f"writers create it once ({call('write', key, var('value'), expect=0)}); after "
+                f"that, fork it ({call('session.fork', key)}), write to your branch "
                 f"({call('branch.write', var('value'))}), and merge the branches at synthesis "
                 f"({call('store.merge', key, var('branches'))}, then commit the result).",
                 key=key,

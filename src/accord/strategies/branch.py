@@ -36,6 +36,7 @@ from ..errors import (
     BackendUnavailable,
     InvalidValue,
     NotFound,
+    NotOwner,
     PreconditionFailed,
     UsageError,
 )
@@ -82,11 +83,17 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
 class Branch:
     """A private copy of ``key`` based on ``base_version``, kept in the store.
 
-    Get one with ``session.fork(key)``, or the open ones with
-    ``store.branches(key)``. ``read()`` and ``write()`` touch only the
-    branch; the key itself changes only when a merge of branches is
-    committed. A branch takes values of the key's kind (text, JSON or
-    bytes) so that it stays mergeable.
+    Get one with ``session.fork(key)``, or an existing one with
+    ``session.branch(key, id)`` / ``session.branches(key)``. ``read()`` and
+    ``write()`` touch only the branch; the key itself changes only when a
+    merge of branches is committed. A branch takes values of the key's kind
+    (text, JSON or bytes) so that it stays mergeable.
+
+    A branch is private to the agent that forked it (``agent``): only a
+    handle got through that agent's session may ``write()`` or
+    ``discard()`` it; another agent's gets :class:`NotOwner`. Handles from
+    ``store.branches(key)`` belong to no agent: they read, and go into
+    ``store.merge()``, but do not write.
     """
 
     id: str
@@ -96,6 +103,32 @@ class Branch:
     kind: str
     _store: Store = field(repr=False, compare=False)
     _version: int = field(default=0, repr=False, compare=False)
+    _session: Session | None = field(default=None, repr=False, compare=False)
+
+    def _check_owner(self, doing: str) -> None:
+        session = self._session
+        if session is None:
+            raise UsageError(
+                f"This handle of branch {self.id} of {self.key} belongs to no agent (it came "
+                f"from store.branches() or get_branch()), so it cannot {doing} the branch. "
+                f"Get it through its owner's session: session.branch({self.key!r}, "
+                f"{self.id!r}) (CLI: accord branch {doing} {self.key} {self.id} --agent "
+                f"{self.agent}).",
+                key=self.key,
+                branch=self.id,
+            )
+        if session.agent != self.agent:
+            raise NotOwner(
+                f"Branch {self.id} of {self.key} belongs to {self.agent}, who forked it; "
+                f"{session.agent} may not {doing} it (a branch is one agent's private copy). "
+                f"Fork {self.key} for a copy of your own: session.fork({self.key!r}) (CLI: "
+                f"accord fork {self.key}), and merge the branches at synthesis. Nothing was "
+                "changed.",
+                key=self.key,
+                branch=self.id,
+                owner=self.agent,
+                agent=session.agent,
+            )
 
     @property
     def record_key(self) -> str:
@@ -129,11 +162,13 @@ class Branch:
         """Replace the branch's value. No one else is involved: no lock, no check.
 
         ``value`` must be of the key's kind (text for a text key, JSON data
-        for a JSON key). Raises :class:`PreconditionFailed` once the branch
+        for a JSON key). Raises :class:`NotOwner` when this handle's agent
+        did not fork the branch, :class:`PreconditionFailed` once the branch
         was merged or discarded (fork again), or when another handle of this
         branch wrote it since this one last read or wrote it (``read()``
         first).
         """
+        self._check_owner("write")
         store = self._store
         kind, data = store._encode(self.key, value)
         if kind != self.kind:
@@ -177,7 +212,11 @@ class Branch:
         self._version = new.version if new is not None else self._version + 1
 
     def discard(self) -> None:
-        """Close the branch without merging it; it no longer shows in ``branches()``."""
+        """Close the branch without merging it; it no longer shows in ``branches()``.
+
+        Only its owner may (:class:`NotOwner` otherwise).
+        """
+        self._check_owner("discard")
         data = self._load()
         if data["status"] != "open":
             raise _closed(data)
@@ -207,7 +246,7 @@ def _closed(meta: dict[str, Any]) -> PreconditionFailed:
     )
 
 
-def _branch_from(store: Store, rec: Record) -> Branch:
+def _branch_from(store: Store, rec: Record, session: Session | None = None) -> Branch:
     data = rec.value
     return Branch(
         id=data["id"],
@@ -217,6 +256,7 @@ def _branch_from(store: Store, rec: Record) -> Branch:
         kind=data["kind"],
         _store=store,
         _version=rec.version,
+        _session=session,
     )
 
 
@@ -274,11 +314,11 @@ def fork(session: Session, key: str) -> Branch:
     result = store.backend.txn([], ops)
     rec = result.records[branch_prefix(key) + branch_id]
     assert rec is not None
-    return _branch_from(store, rec)
+    return _branch_from(store, rec, session)
 
 
-def branches(store: Store, key: str) -> list[Branch]:
-    """The open branches of ``key``, oldest fork first."""
+def branches(store: Store, key: str, session: Session | None = None) -> list[Branch]:
+    """The open branches of ``key``, oldest fork first (handles of ``session``'s agent)."""
     validate_key(key)
     prefix = branch_prefix(key)
     found = []
@@ -290,11 +330,16 @@ def branches(store: Store, key: str) -> list[Branch]:
         if data.get("key") == key and data.get("status") == "open":
             found.append((data.get("created", 0), data["id"], rec))
     found.sort(key=lambda item: (item[0], item[1]))
-    return [_branch_from(store, rec) for _, _, rec in found]
+    return [_branch_from(store, rec, session) for _, _, rec in found]
 
 
-def get_branch(store: Store, key: str, branch_id: str) -> Branch:
-    """The branch ``branch_id`` of ``key`` (open or closed); :class:`NotFound` if none."""
+def get_branch(
+    store: Store, key: str, branch_id: str, session: Session | None = None
+) -> Branch:
+    """The branch ``branch_id`` of ``key`` (open or closed); :class:`NotFound` if none.
+
+    The handle acts as ``session``'s agent (None: it may read but not write).
+    """
     validate_key(key)
     if (
         not isinstance(branch_id, str)
@@ -311,7 +356,7 @@ def get_branch(store: Store, key: str, branch_id: str) -> Branch:
             key=key,
             branch=branch_id,
         )
-    return _branch_from(store, rec)
+    return _branch_from(store, rec, session)
 
 
 @dataclass
@@ -417,8 +462,10 @@ class Merge:
         )
         event["branches"] = list(self.branch_ids)
         event["base"] = self.base_version
-        compares = [Compare(key, "version", "==", self.current_version)]
-        compares.extend(store._guards(session, key))
+        # The guards of every write path (a live lease on the key refuses
+        # the commit), then the version the merge was computed against.
+        compares = store._guards(session, key)
+        compares.append(Compare(key, "version", "==", self.current_version))
         # The key exists at current_version (merge() checked), so the write
         # makes it current_version + 1; each branch records that it went
         # there, in the same transaction that writes the value.
@@ -443,7 +490,7 @@ class Merge:
             [Append(failed)],
         )
         if not result.succeeded:
-            store._explain_guard_failure(session, key, result.records)
+            store._explain_guard_failure(session, key, None, result)
             for branch_id, version in self._branch_versions.items():
                 bkey = branch_prefix(key) + branch_id
                 rec = result.records.get(bkey)
@@ -474,6 +521,26 @@ def _branch_moved(key: str, branch_id: str, rec: Record | None) -> PreconditionF
         key=key,
         branch=branch_id,
     )
+
+
+def _deleted_since(store: Store, key: str, base_version: int, current: int) -> int | None:
+    """The version of a delete of ``key`` after ``base_version`` (the latest), or None.
+
+    A key's lineage is the run of versions since its last create: a delete
+    ends it and a re-create starts another, whose versions continue the
+    count (versions are never reused) but whose content has nothing to do
+    with the old one. Walks the key's changes back from ``current`` to
+    ``base_version``: only the changes made since the fork.
+    """
+    for ev in store.backend.changes(key):
+        version = ev.get("version")
+        if not isinstance(version, int):
+            continue  # a lease event listed by an older store
+        if version <= base_version:
+            return None
+        if ev.get("op") == "delete":
+            return version
+    return None
 
 
 def merge(
@@ -565,6 +632,20 @@ def merge(
             key=key,
         )
     if current.version != base_version:
+        deleted_at = _deleted_since(store, key, base_version, current.version)
+        if deleted_at is not None:
+            raise PreconditionFailed(
+                f"{key} was deleted (version {deleted_at}) after the branches forked from "
+                f"version {base_version}, and created again: it is at version "
+                f"{current.version} now, a new document that the branches are not edits of. "
+                "Merging them would apply their changes to it. Nothing was changed. Discard "
+                "the branches (or merge them into a key of their own), and fork the new "
+                f"{key} for new work.",
+                key=key,
+                base_version=base_version,
+                deleted_at=deleted_at,
+                current=current.version,
+            )
         if current.kind != kind:
             raise InvalidValue(
                 f"{key} now holds {current.kind} (version {current.version}) but the branches "

@@ -22,6 +22,13 @@ records live under ``.accord/lease/K/``:
     held record is never revived once expired (renewal compares
     ``expires > NOW`` too), and token N is never granted again.
 
+Exclusion: while any grant of ``K`` is live, every write and delete of
+``K`` on every write path carries one ``vacant`` compare on the prefix
+``held/`` (:func:`guard`, a store guard): it fails unless the only live grant
+is the exclusive one the write carries. So nobody writes a leased key
+without its lease (:class:`~accord.LeaseHeld`), checked by the store in the
+write's own transaction, on its clock.
+
 Waiting is first come, first served by ticket. An exclusive request is
 granted when no live ticket is ahead of it and nothing is held; a shared
 one when no exclusive ticket is ahead of it and no exclusive lease is held.
@@ -57,16 +64,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .. import params
 from ..errors import (
     AccordError,
     Deadlock,
     Fenced,
+    LeaseHeld,
     LeaseLost,
     LeaseTimeout,
     UsageError,
 )
 from ..keys import internal, validate_key
-from ..records import NOW, Append, Compare, Delete, Op, Put, Record
+from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -83,9 +92,12 @@ __all__ = [
     "LeaseStatus",
     "acquire",
     "acquire_all",
+    "explain",
     "fence_compares",
     "fenced_error",
     "from_token",
+    "guard",
+    "install",
     "status",
 ]
 
@@ -126,8 +138,12 @@ def _queue_key(key: str, ticket: int) -> str:
     return f"{_prefix(key)}q/{ticket:0{_DIGITS}d}"
 
 
+def _held_prefix(key: str) -> str:
+    return _prefix(key) + "held/"
+
+
 def _held_key(key: str, token: int) -> str:
-    return f"{_prefix(key)}held/{token:0{_DIGITS}d}"
+    return f"{_held_prefix(key)}{token:0{_DIGITS}d}"
 
 
 def _digest(text: str) -> str:
@@ -306,28 +322,22 @@ def _queue_ttl_from(e: _Entry) -> float:
 
 
 def _check_ttl(ttl: object, name: str = "ttl") -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
-        raise UsageError(
-            f"{name} must be a number of seconds, not {ttl!r}. Pass, say, {name}=30."
-        )
-    if ttl < MIN_TTL or ttl > MAX_TTL:
-        raise UsageError(
-            f"{name}={ttl!r} is out of range: a lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s "
-            "(one day). Pick the longest time your work may run without renewing, and "
-            "renew (or pass keepalive=True) for longer work. Nothing was changed."
-        )
-    return float(ttl)
+    return params.seconds(
+        ttl,
+        name,
+        minimum=MIN_TTL,
+        maximum=MAX_TTL,
+        example="30",
+        hint=f"A lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s (one day): pick the longest "
+        "time your work may run without renewing, and renew (or pass keepalive=True) for "
+        "longer work.",
+    )
 
 
 def _check_wait(wait: object) -> float:
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or math.isnan(wait):
-        raise UsageError(f"wait must be a number of seconds (0 for no waiting), not {wait!r}.")
-    if wait < 0 or wait > MAX_WAIT:
-        raise UsageError(
-            f"wait={wait!r} is out of range: use 0 (do not wait) up to {MAX_WAIT:.0f} s. "
-            "Nothing was changed."
-        )
-    return float(wait)
+    return params.seconds(
+        wait, "wait", maximum=MAX_WAIT, example="10", hint="wait=0 means: do not wait at all."
+    )
 
 
 def _check_mode(mode: object) -> Mode:
@@ -737,6 +747,7 @@ def acquire(
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     mode_ = _check_mode(mode)
+    params.flag(keepalive, "keepalive")
     session._intercept("lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
     lease = _Acquirer(session, key, ttl, wait, mode_, on_wait).run()
     if keepalive:
@@ -1228,6 +1239,7 @@ def acquire_all(
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     _check_mode(mode)
+    params.flag(keepalive, "keepalive")
     deadline = time.monotonic() + wait
     taken: list[Lease] = []
     try:
@@ -1261,14 +1273,134 @@ def fence_compares(session: Session, key: str, lease: Any) -> tuple[list[Compare
     else:
         token = _check_token(lease)
     hk = _held_key(key, token)
-    compares = [Compare(hk, "expires", ">", NOW), Compare(hk, "holder", "==", session.agent)]
+    compares = [
+        Compare(hk, "expires", ">", NOW, refusal="fenced"),
+        Compare(hk, "holder", "==", session.agent, refusal="fenced"),
+    ]
     if not impossible and not isinstance(lease, Lease):
         rec = session.store.backend.get(hk)
         if rec is not None and not rec.deleted and json.loads(rec.data).get("mode") == "shared":
             impossible = True
     if impossible:
-        compares.append(Compare(hk, "version", "<", 0))
+        compares.append(Compare(hk, "version", "<", 0, refusal="fenced"))
     return compares, token
+
+
+# --- exclusion (a guard on every write path, see Store.add_guard) --------------------------
+
+
+def guard(session: Session, key: str, token: int | None = None) -> list[Compare]:
+    """The compare that keeps every write of ``key`` out while a lease on it is live.
+
+    It holds only when no live grant record of ``key`` exists other than
+    ``held/<token>`` (the lease the write carries, whose own fence compares
+    check that it is live, exclusive and the writer's). The store evaluates
+    it in the write's own transaction on its own clock, so a lease that
+    lapses stops blocking at its deadline without any record changing, and
+    a grant cannot slip between the check and the write. A refusal is
+    recorded with outcome ``fenced``.
+    """
+    if token is None:
+        # Every write without a lease carries this one compare: built once
+        # per key (Compare is immutable), not on every write.
+        cached = _VACANT.get(key)
+        if cached is None:
+            if len(_VACANT) >= 4096:
+                _VACANT.clear()
+            cached = _VACANT[key] = Compare(
+                _held_prefix(key), "vacant", "==", None, refusal="fenced"
+            )
+        return [cached]
+    return [Compare(_held_prefix(key), "vacant", "==", _held_key(key, token), refusal="fenced")]
+
+
+_VACANT: dict[str, Compare] = {}
+
+
+def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
+    """Raise :class:`LeaseHeld` when :func:`guard`'s compare refused a write of ``key``."""
+    prefix = _held_prefix(key)
+    failed = result.failed
+    if failed is not None and not (failed.target == "vacant" and failed.key == prefix):
+        return
+    backend = session.store.backend
+    now = backend.now()
+    exempt = None if token is None else _held_key(key, token)
+    live = [e for e in _scan(backend, key).held if e.live(now) and e.record_key != exempt]
+    if not live and failed is None:
+        return  # the backend cannot say, and no lease is live now: not ours to explain
+    raise held_error(session, key, live, now)
+
+
+def install(store: Store) -> None:
+    """Install the lease exclusion guard on ``store`` (``Store`` does this by default)."""
+    store.add_guard(guard, explain)
+
+
+def held_error(session: Session, key: str, live: Sequence[_Entry], now: float) -> LeaseHeld:
+    """The :class:`LeaseHeld` error for a write of ``key`` refused by the ``live`` grants."""
+    agent = session.agent
+    rule = (
+        "While a lease on a key is live, the store accepts only writes and deletes made under "
+        "an exclusive lease of that key; nothing was written."
+    )
+    if not live:
+        return LeaseHeld(
+            f"Write to {key} refused: a lease on {key} was live when the store checked the "
+            f"write, and it has ended since. {rule} Nobody holds {key} now: re-read it and "
+            "write again.",
+            key=key,
+            holder=None,
+            token=None,
+            mode=None,
+            expires=None,
+            holders=[],
+        )
+    first = live[0]
+    last = max((e.expires for e in live if e.expires is not None), default=None)
+    if last is None:
+        until = "with no deadline"
+    else:
+        until = f"until {_iso(last)} (store clock, {max(0.0, last - now):.1f} s from now)"
+    if len(live) == 1:
+        who = (
+            f"{first.agent} holds a{'n' if first.mode == 'exclusive' else ''} {first.mode} "
+            f"lease on it (token {first.number}) {until} unless renewed"
+        )
+    else:
+        names = ", ".join(f"{e.agent} (token {e.number})" for e in live)
+        who = f"{names} hold {first.mode} leases on it, the last {until} unless renewed"
+    mine = [e for e in live if e.agent == agent]
+    if mine and mine[0].mode == "exclusive":
+        todo = (
+            f" You ({agent}) hold that lease: write under it, session.write({key!r}, value, "
+            f"lease=lease) (CLI: accord write {key} --lease {mine[0].number})."
+        )
+    elif mine:
+        todo = (
+            f" You ({agent}) hold a shared lease (token {mine[0].number}), which is for "
+            f"reading: release it, then acquire {key} with mode='exclusive' (CLI: accord lease "
+            f"acquire {key} --mode exclusive) and write under that lease."
+        )
+    else:
+        wait = 10 if last is None else max(1, math.ceil(last - now))
+        todo = (
+            f" Wait for it: session.acquire({key!r}, wait={wait}) (CLI: accord lease acquire "
+            f"{key} --wait {wait}), then re-read {key}, write under your lease (lease=lease; "
+            "CLI: --lease TOKEN) and release it."
+        )
+    return LeaseHeld(
+        f"Write to {key} refused: {who}. {rule}{todo}",
+        key=key,
+        holder=first.agent,
+        token=first.number,
+        mode=first.mode,
+        expires=first.expires,
+        holders=[
+            {"agent": e.agent, "token": e.number, "mode": e.mode, "expires": e.expires}
+            for e in live
+        ],
+    )
 
 
 def fenced_error(

@@ -46,6 +46,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .. import params
 from ..clock import encode_clock
 from ..errors import (
     AccordError,
@@ -58,7 +59,18 @@ from ..errors import (
     UsageError,
 )
 from ..keys import has_surrogate, internal, validate_key
-from ..records import Append, Compare, Delete, Doc, Put, Record, Value, decode_value, encode_value
+from ..records import (
+    Append,
+    Compare,
+    Delete,
+    Doc,
+    Put,
+    Record,
+    TxnResult,
+    Value,
+    decode_value,
+    encode_value,
+)
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -181,10 +193,11 @@ class Request:
             raise UsageError(
                 "This Request is not attached to a store; get it from submit() or requests()."
             )
+        timeout = params.seconds(timeout, "timeout", example="30")
         store = self._store
         backend = store.backend
         rkey = request_key(self.id)
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.monotonic() + timeout
         while True:
             since = backend.revision()
             current = get_request(store, self.id)
@@ -358,8 +371,6 @@ def _claim(session: Session, key: str, *, ttl: float, wait: float) -> _Role:
     Another agent gets it only once the holder's deadline has passed; this
     waits up to ``wait`` seconds for that, then raises :class:`NotWriter`.
     """
-    if ttl <= 0:
-        raise UsageError(f"ttl must be a positive number of seconds, not {ttl!r}.")
     store = session.store
     backend = store.backend
     agent = session.agent
@@ -367,7 +378,7 @@ def _claim(session: Session, key: str, *, ttl: float, wait: float) -> _Role:
     if named is not None and named != agent:
         raise _not_writer(key, named, agent, " (named by the manifest)")
     rkey = role_key(key)
-    give_up = time.monotonic() + max(0.0, wait)
+    give_up = time.monotonic() + wait
     while True:
         rec = backend.get(rkey)
         now = backend.now()
@@ -489,7 +500,7 @@ def retire(session: Session, key: str) -> None:
 # --- the guard on direct writes -----------------------------------------------------
 
 
-def guard(session: Session, key: str) -> list[Compare]:
+def guard(session: Session, key: str, token: int | None = None) -> list[Compare]:
     """Compares added to every direct write of ``key`` (see ``Store.add_guard``).
 
     A key whose writer role exists (or that the manifest gives a queue
@@ -501,15 +512,29 @@ def guard(session: Session, key: str) -> list[Compare]:
     if named is not None and named != session.agent:
         # Never true: the write is refused and explain() says why.
         return [Compare(role_key(key), "version", "<", 0)]
-    return [Compare(role_key(key), "holder", "==", session.agent)]
+    # Built once per key and agent (Compare is immutable): every write carries it.
+    cached = _HOLDER.get((key, session.agent))
+    if cached is None:
+        if len(_HOLDER) >= 4096:
+            _HOLDER.clear()
+        cached = _HOLDER[(key, session.agent)] = Compare(
+            role_key(key), "holder", "==", session.agent
+        )
+    return [cached]
 
 
-def explain(session: Session, key: str, records: dict[str, Record | None]) -> None:
+_HOLDER: dict[tuple[str, str], Compare] = {}
+
+
+def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
     """Raise :class:`NotWriter` when :func:`guard`'s compare is what refused a write."""
+    failed = result.failed
+    if failed is not None and failed.key != role_key(key):
+        return
     named = _policy_writer(session.store, key)
     if named is not None and named != session.agent:
         raise _not_writer(key, named, session.agent, " (named by the manifest)")
-    rec = records.get(role_key(key))
+    rec = result.records.get(role_key(key))
     if rec is not None and not rec.deleted and rec.author != session.agent:
         raise _not_writer(key, rec.value["agent"], session.agent)
 
@@ -697,11 +722,31 @@ def requests(
     after its last renewal unless the writer serves again.
     """
     validate_key(key)
-    if timeout < 0:
-        raise UsageError("timeout must be 0 or more seconds.")
+    timeout = params.seconds(timeout, "timeout", example="5")
+    ttl = _check_role_ttl(ttl)
+    role_wait = params.seconds(role_wait, "role_wait", example="0")
+    _check_stop(stop)
     session._intercept("requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     return _iterate(session, key, role, timeout, stop)
+
+
+def _check_role_ttl(ttl: object) -> float:
+    return params.seconds(
+        ttl,
+        "ttl",
+        minimum=0.0,
+        above=True,
+        example=f"{DEFAULT_ROLE_TTL:g}",
+        hint="It is how long the writer role outlives the writer's last renewal.",
+    )
+
+
+def _check_stop(stop: object) -> None:
+    if stop is not None and not (hasattr(stop, "is_set") and callable(stop.is_set)):
+        raise UsageError(
+            f"stop must be a threading.Event (or None), not {stop!r}. Nothing was changed."
+        )
 
 
 def _iterate(
@@ -844,8 +889,8 @@ def accept(
                 f"{key}. Read it (or take the request from requests(), which does) and call "
                 "accept again, or pass expect=<version>."
             )
-    elif not isinstance(expect, int) or expect < 0:
-        raise UsageError(f"expect must be a version number >= 0, not {expect!r}.")
+    else:
+        params.version(expect)
     session._intercept("accept", key, request=stored.id, expect=expect)
     base_version = expect
     if expect == 0:
@@ -868,6 +913,9 @@ def accept(
     )
     rkey, pkey, wkey = request_key(stored.id), pending_prefix(key) + stored.id, role_key(key)
     compares = [
+        # The guards of every write path (a live lease on the key refuses
+        # the accept); the queue's own guard is among them.
+        *store._guards(session, key),
         Compare(wkey, "holder", "==", session.agent),
         Compare(pkey, "version", "!=", 0),
         Compare(key, "version", "==", expect),
@@ -885,7 +933,7 @@ def accept(
         ],
     )
     if not result.succeeded:
-        raise _refused(session, role, stored, "accept", event, result.records, expect)
+        raise _refused(session, role, stored, "accept", event, result, expect)
     ev = result.events[0]
     doc = Doc(
         key=key,
@@ -948,7 +996,7 @@ def reject(session: Session, request: Request, reason: str) -> Request:
         ],
     )
     if not result.succeeded:
-        raise _refused(session, role, stored, "reject", event, result.records, None)
+        raise _refused(session, role, stored, "reject", event, result, None)
     role.head = None
     return replace(stored, status="rejected", outcome=reason, decided_by=session.agent)
 
@@ -974,15 +1022,17 @@ def _refused(
     stored: Request,
     what: str,
     event: dict[str, Any],
-    records: dict[str, Record | None],
+    result: TxnResult,
     expect: int | None,
 ) -> Exception:
     """Work out which compare refused a decision; log it; return the error."""
     store = session.store
     key = stored.key
+    records = result.records
     wrec = records.get(role_key(key))
     error: Exception
     outcome = "conflict"
+    failed = result.failed
     if wrec is not None and not wrec.deleted and wrec.author != session.agent:
         outcome = "fenced"
         _set_role(session, None, key)
@@ -990,15 +1040,24 @@ def _refused(
             error = _fenced(key, session.agent, wrec)
         else:
             error = _not_writer(key, wrec.value["agent"], session.agent)
+    elif failed is not None and failed.target == "vacant":
+        # A live lease on the key: the decision waits until it ends.
+        outcome = failed.refusal or "fenced"
+        try:
+            store._explain_guard_failure(session, key, None, result)
+        except AccordError as exc:
+            error = exc
+        else:  # pragma: no cover - a vacant compare is always explained
+            error = PreconditionFailed(f"The {what} of {stored.id} was refused; try again.")
     elif records.get(pending_prefix(key) + stored.id) is None:
         error = _decided_already(get_request(store, stored.id), what)
     else:
         assert expect is not None
         rec = records.get(key)
         error = session._conflict(key, expect, rec)
-    failed = dict(event)
-    failed["outcome"] = outcome
-    store.backend.txn([], [Append(failed)])
+    refusal = dict(event)
+    refusal["outcome"] = outcome
+    store.backend.txn([], [Append(refusal)])
     return error
 
 
@@ -1042,11 +1101,25 @@ def serve(
     (taking over from a dead writer). Raises :class:`Fenced` if the role is
     taken over meanwhile.
     """
-    if limit is not None and limit <= 0:
-        return 0
-    if batch < 1:
-        raise UsageError("batch must be 1 or more.")
     validate_key(key)
+    if not callable(apply):
+        raise UsageError(
+            f"serve() takes a function apply(current_value, change) -> new value or "
+            f"Reject(reason), not {apply!r}. Nothing was changed."
+        )
+    if timeout is not None:
+        timeout = params.seconds(
+            timeout, "timeout", example="60", hint="Pass timeout=None to serve until stopped."
+        )
+    _check_stop(stop)
+    if limit is not None:
+        limit = params.count(limit, "limit", example="100")
+    ttl = _check_role_ttl(ttl)
+    role_wait = params.seconds(role_wait, "role_wait", example="0")
+    retries = params.count(retries, "retries")
+    batch = params.count(batch, "batch", minimum=1, example="64")
+    if limit == 0:
+        return 0
     session._intercept("requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     store = session.store
@@ -1119,6 +1192,9 @@ def _decide_group(
         session.clock.observe(key, current.lamport, current.clock)
     wkey = role_key(key)
     compares = [
+        # The guards of every write path (a live lease on the key refuses
+        # the group), then the role and the version the group was decided on.
+        *store._guards(session, key),
         Compare(wkey, "holder", "==", session.agent),
         Compare(key, "version", "==", expect),
     ]
@@ -1197,6 +1273,10 @@ def _decide_group(
         if wrec is not None and not wrec.deleted and wrec.author != session.agent:
             _set_role(session, None, key)
             raise _fenced(key, session.agent, wrec)
+        if result.failed is not None and result.failed.target == "vacant":
+            # A live lease on the key: nothing of the group was applied; the
+            # error says who holds it and how long.
+            store._explain_guard_failure(session, key, None, result)
         return -1, failure
     session._remember(key, version, value)
     role.head = None
