@@ -22,7 +22,7 @@ import accord
 from accord import credentials
 from accord.http import app
 
-from .http_helpers import JSON, TEXT, bearer, if_match
+from .http_helpers import TEXT, bearer, if_match
 
 MANIFEST = """
 [agents.author]
