@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio
-from fastapi import FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Header, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -245,7 +245,7 @@ _VALUE_RESPONSE = {
     },
 }
 
-_SECURED = {"security": [{"bearer": []}]}
+_SECURED: dict[str, Any] = {"security": [{"bearer": []}]}
 
 IfMatch = Annotated[
     str | None,
@@ -792,6 +792,39 @@ class _Api:
         return await self.call(request, work)
 
 
+_PUBLIC = frozenset({"/healthz"})
+
+
+def _bearer_present(request: Request) -> None:
+    """401 at once for a request without anything like an agent token, before any
+    other check (the token itself is verified against the store with the operation)."""
+    if request.url.path in _PUBLIC:
+        return
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip().startswith(credentials.TOKEN_PREFIX):
+        raise Refusal(
+            401, UsageError(_UNAUTHORIZED), {"WWW-Authenticate": 'Bearer realm="accord"'}
+        )
+
+
+def _known_query(request: Request) -> None:
+    """Refuse query parameters the route does not take: a misspelt ``?wiat=30``
+    would otherwise be ignored without a word."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {p.alias for p in dependant.query_params}
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+        takes = ", ".join(sorted(known)) or "none"
+        raise Refusal(400, UsageError(
+            f"{request.method} {request.url.path} takes no query parameter {shown}; nothing was "
+            f"done. Its query parameters: {takes}."
+        ))
+
+
 class _Upload(os.PathLike[str]):
     """A temporary file that messages call "the uploaded history"."""
 
@@ -825,6 +858,7 @@ def build(store: Store) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(_bearer_present), Depends(_known_query)],
     )
     app.state.accord_store = store
 
@@ -840,6 +874,10 @@ def build(store: Store) -> FastAPI:
         )
         return _response(_problem_out(problem(error, 400)))
 
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> Response:
+        return _response(_problem_out(refusal(exc)))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
@@ -852,7 +890,16 @@ def build(store: Store) -> FastAPI:
         else:
             text = str(exc.detail)
         error = NotFound(text) if exc.status_code == 404 else UsageError(text)
-        return _response(_problem_out(problem(error, exc.status_code, dict(exc.headers or {}))))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # One route per method: Starlette names only the first route's methods.
+            allowed: set[str] = set()
+            for route in app.routes:
+                regex = getattr(route, "path_regex", None)
+                if regex is not None and regex.match(request.url.path):
+                    allowed |= set(getattr(route, "methods", None) or ())
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return _response(_problem_out(problem(error, exc.status_code, headers)))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:

@@ -56,6 +56,7 @@ TITLES = {
     401: "No valid agent token",
     403: "Not allowed",
     404: "Not found",
+    405: "Method not allowed",
     409: "Conflict with the current state",
     412: "Precondition failed",
     413: "Content too large",
@@ -103,8 +104,9 @@ def problem(
         else:
             body[field] = plain(value)
     out = {"Content-Type": PROBLEM}
-    if isinstance(exc, Conflict) and getattr(exc, "current", 0):
-        out["ETag"] = etag(exc.current)
+    current = exc._details.get("current") if isinstance(exc, Conflict) else None
+    if isinstance(current, int) and current > 0:
+        out["ETag"] = etag(current)
     if status == 503:
         out["Retry-After"] = "1"
     if headers:
