@@ -12,6 +12,7 @@ A mutating request with an ``Idempotency-Key`` goes through
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -21,11 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import Depends, FastAPI, Header, Query
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,6 +46,8 @@ from ..records import Doc, to_wire
 from ..remote import merge_branches, own_branch, plain
 from . import _idempotency as idem
 from . import _models as m
+from ._params import P, parse, unauthorized
+from ._params import openapi as openapi_params
 from ._problems import TITLES, internal, problem, refusal
 from ._wire import (
     JSON,
@@ -75,12 +78,6 @@ proxies and clients often cut a request off after 60 s. Ask again to wait longer
 _MAX_LIST = 10_000
 _MAX_HISTORY = 100_000
 
-_UNAUTHORIZED = (
-    "No valid accord agent token came with this request. Send the header "
-    "'Authorization: Bearer <token>' with the token `accord agents add NAME` printed for your "
-    "agent; a rotated or revoked token no longer works (ask for a new one with "
-    "`accord agents rotate NAME`)."
-)
 
 
 def _now_iso(ts: float) -> str:
@@ -247,27 +244,6 @@ _VALUE_RESPONSE = {
 
 _SECURED: dict[str, Any] = {"security": [{"bearer": []}]}
 
-IfMatch = Annotated[
-    str | None,
-    Header(description='The version you read, as GET gave it in its ETag: "5".'),
-]
-IfNoneMatchCreate = Annotated[
-    str | None, Header(description="* to create a key that must not exist yet.")
-]
-LeaseToken = Annotated[
-    int | None,
-    Header(ge=1, le=2**62, description="The fencing token of your lease on the key."),
-]
-IdemKey = Annotated[
-    str | None,
-    Header(
-        description='A new unique id per request (such as a UUID in quotes, "8e03..."); repeat '
-        "it only when you repeat that very request: the repeat returns the first response "
-        "and applies nothing again."
-    ),
-]
-
-
 class _Api:
     """The routes of one app over one store."""
 
@@ -287,9 +263,7 @@ class _Api:
         if scheme.lower() == "bearer" and token.strip():
             agent = credentials.verify(self.store, token.strip())
         if agent is None:
-            raise Refusal(
-                401, UsageError(_UNAUTHORIZED), {"WWW-Authenticate": 'Bearer realm="accord"'}
-            )
+            raise unauthorized()
         return agent
 
     async def call(
@@ -792,39 +766,6 @@ class _Api:
         return await self.call(request, work)
 
 
-_PUBLIC = frozenset({"/healthz"})
-
-
-def _bearer_present(request: Request) -> None:
-    """401 at once for a request without anything like an agent token, before any
-    other check (the token itself is verified against the store with the operation)."""
-    if request.url.path in _PUBLIC:
-        return
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip().startswith(credentials.TOKEN_PREFIX):
-        raise Refusal(
-            401, UsageError(_UNAUTHORIZED), {"WWW-Authenticate": 'Bearer realm="accord"'}
-        )
-
-
-def _known_query(request: Request) -> None:
-    """Refuse query parameters the route does not take: a misspelt ``?wiat=30``
-    would otherwise be ignored without a word."""
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    if dependant is None or not request.query_params:
-        return
-    known = {p.alias for p in dependant.query_params}
-    unknown = sorted({name for name in request.query_params if name not in known})
-    if unknown:
-        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
-        takes = ", ".join(sorted(known)) or "none"
-        raise Refusal(400, UsageError(
-            f"{request.method} {request.url.path} takes no query parameter {shown}; nothing was "
-            f"done. Its query parameters: {takes}."
-        ))
-
-
 class _Upload(os.PathLike[str]):
     """A temporary file that messages call "the uploaded history"."""
 
@@ -858,7 +799,6 @@ def build(store: Store) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
-        dependencies=[Depends(_bearer_present), Depends(_known_query)],
     )
     app.state.accord_store = store
 
@@ -905,287 +845,282 @@ def build(store: Store) -> FastAPI:
     async def crashed(request: Request, exc: Exception) -> Response:
         return _response(_problem_out(internal(f"{request.method} {request.url.path}", exc)))
 
-    # keys
-    @app.get("/v1/keys", tags=["keys"], summary="List keys", openapi_extra=_SECURED,
-             responses={**_ok(m.ListOut, "The keys under the prefix, in key order."),
-                        **_errors(400, 401, 403, 503)})
-    async def list_keys(
-        request: Request,
-        prefix: Annotated[str, Query(description="Keys that start with this.")] = "",
-        limit: Annotated[int, Query(ge=1, le=_MAX_LIST)] = 1000,
-    ) -> Response:
+    def route(
+        method: str, path: str, params: tuple[P, ...], handler: Callable[..., Any],
+        *, tags: str, summary: str, responses: dict[int | str, dict[str, Any]],
+        body: dict[str, Any] | None = None, secured: bool = True,
+    ) -> None:
+        """Register ``handler(request, **parameters)``; its docstring is the description."""
+
+        async def endpoint(request: Request) -> Response:
+            answer: Response = await handler(request, **parse(request, params, secured=secured))
+            return answer
+
+        extra = openapi_params(*params)
+        if secured:
+            extra.update(_SECURED)
+        if body is not None:
+            extra.update(body)
+        app.add_api_route(
+            path, endpoint, methods=[method], tags=[tags], summary=summary,
+            description=inspect.cleandoc(handler.__doc__ or ""), responses=responses,
+            openapi_extra=extra, name=f"{method.lower()} {path}",
+        )
+
+    key_p = P("key", "path", description="A path-like key, such as docs/plan.md.")
+    rid_p = P("request_id", "path", description="The request id from the submit, r-...")
+    if_match_p = P("If-Match", "header",
+                   description='The version you read, as GET gave it in its ETag: "5".')
+    create_p = P("If-None-Match", "header", description="* to create a key that must not exist.")
+    lease_p = P("Accord-Lease", "header", "integer", minimum=1, maximum=2**62,
+                description="The fencing token of your lease on the key.")
+    idem_p = P("Idempotency-Key", "header",
+               description='A new unique id per request (such as a UUID in quotes, "8e03..."); '
+               "repeat it only when you repeat that very request: the repeat returns the first "
+               "response and applies nothing again.")
+    wait_p = P("wait", "query", "number", default=0, minimum=0, maximum=MAX_WAIT,
+               description="Seconds to wait.")
+    token_p = P("token", "query", "integer", required=True, minimum=1, maximum=2**62,
+                description="Your lease's fencing token.")
+    branch_p = P("id", "query", required=True, description="The branch id, from the fork.")
+
+    async def list_keys(request: Request, prefix: str, limit: int) -> Response:
         """The keys that start with `prefix`, with versions and authors (no values)."""
         return await api.list_keys(request, prefix, limit)
 
-    @app.get("/v1/keys/{key:path}", tags=["keys"], summary="Read a key", openapi_extra=_SECURED,
-             responses={200: _VALUE_RESPONSE, 304: {"description": "Not modified (If-None-Match)."},
-                        **_errors(400, 401, 403, 404, 503)})
-    async def read_key(
-        request: Request,
-        key: str,
-        if_none_match: Annotated[str | None, Header(description='An ETag you hold: "5".')] = None,
-    ) -> Response:
+    async def read_key(request: Request, key: str, **h: Any) -> Response:
         """The value of `key`, its kind in the Content-Type and its version in the ETag.
         Keep the ETag: write the key back with `If-Match` set to it."""
-        return await api.read(request, key, if_none_match)
+        return await api.read(request, key, h["If-None-Match"])
 
-    @app.put("/v1/keys/{key:path}", tags=["keys"], summary="Write a key",
-             openapi_extra={**_SECURED, **_VALUE_BODY},
-             responses={**_ok(m.WriteOut, "Written."),
-                        **_ok(m.WriteOut, "Created (If-None-Match: *).", 201),
-                        **_errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503)})
-    async def write_key(
-        request: Request,
-        key: str,
-        if_match: IfMatch = None,
-        if_none_match: IfNoneMatchCreate = None,
-        accord_lease: LeaseToken = None,
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def write_key(request: Request, key: str, **h: Any) -> Response:
         """Write `key` only if it is still at the version in `If-Match` (412 with what changed
         otherwise), or create it with `If-None-Match: *`. Without either, an existing key is
         428. Under a lease, send its token in `Accord-Lease`: the store fences the write."""
-        return await api.write(request, key, if_match, if_none_match, accord_lease)
+        return await api.write(request, key, h["If-Match"], h["If-None-Match"],
+                               h["Accord-Lease"])
 
-    @app.delete("/v1/keys/{key:path}", tags=["keys"], summary="Delete a key",
-                openapi_extra=_SECURED,
-                responses={**_ok(m.DeleteOut, "Deleted."),
-                           **_errors(400, 401, 403, 404, 409, 412, 422, 428, 503)})
-    async def delete_key(
-        request: Request,
-        key: str,
-        if_match: IfMatch = None,
-        if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
-        accord_lease: LeaseToken = None,
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def delete_key(request: Request, key: str, **h: Any) -> Response:
         """Delete `key` only if it is still at the version in `If-Match` (or under your lease)."""
-        return await api.delete(request, key, if_match, if_none_match, accord_lease)
+        return await api.delete(request, key, h["If-Match"], request.headers.get("if-none-match"),
+                                h["Accord-Lease"])
+
+    route("GET", "/v1/keys", (
+        P("prefix", "query", default="", description="Keys that start with this."),
+        P("limit", "query", "integer", default=1000, minimum=1, maximum=_MAX_LIST),
+    ), list_keys, tags="keys", summary="List keys",
+        responses={**_ok(m.ListOut, "The keys under the prefix, in key order."),
+                   **_errors(400, 401, 403, 503)})
+    route("GET", "/v1/keys/{key:path}", (
+        key_p, P("If-None-Match", "header", description='An ETag you hold: "5".'),
+    ), read_key, tags="keys", summary="Read a key",
+        responses={200: _VALUE_RESPONSE, 304: {"description": "Not modified (If-None-Match)."},
+                   **_errors(400, 401, 403, 404, 503)})
+    route("PUT", "/v1/keys/{key:path}", (key_p, if_match_p, create_p, lease_p, idem_p),
+          write_key, tags="keys", summary="Write a key", body=_VALUE_BODY,
+          responses={**_ok(m.WriteOut, "Written."),
+                     **_ok(m.WriteOut, "Created (If-None-Match: *).", 201),
+                     **_errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503)})
+    route("DELETE", "/v1/keys/{key:path}", (key_p, if_match_p, lease_p, idem_p),
+          delete_key, tags="keys", summary="Delete a key",
+          responses={**_ok(m.DeleteOut, "Deleted."),
+                     **_errors(400, 401, 403, 404, 409, 412, 422, 428, 503)})
 
     # leases
     lease_errors = _errors(400, 401, 403, 404, 409, 412, 422, 503)
 
-    @app.get("/v1/leases/{key:path}", tags=["leases"], summary="Lease holders and waiters",
-             openapi_extra=_SECURED,
-             responses={**_ok(m.LeaseStatusOut, "Holders and waiters."), **lease_errors})
     async def lease_status(request: Request, key: str) -> Response:
         """Who holds the lease on `key` (agents, tokens, deadlines) and who waits, in order."""
         return await api.lease_status(request, key)
 
-    @app.post("/v1/leases/{key:path}", tags=["leases"], summary="Acquire a lease",
-              openapi_extra=_SECURED,
-              responses={**_ok(m.LeaseOut, "Granted.", 201), **lease_errors})
-    async def acquire(
-        request: Request,
-        key: str,
-        ttl: Annotated[float, Query(gt=0, le=86400, description="Seconds it lives.")] = 30,
-        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait.")] = 10,
-        mode: Annotated[Literal["exclusive", "shared"], Query()] = "exclusive",
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def acquire(request: Request, key: str, ttl: float, wait: float, mode: str,
+                      **h: Any) -> Response:
         """Take the lease on `key`, waiting up to `wait` seconds in line (409 when it runs
         out). Write under it with its token in `Accord-Lease`; renew it while you work and
         release it when done."""
         return await api.acquire(request, key, ttl, wait, mode)
 
-    @app.patch("/v1/leases/{key:path}", tags=["leases"], summary="Renew a lease",
-               openapi_extra=_SECURED,
-               responses={**_ok(m.LeaseOut, "Renewed."), **lease_errors})
-    async def renew(
-        request: Request,
-        key: str,
-        token: Annotated[int, Query(ge=1, le=2**62, description="Your lease's token.")],
-        ttl: Annotated[float | None, Query(gt=0, le=86400)] = None,
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def renew(request: Request, key: str, token: int, ttl: float | None,
+                    **h: Any) -> Response:
         """Extend your lease `token` on `key` to `ttl` seconds from now (default: its TTL)."""
         return await api.renew(request, key, token, ttl)
 
-    @app.delete("/v1/leases/{key:path}", tags=["leases"], summary="Release a lease",
-                openapi_extra=_SECURED,
-                responses={**_ok(m.ReleaseOut, "Released."), **lease_errors})
-    async def release(
-        request: Request,
-        key: str,
-        token: Annotated[int, Query(ge=1, le=2**62, description="Your lease's token.")],
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def release(request: Request, key: str, token: int, **h: Any) -> Response:
         """Release your lease `token` on `key`, so the next in line gets it at once."""
         return await api.release(request, key, token)
+
+    ttl_p = P("ttl", "query", "number", default=30, minimum=0, exclusive_minimum=True,
+              maximum=86400, description="Seconds the lease lives without a renewal.")
+    route("GET", "/v1/leases/{key:path}", (key_p,), lease_status, tags="leases",
+          summary="Lease holders and waiters",
+          responses={**_ok(m.LeaseStatusOut, "Holders and waiters."), **lease_errors})
+    route("POST", "/v1/leases/{key:path}", (
+        key_p, ttl_p,
+        P("wait", "query", "number", default=10, minimum=0, maximum=MAX_WAIT,
+          description="Seconds to wait in line."),
+        P("mode", "query", default="exclusive", enum=("exclusive", "shared")),
+        idem_p,
+    ), acquire, tags="leases", summary="Acquire a lease",
+        responses={**_ok(m.LeaseOut, "Granted.", 201), **lease_errors})
+    route("PATCH", "/v1/leases/{key:path}", (
+        key_p, token_p,
+        P("ttl", "query", "number", minimum=0, exclusive_minimum=True, maximum=86400,
+          description="Seconds from now (default: the lease's TTL)."),
+        idem_p,
+    ), renew, tags="leases", summary="Renew a lease",
+        responses={**_ok(m.LeaseOut, "Renewed."), **lease_errors})
+    route("DELETE", "/v1/leases/{key:path}", (key_p, token_p, idem_p), release, tags="leases",
+          summary="Release a lease", responses={**_ok(m.ReleaseOut, "Released."), **lease_errors})
 
     # queue
     queue_errors = _errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503)
 
-    @app.get("/v1/queue/{key:path}", tags=["queue"], summary="Pending change requests",
-             openapi_extra=_SECURED,
-             responses={**_ok(m.QueueOut, "The pending requests, oldest first."),
-                        **_errors(400, 401, 403, 503)})
     async def queue(request: Request, key: str) -> Response:
         """The pending change requests of `key`, oldest first, with its writer and its
         current value and version (send that version as If-Match when you accept)."""
         return await api.queue(request, key)
 
-    @app.post("/v1/queue/{key:path}", tags=["queue"], summary="Submit a change request",
-              openapi_extra={**_SECURED, **_VALUE_BODY},
-              responses={**_ok(m.RequestOut, "Submitted.", 201), **queue_errors})
-    async def submit(request: Request, key: str, idempotency_key: IdemKey = None) -> Response:
+    async def submit(request: Request, key: str, **h: Any) -> Response:
         """Submit a change request for `key` to its writer (the body is the change, its kind
         in the Content-Type). GET /v1/requests/{id}?wait= tells the writer's decision."""
         return await api.submit(request, key)
 
-    @app.get("/v1/requests/{request_id}", tags=["queue"], summary="A request's status",
-             openapi_extra=_SECURED,
-             responses={**_ok(m.RequestOut, "The request as decided, or still pending."),
-                        **_errors(400, 401, 403, 404, 503)})
-    async def request_status(
-        request: Request,
-        request_id: str,
-        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait.")] = 0,
-    ) -> Response:
+    async def request_status(request: Request, request_id: str, wait: float) -> Response:
         """The status of change request `request_id`; with `wait`, wait that long for the
         writer's decision."""
         return await api.request_status(request, request_id, wait)
 
-    @app.post("/v1/requests/{request_id}/accept", tags=["queue"], summary="Accept a request",
-              openapi_extra={**_SECURED, **_VALUE_BODY},
-              responses={**_ok(m.RequestOut, "Accepted and written."), **queue_errors})
-    async def accept(
-        request: Request,
-        request_id: str,
-        if_match: IfMatch = None,
-        if_none_match: IfNoneMatchCreate = None,
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def accept(request: Request, request_id: str, **h: Any) -> Response:
         """As the writer of the request's key: write the body (the key's new value) if the
         key is still at `If-Match`, and mark the request accepted, in one commit."""
-        return await api.accept(request, request_id, if_match, if_none_match)
+        return await api.accept(request, request_id, h["If-Match"], h["If-None-Match"])
 
-    @app.post("/v1/requests/{request_id}/reject", tags=["queue"], summary="Reject a request",
-              openapi_extra={**_SECURED, "requestBody": {
-                  "required": True,
-                  "content": {
-                      "application/json": {"schema": {"$ref": "#/components/schemas/RejectIn"}},
-                      "text/plain": {"schema": {"type": "string"}},
-                  }}},
-              responses={**_ok(m.RequestOut, "Rejected."), **queue_errors})
-    async def reject(request: Request, request_id: str, idempotency_key: IdemKey = None
-                     ) -> Response:
+    async def reject(request: Request, request_id: str, **h: Any) -> Response:
         """As the writer: reject the request with a reason the submitter can act on."""
         return await api.reject(request, request_id)
+
+    route("GET", "/v1/queue/{key:path}", (key_p,), queue, tags="queue",
+          summary="Pending change requests",
+          responses={**_ok(m.QueueOut, "The pending requests, oldest first."),
+                     **_errors(400, 401, 403, 503)})
+    route("POST", "/v1/queue/{key:path}", (key_p, idem_p), submit, tags="queue",
+          summary="Submit a change request", body=_VALUE_BODY,
+          responses={**_ok(m.RequestOut, "Submitted.", 201), **queue_errors})
+    route("GET", "/v1/requests/{request_id}", (rid_p, wait_p), request_status, tags="queue",
+          summary="A request's status",
+          responses={**_ok(m.RequestOut, "The request as decided, or still pending."),
+                     **_errors(400, 401, 403, 404, 503)})
+    route("POST", "/v1/requests/{request_id}/accept", (rid_p, if_match_p, create_p, idem_p),
+          accept, tags="queue", summary="Accept a request", body=_VALUE_BODY,
+          responses={**_ok(m.RequestOut, "Accepted and written."), **queue_errors})
+    route("POST", "/v1/requests/{request_id}/reject", (rid_p, idem_p), reject, tags="queue",
+          summary="Reject a request", body={"requestBody": {
+              "required": True,
+              "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/RejectIn"}},
+                  "text/plain": {"schema": {"type": "string"}},
+              }}},
+          responses={**_ok(m.RequestOut, "Rejected."), **queue_errors})
 
     # branches
     branch_errors = _errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 503)
 
-    @app.get("/v1/branches/{key:path}", tags=["branches"], summary="Open branches",
-             openapi_extra=_SECURED,
-             responses={**_ok(m.BranchesOut, "The open branches."), **_errors(400, 401, 403, 503)})
     async def branches(request: Request, key: str) -> Response:
         """The open branches of `key`, oldest first, with their values."""
         return await api.branches(request, key)
 
-    @app.post("/v1/branches/{key:path}", tags=["branches"], summary="Fork a key",
-              openapi_extra=_SECURED,
-              responses={**_ok(m.BranchOut, "Forked.", 201), **branch_errors})
-    async def fork(request: Request, key: str, idempotency_key: IdemKey = None) -> Response:
+    async def fork(request: Request, key: str, **h: Any) -> Response:
         """A private copy of `key` (a branch) at its current version."""
         return await api.fork(request, key)
 
-    @app.put("/v1/branches/{key:path}", tags=["branches"], summary="Write your branch",
-             openapi_extra={**_SECURED, **_VALUE_BODY},
-             responses={**_ok(m.BranchOut, "Written."), **branch_errors})
-    async def branch_write(
-        request: Request,
-        key: str,
-        id: Annotated[str, Query(description="The branch id, from the fork.")],
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def branch_write(request: Request, key: str, id: str, **h: Any) -> Response:
         """Replace the value of your branch `id` of `key` (same kind as the key)."""
         return await api.branch_write(request, key, id)
 
-    @app.delete("/v1/branches/{key:path}", tags=["branches"], summary="Discard your branch",
-                openapi_extra=_SECURED,
-                responses={**_ok(m.BranchOut, "Discarded."), **branch_errors})
-    async def branch_discard(
-        request: Request,
-        key: str,
-        id: Annotated[str, Query(description="The branch id, from the fork.")],
-        idempotency_key: IdemKey = None,
-    ) -> Response:
+    async def branch_discard(request: Request, key: str, id: str, **h: Any) -> Response:
         """Close your branch `id` of `key` without merging it."""
         return await api.branch_discard(request, key, id)
 
-    @app.post("/v1/merges/{key:path}", tags=["branches"], summary="Merge branches",
-              openapi_extra={**_SECURED, "requestBody": {
-                  "required": False,
-                  "content": {
-                      "application/json": {"schema": {"$ref": "#/components/schemas/MergeIn"}}
-                  }}},
-              responses={**_ok(m.MergeOut, "Merged (committed) or the conflicts to settle."),
-                         **branch_errors})
-    async def merge(request: Request, key: str, idempotency_key: IdemKey = None) -> Response:
+    async def merge(request: Request, key: str, **h: Any) -> Response:
         """Merge branches of `key` three-way against their base and, when no conflict is
         left, write the result (committed true). Otherwise nothing is written and the
         conflicts are listed: merge again with resolutions or prefer."""
         return await api.merge(request, key)
 
+    route("GET", "/v1/branches/{key:path}", (key_p,), branches, tags="branches",
+          summary="Open branches",
+          responses={**_ok(m.BranchesOut, "The open branches."), **_errors(400, 401, 403, 503)})
+    route("POST", "/v1/branches/{key:path}", (key_p, idem_p), fork, tags="branches",
+          summary="Fork a key", responses={**_ok(m.BranchOut, "Forked.", 201), **branch_errors})
+    route("PUT", "/v1/branches/{key:path}", (key_p, branch_p, idem_p), branch_write,
+          tags="branches", summary="Write your branch", body=_VALUE_BODY,
+          responses={**_ok(m.BranchOut, "Written."), **branch_errors})
+    route("DELETE", "/v1/branches/{key:path}", (key_p, branch_p, idem_p), branch_discard,
+          tags="branches", summary="Discard your branch",
+          responses={**_ok(m.BranchOut, "Discarded."), **branch_errors})
+    route("POST", "/v1/merges/{key:path}", (key_p, idem_p), merge, tags="branches",
+          summary="Merge branches", body={"requestBody": {
+              "required": False,
+              "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/MergeIn"}}
+              }}},
+          responses={**_ok(m.MergeOut, "Merged (committed) or the conflicts to settle."),
+                     **branch_errors})
+
     # history, check, plan
-    @app.get("/v1/history", tags=["history"], summary="History as JSON lines",
-             openapi_extra=_SECURED,
-             responses={200: {"description": "One event per line (application/x-ndjson).",
-                              "content": {NDJSON: {"schema": {"type": "string"}}}},
-                        **_errors(400, 401, 403, 503)})
-    async def history(
-        request: Request,
-        after: Annotated[int, Query(ge=0, le=2**62, description="Events after this rev.")] = 0,
-        key: Annotated[str | None, Query(description="Only this key's events.")] = None,
-        limit: Annotated[int, Query(ge=1, le=_MAX_HISTORY)] = 10_000,
-        wait: Annotated[float, Query(ge=0, le=MAX_WAIT,
-                                     description="With nothing after `after`, wait this long "
-                                     "for new events (a watch).")] = 0,
-    ) -> Response:
+    async def history(request: Request, after: int, key: str | None, limit: int,
+                      wait: float) -> Response:
         """The store's history after revision `after`, oldest first, one JSON event a line.
         With `wait`, an empty answer waits for the next events (long-poll): ask again with
         `after` set to the last `rev` you got."""
         return await api.history(request, after, key, limit, wait)
 
-    @app.post("/v1/check", tags=["history"], summary="Check a history for races",
-              openapi_extra={**_SECURED, "requestBody": {
-                  "required": False,
-                  "description": "A JSONL history (accord's, or foreign operations). Empty: "
-                  "this store's own history.",
-                  "content": {
-                      NDJSON: {"schema": {"type": "string"}},
-                      "text/plain": {"schema": {"type": "string"}},
-                  }}},
-              responses={**_ok(m.CheckOut, "The verdict and the anomalies."),
-                         **_errors(400, 401, 403, 413, 503)})
-    async def check(
-        request: Request,
-        lenient: Annotated[bool, Query(description="Skip malformed lines, counting them.")] = False,
-    ) -> Response:
+    async def check(request: Request, lenient: bool) -> Response:
         """Run the race detector on the uploaded history (or, with an empty body, on this
         store's): lost updates, racing writes, fenced writes accepted, duplicates."""
         return await api.check(request, lenient)
 
-    @app.get("/v1/plan", tags=["history"], summary="The manifest's plan",
-             openapi_extra=_SECURED,
-             responses={**_ok(m.PlanOut, "The plan table."), **_errors(401, 403, 503)})
     async def plan(request: Request) -> Response:
         """The manifest this server enforces, as the plan's table."""
         return await api.plan(request)
 
-    @app.get("/v1/whoami", tags=["history"], summary="Who am I", openapi_extra=_SECURED,
-             responses={**_ok(m.WhoAmIOut, "Your agent."), **_errors(401, 403, 503)})
     async def whoami(request: Request) -> Response:
         """The agent your token belongs to."""
         return await api.whoami(request)
 
-    @app.get("/healthz", tags=["server"], summary="Health", include_in_schema=True,
-             responses={200: {"description": "The server answers.",
-                              "content": {JSON: {"schema": {"type": "object"}}}}})
-    async def healthz() -> Response:
+    async def healthz(request: Request) -> Response:
         """200 while the server runs (no token needed)."""
         return Response(b'{"ok":true}', media_type=JSON)
+
+    route("GET", "/v1/history", (
+        P("after", "query", "integer", default=0, minimum=0, maximum=2**62,
+          description="Events after this revision."),
+        P("key", "query", description="Only this key's events."),
+        P("limit", "query", "integer", default=10_000, minimum=1, maximum=_MAX_HISTORY),
+        P("wait", "query", "number", default=0, minimum=0, maximum=MAX_WAIT,
+          description="With nothing after `after`, wait this long for new events (a watch)."),
+    ), history, tags="history", summary="History as JSON lines",
+        responses={200: {"description": "One event per line (application/x-ndjson).",
+                         "content": {NDJSON: {"schema": {"type": "string"}}}},
+                   **_errors(400, 401, 403, 503)})
+    route("POST", "/v1/check", (
+        P("lenient", "query", "boolean", default=False,
+          description="Skip malformed lines, counting them."),
+    ), check, tags="history", summary="Check a history for races", body={"requestBody": {
+        "required": False,
+        "description": "A JSONL history (accord's, or foreign operations). Empty: this "
+        "store's own history.",
+        "content": {NDJSON: {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}}}}},
+        responses={**_ok(m.CheckOut, "The verdict and the anomalies."),
+                   **_errors(400, 401, 403, 413, 503)})
+    route("GET", "/v1/plan", (), plan, tags="history", summary="The manifest's plan",
+          responses={**_ok(m.PlanOut, "The plan table."), **_errors(401, 403, 503)})
+    route("GET", "/v1/whoami", (), whoami, tags="history", summary="Who am I",
+          responses={**_ok(m.WhoAmIOut, "Your agent."), **_errors(401, 403, 503)})
+    route("GET", "/healthz", (), healthz, tags="server", summary="Health", secured=False,
+          responses={200: {"description": "The server answers.",
+                           "content": {JSON: {"schema": {"type": "object"}}}}})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
