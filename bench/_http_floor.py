@@ -3,7 +3,9 @@ on uvicorn that does per request what accord's route does at the least: check th
 bearer token against the store, then ``session.read`` or ``session.write`` with
 ``expect`` from If-Match, in a worker thread; answer with the ETag.
 
-Run by bench_http.py --floor: python bench/_http_floor.py STORE_URL PORT
+Run by bench_http.py --floor: python bench/_http_floor.py STORE_URL PORT [--no-token]
+(``--no-token``: skip the token check, every request acting as agent-0, to show
+what the check costs; only meaningful with one client.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from accord import credentials
 from accord.errors import AccordError
 
 
-def make(store: accord.Store) -> Any:
+def make(store: accord.Store, check_token: bool = True) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -48,7 +50,7 @@ def make(store: accord.Store) -> Any:
         match = headers.get(b"if-match", b"").decode().strip('"')
 
         def work() -> tuple[int, bytes, int]:
-            agent = credentials.verify(store, token)
+            agent = credentials.verify(store, token) if check_token else "agent-0"
             if agent is None:
                 return 401, b"{}", 0
             session = store.session(agent)
@@ -71,6 +73,7 @@ def make(store: accord.Store) -> Any:
 
 if __name__ == "__main__":
     url, port = sys.argv[1], int(sys.argv[2])
+    check_token = "--no-token" not in sys.argv[3:]
     with accord.open(url) as opened:
-        uvicorn.run(make(opened), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False)
+        uvicorn.run(make(opened, check_token), host="127.0.0.1", port=port,
+                    log_level="warning", access_log=False)

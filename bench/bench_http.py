@@ -178,8 +178,9 @@ def measure(store: accord.Store, urls: dict[str, str], tokens: list[str], op: st
     return row
 
 
-def start_floor(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, str(Path(__file__).with_name("_http_floor.py")), url, str(port)]
+def start_floor(url: str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    args = [sys.executable, str(Path(__file__).with_name("_http_floor.py")), url, str(port),
+            *extra]
     with log.open("ab") as out:
         proc = subprocess.Popen(args, env=server_env(), stdout=out, stderr=out)
     for _ in range(600):
@@ -201,6 +202,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--ops", nargs="+", default=["read", "write"])
     parser.add_argument("--floor", action="store_true")
+    parser.add_argument("--floor-no-token", action="store_true",
+                        help="with --floor: the floor skips the token check (1 client only)")
     args = parser.parse_args()
     most = max(args.clients)
     drop = None
@@ -232,7 +235,8 @@ def main() -> None:
                 urls = {"http": server.url}
                 if args.floor:
                     port = free_port()
-                    floor = start_floor(url, port, Path(tmp) / "floor.log")
+                    floor = start_floor(url, port, Path(tmp) / "floor.log",
+                                        *(["--no-token"] if args.floor_no_token else []))
                     urls["floor"] = f"http://127.0.0.1:{port}"
                 rows = []
                 with accord.open(url) as store:
