@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 
 import accord
 
+from .conftest import _postgres_schema_url, require_postgres
 from .http_helpers import JSON, Server, add_agent, bearer, if_match
 from .mcp_helpers import free_port
 
@@ -111,16 +113,29 @@ def writer(
         progress.set()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    require_postgres()
+    url, drop = _postgres_schema_url()
+    try:
+        yield url
+    finally:
+        drop()
+
+
 @pytest.mark.slow
 def test_a_killed_server_loses_no_acknowledged_write_and_applies_none_twice(
-    sqlite_url: str, tmp_path: Path
+    store_url: str, tmp_path: Path
 ) -> None:
-    tokens = [add_agent(sqlite_url, f"writer-{i}") for i in range(WRITERS)]
+    tokens = [add_agent(store_url, f"writer-{i}") for i in range(WRITERS)]
     keys = [f"log/writer-{i}" for i in range(WRITERS)]
-    with accord.open(sqlite_url) as store:
+    with accord.open(store_url) as store:
         for key in keys:
             store.session("setup").write(key, [], expect=0)
-    server = Server(sqlite_url, free_port(), log=tmp_path / "server.log")
+    server = Server(store_url, free_port(), log=tmp_path / "server.log")
     server.start()
     transports = [LoseTheAnswer(server) for _ in range(WRITERS)]
     acked: list[list[int]] = [[] for _ in range(WRITERS)]
@@ -162,7 +177,7 @@ def test_a_killed_server_loses_no_acknowledged_write_and_applies_none_twice(
     # Each after-commit kill lost an answer the server had given and kept: the repeat
     # got that answer back instead of writing again.
     assert stats["replayed"] >= 2
-    with accord.open(sqlite_url) as store:
+    with accord.open(store_url) as store:
         for i, key in enumerate(keys):
             assert store.session("check").read(key).value == list(range(APPENDS))
             assert acked[i] == list(range(APPENDS))

@@ -347,8 +347,6 @@ class _Api:
         request: Request,
         work: Callable[[Call, Any], Out],
         what: str = "The body",
-        *,
-        optional_kind: bool = False,
     ) -> Response:
         """A mutating call whose body is a value, its kind in the Content-Type."""
         try:
