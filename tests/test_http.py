@@ -235,7 +235,9 @@ def test_the_manifest_is_enforced_per_agent_server_side(
                              headers={**TEXT, "If-None-Match": "*"})
         assert refused.status_code == 403
         assert refused.json()["type"] in ("PolicyViolation", "NotWriter")
-        assert "submit" in refused.json()["detail"].lower()
+        # The policy's message, in this API's words rather than Python's.
+        assert "POST /v1/queue/docs/draft.md" in refused.json()["detail"]
+        assert "GET /v1/requests/REQUEST_ID?wait=SECONDS" in refused.json()["detail"]
         submitted = critic.post("/v1/queue/docs/draft.md", content="add a summary",
                                 headers=TEXT)
         assert submitted.status_code == 201
@@ -533,3 +535,24 @@ def test_the_openapi_document_is_served_and_committed(api: Api) -> None:
         "docs/openapi.json differs from the served document: regenerate it with "
         "`python tools/gen_openapi.py`"
     )
+
+
+def test_messages_render_in_the_http_apis_words() -> None:
+    from accord.errors import SURFACES, call, option, render, var
+
+    message = (
+        f"Create it with {call('write', 'docs/a.md', var('value'), expect=0)}, update with "
+        f"{option('expect', 5)} or {call('update', 'docs/a.md', var('fn'))}, under "
+        f"{call('session.write', 'k', var('...'), lease=var('lease'))}; list "
+        f"{call('store.branches', 'docs/a.md')}; skip bad lines with {option('lenient')}."
+    )
+    assert "http" in SURFACES
+    assert render(message, "http") == (
+        "Create it with PUT /v1/keys/docs/a.md with If-None-Match: *, update with "
+        'If-Match: "5" or GET /v1/keys/docs/a.md, then PUT /v1/keys/docs/a.md with '
+        'If-Match: "<the version read>" (again on a 412), under PUT /v1/keys/k with '
+        "Accord-Lease: TOKEN; list GET /v1/branches/docs/a.md; skip bad lines with "
+        "?lenient=true."
+    )
+    # Python's own words are unchanged.
+    assert "write('docs/a.md', value, expect=0)" in render(message)
