@@ -556,3 +556,17 @@ def test_messages_render_in_the_http_apis_words() -> None:
     )
     # Python's own words are unchanged.
     assert "write('docs/a.md', value, expect=0)" in render(message)
+
+
+def test_the_app_mounts_in_your_own_asgi_app(api: Api) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    token = credentials.add(api.store, "agent-a")[1]
+    outer = Starlette(routes=[Mount("/accord", app=api.app)])
+    with TestClient(outer, base_url="http://host") as c:
+        c.headers.update(bearer(token))
+        created = c.put("/accord/v1/keys/k", content="v", headers={**TEXT, "If-None-Match": "*"})
+        assert created.status_code == 201, created.text
+        assert c.get("/accord/v1/keys/k").text == "v"
+        assert c.get("/accord/v1/whoami").json()["agent"] == "agent-a"
