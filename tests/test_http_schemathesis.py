@@ -7,7 +7,9 @@ generated cases is printed and checked at the end (docs/benchmarks.md records it
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from accord.http import app
 
 _DIR = Path(tempfile.mkdtemp(prefix="accord-schemathesis-"))
 STORE = accord.open(f"sqlite:///{_DIR / 'state.db'}", max_value_size=64 * 1024)
+# The app must exist when the module is collected; close and remove it at exit.
+atexit.register(shutil.rmtree, _DIR, True)
+atexit.register(STORE.close)
 TOKEN = credentials.add(STORE, "fuzzer")[1]
 _session = STORE.session("seed")
 _session.write("docs/a.md", "hello\n", expect=0)
