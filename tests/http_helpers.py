@@ -86,7 +86,8 @@ class Server:
         raise RuntimeError(f"accord serve did not answer within {START_TIMEOUT:g} s")
 
     def kill(self) -> None:
-        """SIGKILL the server (and with --workers, its whole process group's workers)."""
+        """SIGKILL the server process: no shutdown, no flush (not for --workers, whose
+        worker processes would outlive it)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
