@@ -418,7 +418,7 @@ def test_fork_write_and_merge(store: accord.Store) -> None:
                      value="intro\nbody\nend by b\n")
             theirs = await fails(a, "branch_write", key="docs/report.md",
                                  branch_id=bb["branch_id"], value="mine now")
-            assert theirs["error"] == "PolicyViolation" and "belongs to agent-b" in theirs[
+            assert theirs["error"] == "NotOwner" and "belongs to agent-b" in theirs[
                 "message"]
             read_back = await ok(lead, "branch_read", key="docs/report.md",
                                  branch_id=ba["branch_id"])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -49,6 +50,7 @@ __all__ = [
     "AgentCredential",
     "add",
     "any_credentials",
+    "is_loopback",
     "list_agents",
     "revoke",
     "rotate",
@@ -245,6 +247,20 @@ def verify(store: Store, token: object) -> str | None:
         return None
     agent = data.get("agent")
     return agent if isinstance(agent, str) else None
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
+
+    The servers (``accord mcp --http``, ``accord serve``) listen on such an
+    address by default and refuse any other while the store has no credential.
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _no_credential(agent: str) -> NotFound:

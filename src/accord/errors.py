@@ -47,7 +47,9 @@ argument); :func:`render` turns the markup into the words of one surface:
   ``write('k', value, expect=5)``, ``expect=5``;
 - ``"cli"``: ``accord write k --expect 5``, ``--expect 5``;
 - ``"mcp"``: Python's words, since the MCP tools take the Python API's
-  names and arguments.
+  names and arguments;
+- ``"http"``: the HTTP API's requests and headers (``accord serve``):
+  ``PUT /v1/keys/k with If-Match: "5"``, ``If-Match: "5"``.
 
 ``exc.render(surface)`` renders an error's message for a surface;
 ``exc.template`` keeps the markup, for a message built from another's.
@@ -97,7 +99,7 @@ __all__ = [
 
 # --- one message, several renderings ---------------------------------------
 
-SURFACES = ("python", "cli", "mcp")
+SURFACES = ("python", "cli", "mcp", "http")
 """The surfaces a message can be rendered for (see the module docstring)."""
 
 # Private-use characters delimit the markup: they do not occur in the words
@@ -154,13 +156,14 @@ def _kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def render(text: str, surface: str = "python") -> str:
     """``text`` with its markup (:func:`call`, :func:`option`) in the words of
-    ``surface``: ``"python"``, ``"cli"`` or ``"mcp"``. Text without markup
-    comes back unchanged."""
+    ``surface``: ``"python"``, ``"cli"``, ``"mcp"`` or ``"http"``. Text without
+    markup comes back unchanged."""
     if _OPEN not in text:
         return text
     if surface not in SURFACES:
         raise ValueError(f"Unknown surface {surface!r}; surfaces are {', '.join(SURFACES)}.")
     cli = surface == "cli"
+    http = surface == "http"
 
     def one(match: re.Match[str]) -> str:
         try:
@@ -169,8 +172,12 @@ def render(text: str, surface: str = "python") -> str:
             return match.group(0)
         if "call" in payload:
             op, args, kwargs = payload["call"], payload["args"], payload["kwargs"]
+            if http:
+                return _http_call(op, args, kwargs)
             return _cli_call(op, args, kwargs) if cli else _py_call(op, args, kwargs)
         name, value = payload["option"], payload["value"]
+        if http:
+            return _http_option(name, value)
         return _cli_option(name, value) if cli else f"{name}={_py_value(value)}"
 
     return _MARKUP.sub(one, text)
@@ -292,6 +299,98 @@ def _cli_call(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+# --- the HTTP API's words (accord serve, docs/http.md) ---------------------
+
+_HTTP_QUERY = {"timeout": "wait", "wait": "wait", "ttl": "ttl", "mode": "mode",
+               "lenient": "lenient", "token": "token"}
+"""Python arguments that are query parameters of the HTTP API."""
+
+
+def _http_value(value: Any) -> str:
+    if isinstance(value, dict):
+        name = str(value["var"])
+        if name in _CLI_VARS:
+            return _CLI_VARS[name]
+        return name.upper() if name.isidentifier() else f"<{name}>"
+    if value is True:
+        return "true"
+    return str(value)
+
+
+def _http_option(name: str, value: Any) -> str:
+    if name == "expect":
+        if value == 0 and not isinstance(value, dict):
+            return "If-None-Match: *"
+        return f'If-Match: "{_http_value(value)}"'
+    if name == "idempotency_key":
+        return f'Idempotency-Key: "{_http_value(value)}"'
+    if name == "lease":
+        return f"Accord-Lease: {_http_value(value)}"
+    if name == "force":
+        return "If-Match with the version you read (HTTP has no blind write)"
+    if name == "resolve":
+        return '"prefer" or "resolutions" in the merge request'
+    if name in _PYTHON_ONLY:
+        return f"the {name} option of the server's store (Python only)"
+    if name in _HTTP_QUERY:
+        return f"?{_HTTP_QUERY[name]}={_http_value(value)}"
+    return f"{name}={_http_value(value)}"
+
+
+# The HTTP request of each operation of the Python API: (method, path with
+# {0} for the first argument, placeholder when that argument is missing).
+_HTTP_REQUESTS: dict[str, tuple[str, str]] = {
+    "read": ("GET", "/v1/keys/{0}"),
+    "write": ("PUT", "/v1/keys/{0}"),
+    "delete": ("DELETE", "/v1/keys/{0}"),
+    "acquire": ("POST", "/v1/leases/{0}"),
+    "lease": ("POST", "/v1/leases/{0}"),
+    "renew": ("PATCH", "/v1/leases/{0}?token=TOKEN"),
+    "release": ("DELETE", "/v1/leases/{0}?token=TOKEN"),
+    "submit": ("POST", "/v1/queue/{0}"),
+    "requests": ("GET", "/v1/queue/{0}"),
+    "accept": ("POST", "/v1/requests/REQUEST_ID/accept"),
+    "reject": ("POST", "/v1/requests/REQUEST_ID/reject"),
+    "fork": ("POST", "/v1/branches/{0}"),
+    "merge": ("POST", "/v1/merges/{0}"),
+    "branches": ("GET", "/v1/branches/{0}"),
+    "export_history": ("GET", "/v1/history"),
+    "history": ("GET", "/v1/history"),
+    "check": ("POST", "/v1/check"),
+    "plan": ("GET", "/v1/plan"),
+}
+
+_HTTP_SPECIAL: dict[str, Callable[[list[Any], dict[str, Any]], str]] = {
+    "update": lambda args, kwargs: (
+        f"GET /v1/keys/{_http_value(args[0]) if args else 'KEY'}, then PUT "
+        f"/v1/keys/{_http_value(args[0]) if args else 'KEY'} with If-Match: "
+        '"<the version read>" (again on a 412)'
+    ),
+    "open": lambda args, kwargs: "the options of the server's store (accord serve)",
+    "session": lambda args, kwargs: "your agent's token (Authorization: Bearer TOKEN)",
+    "request.wait": lambda args, kwargs: "GET /v1/requests/REQUEST_ID?wait=SECONDS",
+    "branch.write": lambda args, kwargs: "PUT /v1/branches/KEY?id=BRANCH_ID",
+    "branch.read": lambda args, kwargs: "GET /v1/branches/KEY",
+    "branch.discard": lambda args, kwargs: "DELETE /v1/branches/KEY?id=BRANCH_ID",
+}
+
+
+def _http_call(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    name = op if op in _HTTP_SPECIAL or op in _HTTP_REQUESTS else op.rsplit(".", 1)[-1]
+    if name in _HTTP_SPECIAL:
+        return _HTTP_SPECIAL[name](args, kwargs)
+    request = _HTTP_REQUESTS.get(name)
+    if request is None:
+        return f"{_py_call(op, args, kwargs)} (in the Python API)"
+    method, path = request
+    first = _http_value(args[0]) if args else "KEY"
+    text = f"{method} {path.replace('{0}', first)}"
+    options = [_http_option(k, v) for k, v in kwargs.items() if v is not False]
+    if options:
+        text += " with " + " and ".join(options)
+    return text
+
+
 class AccordError(Exception):
     """Root of every error accord raises.
 
@@ -312,7 +411,8 @@ class AccordError(Exception):
         self._details = details
 
     def render(self, surface: str = "python") -> str:
-        """The message in the words of ``surface``: ``"python"``, ``"cli"`` or ``"mcp"``."""
+        """The message in the words of ``surface``: ``"python"``, ``"cli"``, ``"mcp"`` or
+        ``"http"``."""
         return render(self.template, surface)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "queue",
     "branch",
     "mcp",
+    "serve",
     "agents",
 ]
 

@@ -18,7 +18,6 @@ The SDK's 401/403 bodies say only "Authentication required";
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord import credentials
+from accord.credentials import is_loopback
 from accord.errors import PolicyViolation, UsageError
 
 if TYPE_CHECKING:
@@ -95,16 +95,6 @@ def token_identity(ctx: Context) -> str:
         "This request carries no agent credential. Send 'Authorization: Bearer <token>' with a "
         "token from `accord agents add NAME`."
     )
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 _UNAUTHORIZED = (

@@ -45,6 +45,7 @@ from accord.errors import (
 )
 from accord.keys import validate_key
 from accord.records import Doc, from_wire, to_wire
+from accord.remote import merge_branches
 from accord.session import MAX_VERSION, Operation, Session
 
 from .models import (
@@ -666,14 +667,6 @@ class _Tools:
 
         def body(session: Session) -> BranchOut:
             branch = session.branch(key, branch_id)
-            if branch.agent != session.agent:
-                raise PolicyViolation(
-                    f"Branch {branch_id} of {key} belongs to {branch.agent}, not to "
-                    f"{session.agent}: each agent writes only its own branches. Fork {key} for "
-                    "a copy of your own.",
-                    key=key,
-                    branch=branch_id,
-                )
             branch.write(_value(value, kind))
             return self._branch_out(branch)
 
@@ -707,42 +700,7 @@ class _Tools:
         (or prefer=side for all of them), or by editing the branches so that they agree."""
 
         def body(session: Session) -> MergeOut:
-            from accord.merge import MergeConflict
-            from accord.strategies.branch import get_branch
-
-            validate_key(key)
-            if branch_ids:
-                chosen = [get_branch(self.store, key, b) for b in branch_ids]
-            else:
-                chosen = self.store.branches(key)
-            wanted = dict(resolutions or {})
-            used: set[str] = set()
-
-            def resolve(conflict: MergeConflict) -> Any:
-                side = wanted.get(conflict.where)
-                if side is not None:
-                    used.add(conflict.where)
-                else:
-                    side = prefer
-                return None if side is None else conflict.take(side)
-
-            merged = self.store.merge(
-                key,
-                chosen,
-                resolve=resolve if (wanted or prefer) else None,
-                agent=session.agent,
-            )
-            unused = sorted(set(wanted) - used)
-            if unused:
-                places = [c.where for c in [*merged.conflicts, *merged.resolved]]
-                raise UsageError(
-                    f"resolutions name {', '.join(repr(u) for u in unused)}, which is not a "
-                    f"conflict of this merge of {key}; nothing was written. The conflicts are at: "
-                    + (", ".join(repr(p) for p in places) or "none")
-                    + ".",
-                    key=key,
-                )
-            doc = merged.commit(agent=session.agent) if merged.clean else None
+            merged, doc = merge_branches(session, key, branch_ids, prefer, resolutions)
             kind, wire = to_wire(merged.value)
             return MergeOut(
                 key=key,
