@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryFormatError, ManifestError
+from .errors import HistoryFormatError, ManifestError, call, var
 from .policy.manifest import (
     STRATEGIES,
     Manifest,
@@ -542,7 +542,7 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     except OSError as exc:
         raise HistoryFormatError(
             f"Cannot read the history {path}: {exc.strerror or exc}. Export one with "
-            "`accord export PATH`, or name a store URL.",
+            f"{call('store.export_history', var('path'))}, or name a store URL.",
             path=str(path),
         ) from exc
     with handle:
@@ -992,7 +992,7 @@ def render_demo_plan(console: Any) -> None:
                   "--strategy none")
     console.print(table)
     console.print(
-        "Enforce it: save the manifest as accord.toml and open the store with "
-        "accord.open(url, manifest=\"accord.toml\"): a blind write to docs/plan.md is then "
-        "refused with PolicyViolation."
+        "Enforce it: save the manifest as accord.toml and set ACCORD_MANIFEST=accord.toml "
+        "(in Python, open the store with its manifest option): a blind write to docs/plan.md "
+        "is then refused with PolicyViolation."
     )
