@@ -629,6 +629,21 @@ def access_from_history(history: Iterable[Mapping[str, Any]]) -> dict[str, Obser
                     obs.builds_on = True
             if isinstance(version, int) and outcome == "ok":
                 authors[(key, version)] = agent
+        elif op in ("cas", "append"):
+            # Foreign histories' atomic operations (docs/checker.md): a cas
+            # reads the key and writes it in one step, guarded by the value
+            # it compares, so a failed cas is a refused write; an append
+            # writes without reading and needs no guard.
+            obs.attempts += 1
+            obs.writers.add(agent)
+            if op == "cas":
+                obs.readers.add(agent)
+                obs.checks["version"] += 1
+                if outcome not in ("ok", None, "info"):
+                    obs.conflicts += 1
+            read_at = last_read.pop((agent, key), None)
+            if read_at is not None and when is not None and when >= read_at:
+                obs.think.append(when - read_at)
         elif op == "submit":
             obs.submitters.add(agent)
         elif op in ("accept", "reject"):
