@@ -85,10 +85,13 @@ def check(
     then says True, False, or None (undecided).
     """
     if type(workers) is not int or workers < 1:
-        raise UsageError(f"workers must be a number of processes >= 1, not {workers!r}.")
+        raise UsageError(
+            f"{argument('workers')} must be a number of processes >= 1, not {workers!r}."
+        )
     if type(budget) is not int or budget < 1:
         raise UsageError(
-            f"budget must be a number of search steps >= 1, not {budget!r} (the default is "
+            f"{argument('budget')} must be a number of search steps >= 1, not {budget!r} (the "
+            "default is "
             f"{DEFAULT_BUDGET:,})."
         )
     search = budget if linearizable else None
