@@ -263,7 +263,8 @@ def test_a_key_that_needs_more_steps_than_the_budget_is_unknown() -> None:
     (u,) = small.unknown
     assert u.name == "nonlinearizable" and not u.certain
     assert "ran out of its budget (50 steps)" in u.explanation
-    assert "--budget" in u.explanation
+    assert "budget=steps" in u.explanation  # Python's words; the CLI's below
+    assert "--budget STEPS" in u.render("cli")
     assert small.unknown_counts["nonlinearizable"] == 1
     decided = accord.check(history, linearizable=True, budget=10_000_000)
     assert decided.linearizable is False

@@ -90,8 +90,11 @@ def test_the_secret_is_compared_in_constant_time(
 
 def test_one_credential_per_agent(store: accord.Store) -> None:
     credentials.add(store, "agent-a")
-    with pytest.raises(accord.PreconditionFailed, match="accord agents rotate agent-a"):
+    with pytest.raises(accord.PreconditionFailed) as info:
         credentials.add(store, "agent-a")
+    # Each surface its own words: the function in Python, the command on the CLI.
+    assert "credentials.rotate(store, 'agent-a')" in info.value.message
+    assert "accord agents rotate agent-a" in info.value.render("cli")
     assert [c.agent for c in credentials.list_agents(store)] == ["agent-a"]
 
 
@@ -117,10 +120,12 @@ def test_revoke_refuses_the_token_and_allows_a_new_add(store: accord.Store) -> N
 
 
 def test_rotate_or_revoke_without_a_credential_says_to_add(store: accord.Store) -> None:
-    with pytest.raises(accord.NotFound, match="accord agents add ghost"):
+    with pytest.raises(accord.NotFound, match=r"credentials\.add\(store, 'ghost'\)") as info:
         credentials.rotate(store, "ghost")
-    with pytest.raises(accord.NotFound, match="accord agents add ghost"):
+    assert "accord agents add ghost" in info.value.render("cli")
+    with pytest.raises(accord.NotFound, match=r"credentials\.add\(store, 'ghost'\)") as info:
         credentials.revoke(store, "ghost")
+    assert "accord agents add ghost" in info.value.render("cli")
 
 
 def test_revocation_counts_for_every_store_object_at_once(

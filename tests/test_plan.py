@@ -345,6 +345,42 @@ def test_foreign_history(tmp_path: Path) -> None:
     assert [v.kind for v in plan.violations] == ["no-strategy"]
 
 
+def test_foreign_cas_and_append_are_writes(tmp_path: Path) -> None:
+    # Writers that only cas or append are writers (issue 11): a foreign key
+    # two agents change with cas and append is a many-writer resource.
+    lines = [
+        {"agent": "a", "op": "read", "key": "count", "value": 0,
+         "start": "2026-11-28T10:00:00.000Z", "end": "2026-11-28T10:00:00.100Z"},
+        {"agent": "a", "op": "cas", "key": "count", "expect": 0, "value": 1,
+         "start": "2026-11-28T10:00:02.000Z", "end": "2026-11-28T10:00:02.100Z"},
+        {"agent": "b", "op": "cas", "key": "count", "expect": 0, "value": 1, "outcome": "fail",
+         "start": "2026-11-28T10:00:03.000Z", "end": "2026-11-28T10:00:03.100Z"},
+        {"agent": "b", "op": "cas", "key": "count", "expect": 1, "value": 2,
+         "start": "2026-11-28T10:00:04.000Z", "end": "2026-11-28T10:00:04.100Z"},
+        {"agent": "a", "op": "append", "key": "log", "value": "x",
+         "start": "2026-11-28T10:00:05.000Z", "end": "2026-11-28T10:00:05.100Z"},
+        {"agent": "c", "op": "append", "key": "log", "value": "y",
+         "start": "2026-11-28T10:00:06.000Z", "end": "2026-11-28T10:00:06.100Z"},
+    ]
+    path = tmp_path / "foreign.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    from accord.plan import read_history
+
+    observed = access_from_history(read_history(path))
+    count, log = observed["count"], observed["log"]
+    assert count.writers == {"a", "b"} and count.readers == {"a", "b"}
+    assert count.attempts == 3 and count.conflicts == 1 and count.checks["version"] == 3
+    assert count.think == pytest.approx([1.9])  # a's read, then a's cas
+    assert log.writers == {"a", "c"} and not log.readers
+    assert log.attempts == 2 and log.conflicts == 0
+    plan = plan_history(read_history(path), source=str(path))
+    rows = {row.resource.key: row for row in plan.rows}
+    assert set(rows) == {"count", "log"} and plan.private == 0
+    assert rows["count"].access == MANY_WRITERS and rows["log"].access == MANY_WRITERS
+    result = run("plan", "--from-history", str(path))
+    assert "count" in result.output and "log" in result.output, result.output
+
+
 def test_malformed_history_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "h.jsonl"
     path.write_text('{"agent": "a", "op": "read", "key": "k"}\n\nnot json\n')

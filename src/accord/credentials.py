@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import iso_time
-from .errors import BackendUnavailable, NotFound, PreconditionFailed
+from .errors import BackendUnavailable, NotFound, PreconditionFailed, call, var
 from .records import Compare, Delete, Put, Record
 
 if TYPE_CHECKING:
@@ -141,8 +141,9 @@ def add(store: Store, agent: str) -> tuple[AgentCredential, str]:
             held = _credential(existing)
             raise PreconditionFailed(
                 f"Agent {agent!r} already has a credential (token id {held.token_id}, created "
-                f"{held.created}); nothing was changed. Run `accord agents rotate {agent}` for a "
-                f"new token (the old one stops working), or `accord agents revoke {agent}` first.",
+                f"{held.created}); nothing was changed. Rotate it for a new token (the old one "
+                f"stops working): {call('credentials.rotate', var('store'), agent)}; or revoke "
+                f"it first: {call('credentials.revoke', var('store'), agent)}.",
                 agent=agent,
             )
         # Otherwise the random token id collided with a live one: draw again.
@@ -266,6 +267,7 @@ def is_loopback(host: str) -> bool:
 def _no_credential(agent: str) -> NotFound:
     return NotFound(
         f"Agent {agent!r} has no credential in this store. Create one with "
-        f"`accord agents add {agent}` (see `accord agents list`).",
+        f"{call('credentials.add', var('store'), agent)} (see "
+        f"{call('credentials.list_agents', var('store'))}).",
         agent=agent,
     )

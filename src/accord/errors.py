@@ -90,6 +90,7 @@ __all__ = [
     "UsageError",
     "ValueTooLarge",
     "Var",
+    "argument",
     "call",
     "option",
     "render",
@@ -138,6 +139,12 @@ def option(name: str, value: Any = True) -> str:
     return _mark({"option": name, "value": _arg(value)})
 
 
+def argument(name: str) -> str:
+    """Markup for the name of an argument alone: ``timeout`` in Python,
+    ``--wait`` on the command line (as in "``timeout`` must be a number")."""
+    return _mark({"argument": name})
+
+
 def _mark(payload: dict[str, Any]) -> str:
     return _OPEN + json.dumps(payload) + _CLOSE
 
@@ -175,6 +182,9 @@ def render(text: str, surface: str = "python") -> str:
             if http:
                 return _http_call(op, args, kwargs)
             return _cli_call(op, args, kwargs) if cli else _py_call(op, args, kwargs)
+        if "argument" in payload:
+            name = payload["argument"]
+            return _cli_flag(name) if cli else name
         name, value = payload["option"], payload["value"]
         if http:
             return _http_option(name, value)
@@ -220,11 +230,26 @@ _CLI_OPTIONS = {
 _PYTHON_ONLY = frozenset({"record_reads", "max_value_size", "idempotency_window", "clock"})
 """Options of ``accord.open`` that no command takes."""
 
+_PYTHON_ARGS = frozenset(
+    {"retries", "backoff", "max_backoff", "role_wait", "batch", "keepalive", "stop"}
+)
+"""Arguments of Python calls (``update``, ``serve``, ``lease``) that no command takes."""
+
+
+def _cli_flag(name: str) -> str:
+    if name in _PYTHON_ONLY:
+        return f"the {name} option of accord.open (Python only)"
+    if name in _PYTHON_ARGS:
+        return f"{name} (in the Python API)"
+    return _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
+
 
 def _cli_option(name: str, value: Any) -> str:
     if name in _PYTHON_ONLY:
         return f"the {name} option of accord.open (Python only)"
-    flag = _CLI_OPTIONS.get(name, "--" + name.replace("_", "-"))
+    if name in _PYTHON_ARGS:
+        return f"{name}={_py_value(value)} (in the Python API)"
+    flag = _cli_flag(name)
     if value is True:
         return flag
     if name == "resolve":
@@ -246,8 +271,6 @@ _CLI_COMMANDS: dict[str, tuple[str, tuple[str | None, ...]]] = {
     "release": ("lease release", ("key",)),
     "submit": ("submit", ("key", None)),
     "requests": ("requests", ("key",)),
-    "accept": ("accept", ("key", "request_id", None)),
-    "reject": ("reject", ("key", "request_id", None)),
     "fork": ("fork", ("key",)),
     "merge": ("merge", ("key", "branches")),
     "branches": ("branch list", ("key",)),
@@ -255,6 +278,13 @@ _CLI_COMMANDS: dict[str, tuple[str, tuple[str | None, ...]]] = {
     "history": ("log", ()),
     "check": ("check", ("history",)),
     "plan": ("plan", ("manifest",)),
+    "branch": ("branch read", ("key", "branch_id")),
+    # accord.credentials' functions take the store first; the agents
+    # commands take the store from --store.
+    "credentials.add": ("agents add", (None, "agent")),
+    "credentials.rotate": ("agents rotate", (None, "agent")),
+    "credentials.revoke": ("agents revoke", (None, "agent")),
+    "credentials.list_agents": ("agents list", (None,)),
 }
 
 _CLI_SPECIAL: dict[str, Callable[[list[Any], dict[str, Any]], str]] = {
@@ -266,7 +296,9 @@ _CLI_SPECIAL: dict[str, Callable[[list[Any], dict[str, Any]], str]] = {
         "(again on a conflict)"
     ),
     "open": lambda args, kwargs: (
-        "the store's URL and options (Python: accord.open(...))"
+        "--store URL (or ACCORD_URL)"
+        if args and not kwargs
+        else "the store's URL and options (Python: accord.open(...))"
         if not kwargs
         else "opening the store in Python with "
         + ", ".join(f"{k}={_py_value(v)}" for k, v in kwargs.items())
@@ -279,6 +311,14 @@ _CLI_SPECIAL: dict[str, Callable[[list[Any], dict[str, Any]], str]] = {
     "branch.write": lambda args, kwargs: "accord branch write KEY BRANCH_ID",
     "branch.read": lambda args, kwargs: "accord branch read KEY BRANCH_ID",
     "branch.discard": lambda args, kwargs: "accord branch discard KEY BRANCH_ID",
+    # Deciding a request: Python passes the Request, the commands its key and id.
+    "accept": lambda args, kwargs: " ".join(
+        ["accord accept KEY REQUEST_ID"] + [_cli_option(k, v) for k, v in kwargs.items()]
+    ),
+    "reject": lambda args, kwargs: "accord reject KEY REQUEST_ID --reason TEXT",
+    # A lease's own methods: the lease commands name the key and the token.
+    "lease.renew": lambda args, kwargs: "accord lease renew KEY --token TOKEN",
+    "lease.release": lambda args, kwargs: "accord lease release KEY --token TOKEN",
 }
 
 

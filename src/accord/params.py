@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import math
 
-from .errors import UsageError
+from .errors import UsageError, argument, option, var
 
 __all__ = ["count", "flag", "seconds", "version"]
 
 
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _example(text: str) -> int | float:
+    # The example as a number, so Python shows ``ttl=30`` (not ``ttl='30'``).
+    return float(text) if "." in text else int(text)
 
 
 def seconds(
@@ -44,15 +49,16 @@ def seconds(
     """
     if not _number(value):
         raise UsageError(
-            f"{name} must be a number of seconds, not {value!r} ({type(value).__name__}). "
-            f"Pass, say, {name}={example}. Nothing was changed.",
+            f"{argument(name)} must be a number of seconds, not {value!r} "
+            f"({type(value).__name__}). Pass, say, {option(name, _example(example))}. "
+            "Nothing was changed.",
             argument=name,
         )
     number = float(value)  # type: ignore[arg-type]
     if math.isnan(number):
         raise UsageError(
-            f"{name} must be a number of seconds, not NaN. Pass, say, {name}={example}. "
-            "Nothing was changed.",
+            f"{argument(name)} must be a number of seconds, not NaN. Pass, say, "
+            f"{option(name, _example(example))}. Nothing was changed.",
             argument=name,
         )
     low_ok = number > minimum if above else number >= minimum
@@ -60,7 +66,7 @@ def seconds(
         low = f"more than {minimum:g}" if above else f"at least {minimum:g}"
         high = f" and at most {maximum:g}" if maximum is not None else ""
         raise UsageError(
-            f"{name}={value!r} is out of range: use a finite number of seconds, {low}{high}."
+            f"{option(name, value)} is out of range: use a finite number of seconds, {low}{high}."
             + (f" {hint}" if hint else "")
             + " Nothing was changed.",
             argument=name,
@@ -74,14 +80,15 @@ def count(
     """``value`` as an int (not bool) from ``minimum`` to ``maximum``, or :class:`UsageError`."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise UsageError(
-            f"{name} must be a whole number, not {value!r} ({type(value).__name__}). "
-            f"Pass, say, {name}={example}. Nothing was changed.",
+            f"{argument(name)} must be a whole number, not {value!r} ({type(value).__name__}). "
+            f"Pass, say, {option(name, _example(example))}. Nothing was changed.",
             argument=name,
         )
     if value < minimum or (maximum is not None and value > maximum):
         high = f" and at most {maximum}" if maximum is not None else ""
         raise UsageError(
-            f"{name}={value!r} is out of range: use a whole number, at least {minimum}{high}. "
+            f"{option(name, value)} is out of range: use a whole number, at least "
+            f"{minimum}{high}. "
             "Nothing was changed.",
             argument=name,
         )
@@ -92,9 +99,9 @@ def version(value: object, name: str = "expect") -> int:
     """``value`` as a version to compare with (an int >= 0, not bool), or :class:`UsageError`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UsageError(
-            f"{name} must be a version number >= 0 (0: the key must be absent), not "
-            f"{value!r}. Read the key and pass its version, such as {name}=doc.version. "
-            "Nothing was changed.",
+            f"{argument(name)} must be a version number >= 0 (0: the key must be absent), not "
+            f"{value!r}. Read the key and pass its version, "
+            f"{option(name, var('the version you read'))}. Nothing was changed.",
             argument=name,
         )
     return value
@@ -104,7 +111,7 @@ def flag(value: object, name: str) -> bool:
     """``value`` if it is a bool, else :class:`UsageError` (``"no"`` is not False)."""
     if not isinstance(value, bool):
         raise UsageError(
-            f"{name} must be True or False, not {value!r} ({type(value).__name__}). "
+            f"{argument(name)} must be True or False, not {value!r} ({type(value).__name__}). "
             "Nothing was changed.",
             argument=name,
         )

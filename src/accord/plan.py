@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryFormatError, ManifestError
+from .errors import HistoryFormatError, ManifestError, call, var
 from .policy.manifest import (
     STRATEGIES,
     Manifest,
@@ -542,7 +542,7 @@ def read_history(source: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     except OSError as exc:
         raise HistoryFormatError(
             f"Cannot read the history {path}: {exc.strerror or exc}. Export one with "
-            "`accord export PATH`, or name a store URL.",
+            f"{call('store.export_history', var('path'))}, or name a store URL.",
             path=str(path),
         ) from exc
     with handle:
@@ -629,6 +629,21 @@ def access_from_history(history: Iterable[Mapping[str, Any]]) -> dict[str, Obser
                     obs.builds_on = True
             if isinstance(version, int) and outcome == "ok":
                 authors[(key, version)] = agent
+        elif op in ("cas", "append"):
+            # Foreign histories' atomic operations (docs/checker.md): a cas
+            # reads the key and writes it in one step, guarded by the value
+            # it compares, so a failed cas is a refused write; an append
+            # writes without reading and needs no guard.
+            obs.attempts += 1
+            obs.writers.add(agent)
+            if op == "cas":
+                obs.readers.add(agent)
+                obs.checks["version"] += 1
+                if outcome not in ("ok", None, "info"):
+                    obs.conflicts += 1
+            read_at = last_read.pop((agent, key), None)
+            if read_at is not None and when is not None and when >= read_at:
+                obs.think.append(when - read_at)
         elif op == "submit":
             obs.submitters.add(agent)
         elif op in ("accept", "reject"):
@@ -992,7 +1007,7 @@ def render_demo_plan(console: Any) -> None:
                   "--strategy none")
     console.print(table)
     console.print(
-        "Enforce it: save the manifest as accord.toml and open the store with "
-        "accord.open(url, manifest=\"accord.toml\"): a blind write to docs/plan.md is then "
-        "refused with PolicyViolation."
+        "Enforce it: save the manifest as accord.toml and set ACCORD_MANIFEST=accord.toml "
+        "(in Python, open the store with its manifest option): a blind write to docs/plan.md "
+        "is then refused with PolicyViolation."
     )

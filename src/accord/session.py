@@ -39,6 +39,9 @@ from .errors import (
     PreconditionRequired,
     RetriesExhausted,
     UsageError,
+    call,
+    option,
+    var,
 )
 from .keys import has_surrogate, internal, validate_key
 from .records import (
@@ -196,7 +199,7 @@ class Session:
             raise NotFound(
                 f"{key} does not exist"
                 + (f" (it was deleted at version {rec.version})" if rec is not None else "")
-                + ". Create it with write(key, value, expect=0).",
+                + f". Create it with {call('write', key, var('value'), expect=0)}.",
                 key=key,
             )
         self.clock.observe(key, rec.lamport, rec.clock)
@@ -303,15 +306,15 @@ class Session:
             params.version(expect)
             if expect > MAX_VERSION:
                 raise UsageError(
-                    f"expect={expect} is not a version any key can have (at most {MAX_VERSION}). "
-                    f"Read {key} and pass the version you read."
+                    f"{option('expect', expect)} is not a version any key can have (at most "
+                    f"{MAX_VERSION}). Read {key} and pass the version you read."
                 )
         params.flag(force, "force")
         if op == "delete" and expect == 0:
             raise UsageError(
-                f"Refusing to delete {key} with expect=0: expect=0 means 'the key is absent', "
-                "and an absent key has nothing to delete. Read it and delete with "
-                "expect=<the version you read>."
+                f"Refusing to delete {key} with {option('expect', 0)}: {option('expect', 0)} "
+                "means 'the key is absent', and an absent key has nothing to delete. Read it and "
+                f"delete with {option('expect', var('the version you read'))}."
             )
         store = self.store
         allow_blind = False
@@ -343,7 +346,9 @@ class Session:
         if op == "delete" and expect is None and check == "create":
             raise PreconditionRequired(
                 f"Refusing to delete {key} without a guard. Read it and delete with "
-                "expect=<version>, hold its lease, or pass force=True to delete blindly.",
+                f"{option('expect', var('the version you read'))}, hold its lease "
+                f"({call('acquire', key)}, then {call('delete', key, lease=var('lease'))}), or "
+                f"pass {option('force')} to delete blindly.",
                 key=key,
             )
         # The guards every write path carries (the lease exclusion, the
@@ -466,8 +471,10 @@ class Session:
         if check == "create":
             raise PreconditionRequired(
                 f"{key} already exists (version {current}, by {rec.author if rec else '?'}). "
-                f"A write without expect only creates. Read it and write with expect={current}, "
-                "use update(), hold its lease, or pass force=True to overwrite blindly.",
+                "A write without an expected version only creates. Read it and write with "
+                f"{option('expect', current)}, use {call('update', key, var('fn'))}, hold its "
+                f"lease ({call('acquire', key)}), or pass {option('force')} to overwrite "
+                "blindly.",
                 key=key,
                 current=current,
             )
@@ -487,15 +494,20 @@ class Session:
         else:
             state = f"it is at version {current}"
         if expected == 0:
-            lead = f"Conflict on {key}: you wrote to create it (expect=0), but {state}"
+            lead = f"Conflict on {key}: you wrote to create it ({option('expect', 0)}), but {state}"
         else:
             lead = f"Conflict on {key}: you wrote based on version {expected}, but {state}"
         who = ", ".join(f"v{v} by {a}" for v, a in writers)
         message = lead + (f" ({who})." if who else ".")
         if current == 0:
-            message += " Re-read it, and create it again with expect=0 if it should exist."
+            message += (
+                f" Re-read it, and create it again with {option('expect', 0)} if it should exist."
+            )
         else:
-            message += f" Re-read it, apply your change on top, and write with expect={current}."
+            message += (
+                " Re-read it, apply your change on top, and write with "
+                f"{option('expect', current)}."
+            )
         diff = ""
         if (
             seen is not None
@@ -617,8 +629,8 @@ class Session:
         """
         if not callable(fn):
             raise UsageError(
-                f"update() takes a function old_value -> new_value, not {fn!r}. Nothing was "
-                "changed."
+                f"{call('update', key, var('fn'))} takes a function old_value -> new_value, "
+                f"not {fn!r}. Nothing was changed."
             )
         retries = params.count(retries, "retries")
         backoff = params.seconds(backoff, "backoff", example="0.01")
@@ -643,9 +655,9 @@ class Session:
                     time.sleep(random.uniform(0, min(max_backoff, backoff * 2**attempt)))
         assert last is not None
         raise RetriesExhausted(
-            f"update() of {key} lost {retries + 1} attempts in a row to other writers "
-            f"(last: {last.message.splitlines()[0]}). The key is hot: retry later, raise "
-            "retries=, or use a lease or a queue for it.",
+            f"{call('update', key, var('fn'))} lost {retries + 1} attempts in a row to other "
+            f"writers (last: {last.template.splitlines()[0]}). The key is hot: retry later, "
+            f"raise {option('retries', var('n'))}, or use a lease or a queue for it.",
             key=key,
             attempts=retries + 1,
         )

@@ -22,6 +22,7 @@ from .errors import (
     InvalidValue,
     UsageError,
     ValueTooLarge,
+    argument,
     call,
     var,
 )
@@ -117,7 +118,10 @@ def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
             )
         return MemoryBackend(url, clock=clock)
     if clock is not None:
-        raise UsageError("clock= replaces the clock of memory:// stores only.")
+        raise UsageError(
+            f"{argument('clock')} replaces the clock of memory:// stores only; open other "
+            "stores without it."
+        )
     if scheme == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
@@ -293,7 +297,7 @@ class Store:
             raise ValueTooLarge(
                 f"The value for {key} is {len(data):,} bytes, over this store's limit of "
                 f"{self.max_value_size:,} bytes; nothing was written. Split it across several "
-                "keys, or open the store with a larger max_value_size=.",
+                f"keys, or open the store with a larger limit ({argument('max_value_size')}).",
                 key=key,
                 size=len(data),
                 limit=self.max_value_size,

@@ -507,7 +507,8 @@ def test_only_the_owner_writes_or_discards_a_branch(store: accord.Store) -> None
         theirs.write("x\nB was here\n")
     error = info.value
     assert (error.owner, error.agent, error.branch) == ("agent-a", "agent-b", mine.id)
-    assert info.value.exit_code == 3 and "accord fork doc" in str(info.value)
+    assert info.value.exit_code == 3 and "session.fork('doc')" in str(info.value)
+    assert "accord fork doc" in info.value.render("cli")
     with pytest.raises(accord.NotOwner, match="may not discard"):
         b.branches("doc")[0].discard()
     assert a.branch("doc", mine.id).read() == "x\nA\n"

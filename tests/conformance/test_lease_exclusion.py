@@ -110,7 +110,8 @@ def test_every_write_path_is_refused_while_a_lease_is_live(
     )
     assert "store clock" in message and "nothing was written" in message
     assert f"session.acquire('{KEY}', wait=" in message
-    assert f"accord lease acquire {KEY} --wait " in message
+    # The same message on the command line says the command (issue 11 item 11).
+    assert f"accord lease acquire {KEY} --wait " in error.render("cli")
     # Nothing was written, and the refusal is in the history as fenced.
     doc = a.read(KEY)
     assert (doc.value, doc.version) == ("base", 1)
@@ -149,7 +150,8 @@ def test_the_holder_must_write_under_its_lease(store: accord.Store) -> None:
     with a.lease(KEY, ttl=30) as lease:
         with pytest.raises(accord.LeaseHeld, match=r"You \(agent-a\) hold that lease") as info:
             a.write(KEY, "no lease passed", expect=1)
-        assert f"--lease {lease.token}" in str(info.value)
+        assert f"lease={lease.token})" in str(info.value)
+        assert f"accord write {KEY} --lease {lease.token}" in info.value.render("cli")
         a.write(KEY, "under the lease", lease=lease)
 
 

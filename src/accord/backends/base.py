@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ..errors import call, var
 from ..records import (
     NOW,
     Append,
@@ -31,6 +32,9 @@ from ..records import (
     decode_value,
     value_hash,
 )
+
+CLOSED = f"This store was closed; open it again ({call('accord.open', var('url'))})."
+"""The message of an operation on a closed store (rendered per surface)."""
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,

@@ -74,6 +74,7 @@ from ..records import (
     value_hash,
 )
 from .base import (
+    CLOSED,
     _stamp,
     iso_time,
     paged_history,
@@ -509,7 +510,7 @@ class PostgresBackend:
         failures and deadlocks roll back, so they are retried too.
         """
         if self._closed:
-            raise BackendUnavailable("This store was closed; open it again with accord.open().")
+            raise BackendUnavailable(CLOSED)
         deadline = time.monotonic() + self._retry_timeout
         attempt = 0
         in_doubt = False
@@ -532,9 +533,7 @@ class PostgresBackend:
                     with self._pool.connection(timeout=timeout) as conn:
                         return fn(conn)
             except PoolClosed as exc:
-                raise BackendUnavailable(
-                    "This store was closed; open it again with accord.open()."
-                ) from exc
+                raise BackendUnavailable(CLOSED) from exc
             except PoolTimeout as exc:
                 last = exc
                 if not tried_direct:
@@ -560,7 +559,7 @@ class PostgresBackend:
                 else:
                     raise self._translate(exc, doing, wrote=write) from exc
             if self._closed:
-                raise BackendUnavailable("This store was closed; open it again with accord.open().")
+                raise BackendUnavailable(CLOSED)
             left = deadline - time.monotonic()
             assert last is not None
             if left <= 0:
@@ -915,7 +914,7 @@ class PostgresBackend:
     def _get_listener(self) -> _Listener:
         with self._listener_lock:
             if self._closed:
-                raise BackendUnavailable("This store was closed; open it again with accord.open().")
+                raise BackendUnavailable(CLOSED)
             if self._listener is None:
                 self._listener = _Listener(self._conninfo, self._channel, self.schema)
             return self._listener

@@ -40,6 +40,7 @@ from ..records import (
     value_hash,
 )
 from .base import (
+    CLOSED,
     first_failure,
     iso_time,
     paged_history,
@@ -347,7 +348,7 @@ class SQLiteBackend:
         if conn is not None:
             return conn
         if self._closed:
-            raise BackendUnavailable("This store was closed; open it again with accord.open().")
+            raise BackendUnavailable(CLOSED)
         try:
             conn = sqlite3.connect(
                 self.path,

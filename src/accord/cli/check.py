@@ -162,7 +162,7 @@ def check(
         drawn = draw(collected, result, timeline_path)
 
     if as_json:
-        data = result.to_dict()
+        data = result.to_dict("cli")
         if drawn:
             data["timeline"] = drawn
         emit_json(data)
@@ -210,7 +210,7 @@ def print_result(result: Any, limit: int = 20) -> None:
         where = f" on {anomaly.key}" if anomaly.key else ""
         who = ", ".join(anomaly.agents)
         console.print(f"\n[{colour}]{escape(tag)}[/]{escape(where)} [dim]({escape(who)})[/]")
-        console.out("  " + anomaly.explanation)
+        console.out("  " + anomaly.render("cli"))
         lines = [str(e["line"]) for e in anomaly.events if e.get("line") is not None]
         revs = [str(e["rev"]) for e in anomaly.events if e.get("rev") is not None]
         if revs:

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import HistoryFormatError, UsageError, call, option, var
+from ..errors import HistoryFormatError, UsageError, argument, call, option, var
 from .foreign import read_foreign
 from .format import EventStream, is_foreign
 from .infer import check_foreign
@@ -85,10 +85,13 @@ def check(
     then says True, False, or None (undecided).
     """
     if type(workers) is not int or workers < 1:
-        raise UsageError(f"workers must be a number of processes >= 1, not {workers!r}.")
+        raise UsageError(
+            f"{argument('workers')} must be a number of processes >= 1, not {workers!r}."
+        )
     if type(budget) is not int or budget < 1:
         raise UsageError(
-            f"budget must be a number of search steps >= 1, not {budget!r} (the default is "
+            f"{argument('budget')} must be a number of search steps >= 1, not {budget!r} (the "
+            "default is "
             f"{DEFAULT_BUDGET:,})."
         )
     search = budget if linearizable else None
@@ -172,10 +175,10 @@ def _run(
         return result, 0, False
     if search is not None:
         raise UsageError(
-            "The linearizability search (--linearizable, linearizable=True) reads foreign "
-            "histories, whose lines give each operation's start and end; an accord history "
-            "records each operation once, when it committed, and its store already orders every "
-            "commit by revision. Check it without --linearizable."
+            f"The linearizability search ({option('linearizable')}) reads foreign histories, "
+            "whose lines give each operation's start and end; an accord history records each "
+            "operation once, when it committed, and its store already orders every commit by "
+            f"revision. Check it without {argument('linearizable')}."
         )
     native = NativeChecker(stream, shard=shard, shards=shards)
     feed = native.feed

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import HistoryFormatError, option
+from ..errors import HistoryFormatError, call, option
 
 try:  # orjson parses a line three times faster; the stdlib is the fallback.
     import orjson
@@ -109,7 +109,8 @@ class EventStream:
             handle = path.open("rb")
         except FileNotFoundError as exc:
             raise HistoryFormatError(
-                f"No history file at {path}. Write one with `accord export {path}`.",
+                f"No history file at {path}. Write one with "
+                f"{call('store.export_history', str(path))}.",
             ) from exc
         except OSError as exc:
             raise HistoryFormatError(f"Cannot read the history file {path}: {exc}.") from exc

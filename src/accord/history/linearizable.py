@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import option, var
 from .foreign import INF, FOp, ForeignHistory, Opaque, append_state, canonical, describe
 from .format import format_time
 from .result import Anomaly, CheckResult
@@ -619,8 +620,8 @@ def _unknown(found: KeySearch, budget: int) -> Anomaly:
             f"Unknown: the search for an order of the {found.operations} operations on "
             f"{found.key} that agrees with real time ran out of its budget ({budget:,} steps) "
             f"before deciding; the longest linearizable prefix it found holds "
-            f"{len(found.prefix)} operations. Raise the budget (--budget N, budget=N), or "
-            "check a shorter slice of the history."
+            f"{len(found.prefix)} operations. Raise the budget "
+            f"({option('budget', var('steps'))}), or check a shorter slice of the history."
         ),
         events=tuple(_event(o) for o in involved),
         agents=tuple(dict.fromkeys(o.agent for o in involved)),

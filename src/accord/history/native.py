@@ -944,7 +944,7 @@ class NativeChecker:
                 f"(rev {b[REV]}, clock {_clock_text(cb)}). Neither clock includes the other: "
                 f"{b[AGENT]} replaced W1 without having seen it. Nothing was lost this time "
                 f"(W2 was based on v{b[BASED] if b[BASED] is not None else '?'}), but the "
-                "writes raced; guard them with expect=, a lease or a queue."
+                "writes raced; guard them with an expected version, a lease or a queue."
             ),
             events=(_summary(a, key), _summary(b, key)),
             agents=(a[AGENT], b[AGENT]),

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..errors import render
+
 MAX_REPORTED = 1000
 """Anomalies of one name kept in full; beyond it they are only counted."""
 
@@ -41,6 +43,11 @@ class Anomaly:
     involved; ``window`` the real-time window (start, end) in which the race
     happened, when known. ``certain`` is False for "unknown" findings: the
     history is consistent both with this anomaly and without it.
+
+    An explanation that says what to do next is written once, with the
+    markup of :mod:`accord.errors`: ``explanation`` is in the Python API's
+    words, ``render("cli")`` in the command line's, and ``template`` keeps
+    the markup (empty when there is none).
     """
 
     name: str
@@ -51,16 +58,27 @@ class Anomaly:
     window: tuple[str, str] | None = None
     certain: bool = True
     details: dict[str, Any] = field(default_factory=dict)
+    template: str = field(default="", repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (what ``accord check --json`` prints)."""
+    def __post_init__(self) -> None:
+        rendered = render(self.explanation)
+        if rendered != self.explanation:
+            object.__setattr__(self, "template", self.explanation)
+            object.__setattr__(self, "explanation", rendered)
+
+    def render(self, surface: str = "python") -> str:
+        """The explanation in the words of ``surface`` (``"python"``, ``"cli"``, ``"mcp"``)."""
+        return render(self.template, surface) if self.template else self.explanation
+
+    def to_dict(self, surface: str = "python") -> dict[str, Any]:
+        """A JSON-ready dict (what ``accord check --json`` prints, with ``surface="cli"``)."""
         return {
             "name": self.name,
             "certain": self.certain,
             "key": self.key,
             "agents": list(self.agents),
             "window": list(self.window) if self.window else None,
-            "explanation": self.explanation,
+            "explanation": self.render(surface),
             "events": list(self.events),
             "details": self.details,
         }
@@ -126,8 +144,9 @@ class CheckResult:
             text += "; unknown: " + ", ".join(unknown)
         return f"{self.verdict}: {text} in {head}."
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (what ``accord check --json`` prints)."""
+    def to_dict(self, surface: str = "python") -> dict[str, Any]:
+        """A JSON-ready dict (what ``accord check --json`` prints, with ``surface="cli"``);
+        the explanations are in the words of ``surface``."""
         return {
             "verdict": self.verdict,
             "format": self.format,
@@ -142,6 +161,6 @@ class CheckResult:
             "skipped": self.skipped,
             "problems": self.problems,
             "notes": self.notes,
-            "anomalies": [a.to_dict() for a in self.anomalies],
-            "unknown": [a.to_dict() for a in self.unknown],
+            "anomalies": [a.to_dict(surface) for a in self.anomalies],
+            "unknown": [a.to_dict(surface) for a in self.unknown],
         }

@@ -42,6 +42,8 @@ from accord.errors import (
     PolicyViolation,
     Timeout,
     UsageError,
+    option,
+    var,
 )
 from accord.keys import validate_key
 from accord.records import Doc, from_wire, to_wire
@@ -125,7 +127,8 @@ def _plain(value: Any) -> Any:
 
 def error_result(exc: AccordError) -> CallToolResult:
     """An accord error as a tool result: its message as text, its fields as structured content."""
-    data: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message}
+    message = exc.render("mcp")
+    data: dict[str, Any] = {"error": type(exc).__name__, "message": message}
     for name, value in getattr(exc, "_details", {}).items():
         if name == "writers" and isinstance(value, list):
             data["writers"] = [
@@ -139,7 +142,7 @@ def error_result(exc: AccordError) -> CallToolResult:
         else:
             data[name] = _plain(value)
     return CallToolResult(
-        content=[TextContent(type="text", text=exc.message)],
+        content=[TextContent(type="text", text=message)],
         structured_content=data,
         is_error=True,
     )
@@ -298,7 +301,7 @@ class _Tools:
             try:
                 return _doc_out(session.read(key))
             except NotFound as exc:
-                return DocOut(key=key, exists=False, version=0, message=exc.message)
+                return DocOut(key=key, exists=False, version=0, message=exc.render("mcp"))
 
         return self.run("read", ctx, body)
 
@@ -384,7 +387,8 @@ class _Tools:
                     "keys the manifest gives one agent alone (strategy owner, or the queue's "
                     f"writer), and {key} is "
                     + (f"a {strategy} resource." if strategy else "not covered by the manifest.")
-                    + f" Read {key} and write it with expect=<its version> instead.",
+                    + f" Read {key} and write it with {option('expect', var('its version'))} "
+                    "instead.",
                     key=key,
                     strategy=strategy,
                 )
@@ -549,7 +553,7 @@ class _Tools:
                 try:
                     request = request.wait(timeout=_check_wait(wait))
                 except Timeout as exc:
-                    return _request_out(request.refresh(), exc.message)
+                    return _request_out(request.refresh(), exc.render("mcp"))
             return _request_out(request)
 
         return self.run("request_status", ctx, body)
@@ -748,7 +752,9 @@ class _Tools:
 
             result = check(self.store)
             return CheckOut(
-                verdict=result.verdict, summary=result.summary(), report=_plain(result.to_dict())
+                verdict=result.verdict,
+                summary=result.summary(),
+                report=_plain(result.to_dict("mcp")),
             )
 
         return self.run("check", ctx, body)

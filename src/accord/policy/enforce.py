@@ -33,6 +33,7 @@ from ..errors import (
     PolicyViolation,
     PreconditionFailed,
     UsageError,
+    argument,
     call,
     option,
     var,
@@ -296,5 +297,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     manifest, before any store is opened.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise UsageError(f"manifest= takes the path of an accord.toml, not {path!r}.")
+        raise UsageError(
+            f"{argument('manifest')} takes the path of an accord.toml, not {path!r}."
+        )
     return Policy(load_manifest(path))

@@ -39,6 +39,8 @@ from ..errors import (
     NotOwner,
     PreconditionFailed,
     UsageError,
+    call,
+    var,
 )
 from ..keys import has_surrogate, internal, validate_key
 from ..merge import MergeConflict, merge_values
@@ -110,10 +112,9 @@ class Branch:
         if session is None:
             raise UsageError(
                 f"This handle of branch {self.id} of {self.key} belongs to no agent (it came "
-                f"from store.branches() or get_branch()), so it cannot {doing} the branch. "
-                f"Get it through its owner's session: session.branch({self.key!r}, "
-                f"{self.id!r}) (CLI: accord branch {doing} {self.key} {self.id} --agent "
-                f"{self.agent}).",
+                f"from {call('store.branches', self.key)}), so it cannot {doing} the branch. "
+                f"Get it through its owner's session ({call('store.session', self.agent)}), "
+                f"with {call('session.branch', self.key, self.id)}.",
                 key=self.key,
                 branch=self.id,
             )
@@ -121,9 +122,8 @@ class Branch:
             raise NotOwner(
                 f"Branch {self.id} of {self.key} belongs to {self.agent}, who forked it; "
                 f"{session.agent} may not {doing} it (a branch is one agent's private copy). "
-                f"Fork {self.key} for a copy of your own: session.fork({self.key!r}) (CLI: "
-                f"accord fork {self.key}), and merge the branches at synthesis. Nothing was "
-                "changed.",
+                f"Fork {self.key} for a copy of your own ({call('session.fork', self.key)}), and "
+                "merge the branches at synthesis. Nothing was changed.",
                 key=self.key,
                 branch=self.id,
                 owner=self.agent,
@@ -140,7 +140,7 @@ class Branch:
         if rec is None or rec.deleted:
             raise NotFound(
                 f"Branch {self.id} of {self.key} does not exist in this store. List the open "
-                f"branches with store.branches({self.key!r}) (CLI: accord branches {self.key}).",
+                f"branches with {call('store.branches', self.key)}.",
                 branch=self.id,
                 key=self.key,
             )
@@ -188,7 +188,7 @@ class Branch:
         if self._version and current.version != self._version:
             raise PreconditionFailed(
                 f"Branch {self.id} of {self.key} was written by another handle since this one "
-                "read it. Call branch.read() and write again.",
+                f"read it. Read it again ({call('branch.read')}) and write again.",
                 branch=self.id,
                 key=self.key,
             )
@@ -203,8 +203,8 @@ class Branch:
             if rec is not None and not rec.deleted and rec.value["status"] != "open":
                 raise _closed(rec.value)
             raise PreconditionFailed(
-                f"Branch {self.id} of {self.key} changed while it was being written. Call "
-                "branch.read() and write again.",
+                f"Branch {self.id} of {self.key} changed while it was being written. Read it "
+                f"again ({call('branch.read')}) and write again.",
                 branch=self.id,
                 key=self.key,
             )
@@ -275,7 +275,7 @@ def fork(session: Session, key: str) -> Branch:
     except NotFound as exc:
         raise NotFound(
             f"Cannot fork {key}: it does not exist. Create it first with "
-            f"write({key!r}, value, expect=0), then fork it.",
+            f"{call('write', key, var('value'), expect=0)}, then fork it.",
             key=key,
         ) from exc
     kind, data = store._encode(key, doc.value)
@@ -352,7 +352,7 @@ def get_branch(
     if rec is None or rec.deleted:
         raise NotFound(
             f"No branch {branch_id} of {key}. List the open branches with "
-            f"store.branches({key!r}) (CLI: accord branches {key}).",
+            f"{call('store.branches', key)}.",
             key=key,
             branch=branch_id,
         )
@@ -425,13 +425,17 @@ class Merge:
         branch's agent).
         """
         if self._store is None:
-            raise UsageError("This Merge is not attached to a store; get it from store.merge().")
+            raise UsageError(
+                "This Merge is not attached to a store; get it from "
+                f"{call('store.merge', var('key'), var('branches'))}."
+            )
         if self.conflicts:
             where = ", ".join(c.where for c in self.conflicts[:5])
             raise PreconditionFailed(
                 f"The merge of {self.key} has {len(self.conflicts)} unresolved conflict(s) "
-                f"({where}); nothing was written. Settle them with store.merge(..., "
-                "resolve=fn), or edit the branches so they agree and merge again.",
+                f"({where}); nothing was written. Settle them with "
+                f"{call('store.merge', self.key, var('branches'), resolve=var('fn'))}, or edit "
+                "the branches so they agree and merge again.",
                 key=self.key,
                 conflicts=len(self.conflicts),
             )
@@ -563,15 +567,22 @@ def merge(
     """
     validate_key(key)
     if isinstance(branch_list, Branch) or not isinstance(branch_list, Sequence):
-        raise UsageError("merge() takes a list of branches: store.merge(key, [b1, b2]).")
+        raise UsageError(
+            f"{call('store.merge', key, var('branches'))} takes a list of branches, such as "
+            "[b1, b2]."
+        )
     if not branch_list:
-        raise UsageError(f"Nothing to merge: pass the branches of {key} (store.branches({key!r})).")
+        raise UsageError(
+            f"Nothing to merge: pass the branches of {key} (list them with "
+            f"{call('store.branches', key)})."
+        )
     seen: set[str] = set()
     metas: list[tuple[Branch, Record]] = []
     for branch in branch_list:
         if not isinstance(branch, Branch):
             raise UsageError(
-                f"merge() takes Branch objects (from fork() or store.branches()), not "
+                f"{call('store.merge', key, var('branches'))} takes Branch objects (from "
+                f"{call('session.fork', key)} or {call('store.branches', key)}), not "
                 f"{type(branch).__name__}."
             )
         if branch.key != key:
@@ -627,8 +638,9 @@ def merge(
     if current is None or current.deleted:
         raise PreconditionFailed(
             f"{key} was deleted after the branches forked from version {base_version}; there "
-            "is nothing to merge into. Re-create it (write with expect=0) and merge again, or "
-            "discard the branches.",
+            "is nothing to merge into. Re-create it "
+            f"({call('write', key, var('value'), expect=0)}) and merge again, or discard the "
+            "branches.",
             key=key,
         )
     if current.version != base_version:

@@ -73,6 +73,9 @@ from ..errors import (
     LeaseLost,
     LeaseTimeout,
     UsageError,
+    call,
+    option,
+    var,
 )
 from ..keys import internal, validate_key
 from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult
@@ -329,14 +332,18 @@ def _check_ttl(ttl: object, name: str = "ttl") -> float:
         maximum=MAX_TTL,
         example="30",
         hint=f"A lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s (one day): pick the longest "
-        "time your work may run without renewing, and renew (or pass keepalive=True) for "
+        f"time your work may run without renewing, and renew it ({call('lease.renew')}) for "
         "longer work.",
     )
 
 
 def _check_wait(wait: object) -> float:
     return params.seconds(
-        wait, "wait", maximum=MAX_WAIT, example="10", hint="wait=0 means: do not wait at all."
+        wait,
+        "wait",
+        maximum=MAX_WAIT,
+        example="10",
+        hint=f"{option('wait', 0)} means: do not wait at all.",
     )
 
 
@@ -354,8 +361,8 @@ def _check_mode(mode: object) -> Mode:
 def _check_token(token: object) -> int:
     if isinstance(token, bool) or not isinstance(token, int) or token < 1:
         raise UsageError(
-            f"A lease token is a positive integer printed by 'accord lease acquire', "
-            f"not {token!r}."
+            f"A lease token is a positive integer, the token of a lease "
+            f"({call('session.acquire', var('key'))} gives it), not {token!r}."
         )
     return token
 
@@ -489,7 +496,7 @@ class Lease(_ReleasedOnExit):
             if self._released:
                 raise LeaseLost(
                     f"Cannot renew the lease on {self.key} (token {self.token}): you released it. "
-                    "Acquire a new lease.",
+                    f"Acquire a new lease ({call('session.acquire', self.key)}).",
                     key=self.key,
                     token=self.token,
                 )
@@ -1014,9 +1021,11 @@ class _Acquirer:
             else ""
         )
         raise LeaseTimeout(
-            f"No {self.mode} lease on {self.key} within wait={self.wait:g} s: {who}; you were "
-            f"number {position} in line. You hold nothing new now.{own} Retry with a longer "
-            "wait=, or do other work and come back.",
+            f"No {self.mode} lease on {self.key} within {self.wait:g} s "
+            f"({option('wait', _whole(self.wait))}): {who}; you were number {position} in "
+            f"line. You hold nothing new now.{own} Retry with a longer wait "
+            f"({call('session.acquire', self.key, wait=var('seconds'))}), or do other work and "
+            "come back.",
             key=self.key,
             waited=waited,
             position=position,
@@ -1052,7 +1061,8 @@ class _Acquirer:
             f"Deadlock: {text}. Each agent holds a key the next one waits for, so none "
             f"could ever proceed; this request for {self.key} was chosen to fail (you hold "
             f"nothing new, but still hold your other leases). Release what you hold, then take "
-            "all the keys at once with lease_all(), which takes them in one order.",
+            f"all the keys at once with {call('session.lease_all', var('keys'))}, which takes "
+            "them in one order.",
             key=self.key,
             cycle=agents,
             edges=description,
@@ -1204,7 +1214,7 @@ class LeaseSet(_ReleasedOnExit):
                 lost.append(exc)
         if lost:
             raise LeaseLost(
-                " ".join(exc.message for exc in lost),
+                " ".join(exc.template for exc in lost),
                 key=lost[0].key if hasattr(lost[0], "key") else None,
                 keys=[getattr(exc, "key", None) for exc in lost],
             )
@@ -1227,15 +1237,21 @@ def acquire_all(
     already taken are released and the error is raised: all or nothing.
     """
     if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
-        raise UsageError("lease_all() takes a list of keys, such as ['docs/a', 'docs/b'].")
+        raise UsageError(
+            f"{call('session.lease_all', var('keys'))} takes a list of keys, such as "
+            "['docs/a', 'docs/b']."
+        )
     key_list = list(keys)
     if not key_list:
-        raise UsageError("lease_all() needs at least one key.")
+        raise UsageError(f"{call('session.lease_all', var('keys'))} needs at least one key.")
     for key in key_list:
         validate_key(key)
     if len(set(key_list)) != len(key_list):
         twice = sorted({k for k in key_list if key_list.count(k) > 1})
-        raise UsageError(f"lease_all() got {', '.join(twice)} more than once; list each key once.")
+        raise UsageError(
+            f"{call('session.lease_all', var('keys'))} got {', '.join(twice)} more than once; "
+            "list each key once."
+        )
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     _check_mode(mode)
@@ -1373,21 +1389,21 @@ def held_error(session: Session, key: str, live: Sequence[_Entry], now: float) -
     mine = [e for e in live if e.agent == agent]
     if mine and mine[0].mode == "exclusive":
         todo = (
-            f" You ({agent}) hold that lease: write under it, session.write({key!r}, value, "
-            f"lease=lease) (CLI: accord write {key} --lease {mine[0].number})."
+            f" You ({agent}) hold that lease (token {mine[0].number}): write under it, "
+            f"{call('session.write', key, var('value'), lease=mine[0].number)}."
         )
     elif mine:
         todo = (
             f" You ({agent}) hold a shared lease (token {mine[0].number}), which is for "
-            f"reading: release it, then acquire {key} with mode='exclusive' (CLI: accord lease "
-            f"acquire {key} --mode exclusive) and write under that lease."
+            f"reading: release it, then acquire {key} exclusively "
+            f"({call('session.acquire', key, mode='exclusive')}) and write under that lease."
         )
     else:
         wait = 10 if last is None else max(1, math.ceil(last - now))
         todo = (
-            f" Wait for it: session.acquire({key!r}, wait={wait}) (CLI: accord lease acquire "
-            f"{key} --wait {wait}), then re-read {key}, write under your lease (lease=lease; "
-            "CLI: --lease TOKEN) and release it."
+            f" Wait for it: {call('session.acquire', key, wait=wait)}, then re-read {key}, "
+            "write under your lease "
+            f"({call('session.write', key, var('value'), lease=var('lease'))}) and release it."
         )
     return LeaseHeld(
         f"Write to {key} refused: {who}. {rule}{todo}",
@@ -1434,7 +1450,10 @@ def fenced_error(
     ):
         reason = "shared"
         why = f"token {token} is a shared lease, for reading; writes need an exclusive one."
-        tail = f" Acquire {key} with mode='exclusive' to write it."
+        tail = (
+            f" Acquire {key} exclusively ({call('session.acquire', key, mode='exclusive')}) to "
+            "write it."
+        )
     elif rec is not None and not rec.deleted and rec.author != session.agent:
         reason = "other-agent"
         why = f"token {token} of {key} is held by {rec.author}, not by {session.agent}."
@@ -1467,7 +1486,10 @@ def fenced_error(
             f"your lease (token {token}) is live, but the version check failed: {key} is at "
             f"version {at}."
         )
-        tail = f" Re-read {key} and write with expect={at} (or without expect, under the lease)."
+        tail = (
+            f" Re-read {key} and write with {option('expect', at)} (or with no expected "
+            "version, under the lease)."
+        )
     current = _live_tokens(backend, key, now)
     return Fenced(
         f"Write to {key} refused: {why} {holders}{tail}",
@@ -1490,6 +1512,11 @@ def _tokens_version(backend: Backend, key: str) -> int:
 def _live_tokens(backend: Backend, key: str, now: float) -> list[tuple[int, str, str]]:
     state = _scan(backend, key)
     return [(e.number, e.agent, e.mode) for e in state.held if e.live(now)]
+
+
+def _whole(seconds: float) -> float | int:
+    """``seconds`` as an int when it is whole, so a message says ``--wait 0``, not ``0.0``."""
+    return int(seconds) if float(seconds).is_integer() else seconds
 
 
 def _describe_holders(backend: Backend, key: str, now: float) -> str:
@@ -1592,7 +1619,8 @@ def from_token(session: Session, key: str, token: int) -> Lease:
     if rec.author != session.agent:
         raise UsageError(
             f"Token {token} of {key} belongs to {rec.author}, not to {session.agent}. Only the "
-            "holder may renew or release a lease; pass the right --agent.",
+            f"holder may renew or release a lease: act as {rec.author} "
+            f"({call('store.session', rec.author)}).",
             key=key,
             token=token,
         )

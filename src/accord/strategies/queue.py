@@ -57,6 +57,9 @@ from ..errors import (
     PreconditionFailed,
     Timeout,
     UsageError,
+    call,
+    option,
+    var,
 )
 from ..keys import has_surrogate, internal, validate_key
 from ..records import (
@@ -176,8 +179,9 @@ class Request:
         """This request as the store has it now (a new object)."""
         if self._store is None:
             raise UsageError(
-                "This Request is not attached to a store; get it from submit(), requests() "
-                "or get_request()."
+                "This Request is not attached to a store; get it from "
+                f"{call('session.submit', var('key'), var('change'))} or "
+                f"{call('session.requests', var('key'))}."
             )
         return get_request(self._store, self.id)
 
@@ -191,7 +195,9 @@ class Request:
         """
         if self._store is None:
             raise UsageError(
-                "This Request is not attached to a store; get it from submit() or requests()."
+                "This Request is not attached to a store; get it from "
+                f"{call('session.submit', var('key'), var('change'))} or "
+                f"{call('session.requests', var('key'))}."
             )
         timeout = params.seconds(timeout, "timeout", example="30")
         store = self._store
@@ -208,7 +214,8 @@ class Request:
                 raise Timeout(
                     f"Request {self.id} for {self.key} is still pending after {timeout:g}s: "
                     "its writer has not decided it yet. Wait again, or check that a writer "
-                    f"serves {self.key} (accord requests {self.key}).",
+                    f"serves {self.key}: its writer takes requests with "
+                    f"{call('session.requests', self.key)}.",
                     request=self.id,
                     key=self.key,
                 )
@@ -355,8 +362,8 @@ def _not_writer(key: str, holder: str, agent: str, why: str = "") -> NotWriter:
     return NotWriter(
         f"{agent} is not the writer of {key}: {holder} is{why}. Only the writer applies "
         f"changes to a queue key. Submit a change request instead: "
-        f"session.submit({key!r}, change) (CLI: accord submit {key}), and wait for the "
-        "writer's decision with request.wait().",
+        f"{call('session.submit', key, var('change'))}, and wait for the writer's decision "
+        f"({call('request.wait', timeout=var('seconds'))}).",
         key=key,
         writer=holder,
         agent=agent,
@@ -447,8 +454,8 @@ def _fenced(key: str, agent: str, rec: Record | None) -> Fenced:
     return Fenced(
         f"{agent} lost the writer role of {key}: {holder} took it over (epoch {epoch}) after "
         f"{agent}'s role lapsed. Your decision was NOT applied. Stop deciding requests for "
-        f"{key}; the new writer decides them. To serve again, call requests({key!r}) or "
-        "serve() once the role is free.",
+        f"{key}; the new writer decides them. To serve again, take its requests "
+        f"({call('session.requests', key)}) once the role is free.",
         key=key,
         writer=holder,
         agent=agent,
@@ -647,7 +654,7 @@ def get_request(store: Store, request_id: str) -> Request:
     if rec is None or rec.deleted:
         raise NotFound(
             f"No request {request_id} in this store. List the pending requests of a key "
-            "with requests(key) (CLI: accord requests KEY).",
+            f"with {call('session.requests', var('key'))}.",
             request=request_id,
         )
     data = rec.value
@@ -770,7 +777,8 @@ def _iterate(
         if handed is not None and backend.get(prefix + handed) is not None:
             raise UsageError(
                 f"Request {handed} for {key} was handed out but not decided. Call "
-                "accept(request, new_value) or reject(request, reason) for each request "
+                f"{call('session.accept', var('request'), var('new_value'))} or "
+                f"{call('session.reject', var('request'), var('reason'))} for each request "
                 "before taking the next one."
             )
         if not queue:
@@ -817,8 +825,8 @@ def _iterate(
 def _prepare_decision(session: Session, request: Request, what: str) -> tuple[_Role, Request]:
     if not isinstance(request, Request):
         raise UsageError(
-            f"{what}() takes a Request (from requests() or get_request()), not "
-            f"{type(request).__name__}."
+            f"{call(f'session.{what}', var('request'), var('...'))} takes a Request (from "
+            f"{call('session.requests', var('key'))}), not {type(request).__name__}."
         )
     store = session.store
     key = request.key
@@ -853,7 +861,8 @@ def _decided_already(stored: Request, what: str) -> PreconditionFailed:
         how = f"rejected by {stored.decided_by} ({stored.reason})"
     return PreconditionFailed(
         f"Request {stored.id} for {stored.key} was already {how}; a request is decided "
-        f"once, so this {what} changed nothing. Take the next request from requests().",
+        f"once, so this {what} changed nothing. Take the next request from "
+        f"{call('session.requests', stored.key)}.",
         request=stored.id,
         key=stored.key,
         status=stored.status,
@@ -885,9 +894,10 @@ def accept(
         expect = session.seen_version(key)
         if expect is None:
             raise UsageError(
-                f"accept() writes {key} with a version check, but this session has not read "
-                f"{key}. Read it (or take the request from requests(), which does) and call "
-                "accept again, or pass expect=<version>."
+                f"Accepting writes {key} with a version check, but this session has not read "
+                f"{key}. Read it (or take the request from {call('session.requests', key)}, "
+                "which does) and accept again, or pass "
+                f"{option('expect', var('the version you read'))}."
             )
     else:
         params.version(expect)
@@ -958,8 +968,8 @@ def reject(session: Session, request: Request, reason: str) -> Request:
     """
     if not isinstance(reason, str) or not reason.strip():
         raise UsageError(
-            "reject() needs a reason the submitter can act on, such as "
-            "'duplicate of an earlier comment'."
+            "A rejection needs a reason the submitter can act on, such as 'duplicate of an "
+            f"earlier comment' ({call('session.reject', var('request'), var('reason'))}).",
         )
     if len(reason) > _MAX_REASON_LENGTH:
         raise UsageError(f"A reason is at most {_MAX_REASON_LENGTH} characters.")
@@ -1104,12 +1114,16 @@ def serve(
     validate_key(key)
     if not callable(apply):
         raise UsageError(
-            f"serve() takes a function apply(current_value, change) -> new value or "
-            f"Reject(reason), not {apply!r}. Nothing was changed."
+            f"{call('session.serve', var('key'), var('apply'))} takes a function "
+            f"apply(current_value, change) -> new value or Reject(reason), not {apply!r}. "
+            "Nothing was changed."
         )
     if timeout is not None:
         timeout = params.seconds(
-            timeout, "timeout", example="60", hint="Pass timeout=None to serve until stopped."
+            timeout,
+            "timeout",
+            example="60",
+            hint=f"Pass {option('timeout', None)} to serve until stopped.",
         )
     _check_stop(stop)
     if limit is not None:
@@ -1147,7 +1161,9 @@ def serve(
             if decided < 0:
                 conflicts += 1
                 if conflicts > retries:
-                    raise error or PreconditionFailed(f"serve() of {key} kept conflicting.")
+                    raise error or PreconditionFailed(
+                        f"{call('session.serve', key, var('apply'))} kept conflicting."
+                    )
                 continue
             conflicts = 0
             count += decided
