@@ -121,11 +121,19 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         ("package", ("accord.history",)),
     ),
     "accord.plan": (
+        # Access classes and the recommendation.
         ("classify", ("accord.plan._classify",)),
+        # What a history shows about each key.
         ("access", ("accord.plan._access",)),
-        ("draft", ("accord.plan._draft",)),
+        # The plan of a manifest, and its violations.
         ("plan", ("accord.plan._plan",)),
-        ("render", ("accord.plan._render",)),
+        # From a history alone; writing a manifest; the table for people.
+        (
+            "from the plan",
+            ("accord.plan._from_history", "accord.plan._write", "accord.plan._render"),
+        ),
+        # The demo's own plan, drawn.
+        ("demo", ("accord.plan._demo",)),
         ("package", ("accord.plan",)),
     ),
 }
