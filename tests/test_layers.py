@@ -120,6 +120,12 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         ("pictures", ("accord.history.timeline",)),
         ("package", ("accord.history",)),
     ),
+    "accord.policy": (
+        ("patterns", ("accord.policy.patterns",)),
+        ("manifest", ("accord.policy.manifest",)),
+        ("enforce", ("accord.policy.enforce",)),
+        ("package", ("accord.policy",)),
+    ),
     "accord.plan": (
         # Access classes and the recommendation.
         ("classify", ("accord.plan._classify",)),

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy.manifest import Manifest, Resource, load_manifest, patterns_overlap
+from ..policy.manifest import Manifest, Resource, load_manifest
+from ..policy.patterns import patterns_overlap
 from ._access import Observed, access_from_history, merge_into, read_history
 from ._classify import COSTS, MANY_WRITERS, SIMPLICITY, classify, recommend
 
