@@ -114,7 +114,11 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
                 "accord.history.shiviz",
             ),
         ),
-        # check(): picks the checker for a history's shape.
+        # One pass: a history to the checker for its shape.
+        ("scan", ("accord.history.scan",)),
+        # Several processes, one share of the keys each.
+        ("parallel", ("accord.history.parallel",)),
+        # check(): its arguments, one pass or several processes.
         ("entry point", ("accord.history.check",)),
         # The timeline marks what check() found.
         ("pictures", ("accord.history.timeline",)),
