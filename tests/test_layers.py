@@ -262,10 +262,10 @@ def imports_of(
         elif isinstance(node, ast.Call) and (target := _dynamic_target(node)) is not None:
             add(target, node, "dynamic")
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.body:
-                visit(child, "TYPE_CHECKING")
-            for child in node.orelse:
-                visit(child, kind)
+            for statement in node.body:
+                visit(statement, "TYPE_CHECKING")
+            for statement in node.orelse:
+                visit(statement, kind)
             return
         inner = kind
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
@@ -461,6 +461,22 @@ def test_no_import_loops_between_packages(imports: list[Import]) -> None:
 def test_errors_imports_nothing_from_accord(imports: list[Import]) -> None:
     own = [imp.where for imp in imports if imp.source == "accord.errors"]
     assert not own, f"accord.errors must import nothing from accord: {own}"
+
+
+def test_the_architecture_page_names_every_layer_and_module() -> None:
+    page = (SRC.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        f"{layer} ({pattern})"
+        for root, stack in STACKS.items()
+        for layer, patterns in stack
+        for pattern in patterns
+        if pattern != root and pattern.rsplit(".", 1)[-1] not in page
+    ]
+    missing += [layer for layer, _ in LAYERS if f"\n  {layer} " not in page]
+    assert not missing, (
+        "docs/architecture.md does not show these layers or modules of tests/test_layers.py: "
+        + ", ".join(missing)
+    )
 
 
 # --- the checker itself ------------------------------------------------------------
