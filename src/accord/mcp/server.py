@@ -174,9 +174,11 @@ def _ok(model: BaseModel) -> CallToolResult:
     return _result(model.model_dump(mode="json"))
 
 
-def _result(data: dict[str, Any], replayed: bool = False) -> CallToolResult:
+def _result(
+    data: dict[str, Any], replayed: bool = False, text: str | None = None
+) -> CallToolResult:
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))],
+        content=[TextContent(type="text", text=text or json.dumps(data, ensure_ascii=False))],
         structured_content=data,
         # A replay carries the first call's structured content unchanged; the
         # flag is for clients that care (HTTP says Idempotent-Replayed).
@@ -190,8 +192,20 @@ SURFACE = "mcp"
 def fingerprint(tool: str, arguments: dict[str, Any]) -> str:
     """What makes two calls "the same call" for an idempotency_key: the tool and its
     arguments as validated (defaults filled in), without the key itself."""
-    text = json.dumps([tool, arguments], sort_keys=True, ensure_ascii=True, default=str)
+    text = json.dumps([tool, _canonical(arguments)], sort_keys=True, ensure_ascii=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    # ttl=30 and ttl=30.0 are one call (a default is an int, a sent number a float).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def _same_call(tool: str, key: str) -> str:
@@ -354,7 +368,8 @@ class _Tools:
         except Exception as exc:
             return _internal_error(tool, exc)
         if isinstance(got, replay.Done):
-            return _result(got.answer, replayed=True)
+            # The text as first sent: the store may keep JSON in another key order.
+            return _result(got.answer["structured"], True, got.answer["text"])
         if isinstance(got, replay.Mismatch):
             return error_result(IdempotencyMismatch(
                 f"idempotency_key {key!r} was first used for another call "
@@ -385,8 +400,9 @@ class _Tools:
             return _internal_error(tool, exc)
         kept = keep is None or keep(model)
         try:
-            replay.finish(self.store, claim, what,
-                          result.structured_content if kept else None)
+            text = result.content[0].text if isinstance(result.content[0], TextContent) else ""
+            answer = {"structured": result.structured_content, "text": text}
+            replay.finish(self.store, claim, what, answer if kept else None)
         except Exception as exc:  # the result is still the result
             logger.error("keeping the result of %s for its idempotency_key failed", tool,
                          exc_info=exc)
@@ -605,8 +621,11 @@ class _Tools:
 
             for event in self._events(key, since, "lease_renew", session.agent):
                 if event.get("lease") == token:
-                    # Renewed by the first attempt: answer with the lease as it is.
-                    return _lease_out(lease_mod.from_token(session, key, token))
+                    # Renewed by the first attempt: answer with the lease as it is,
+                    # and the TTL that renewal gave it.
+                    held = lease_mod.from_token(session, key, token)
+                    held.ttl = float(event.get("ttl") or held.ttl)
+                    return _lease_out(held)
             return None
 
         arguments = {"key": key, "token": token, "ttl": ttl}
