@@ -9,8 +9,8 @@ one per agent and key, so every server process on the store (uvicorn
 workers, a restarted server) sees the same memory:
 
 1. **claim** (:func:`begin`): before the call runs, an in-flight record with
-   the call's fingerprint, the store revision before the claim (``since``)
-   and a deadline on the store's clock is created. A repeat that finds it
+   the call's fingerprint and a deadline on the store's clock is created (its
+   commit revision is where the call began: ``since``). A repeat that finds it
    gets :class:`Busy` while the deadline has not passed, :class:`Mismatch`
    if its fingerprint differs (the key was reused for another call), or
    :class:`Done` with the first answer once that was kept.
@@ -35,12 +35,14 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .keys import has_surrogate
 from .records import Compare, Delete, Put
-from .store import Store
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = [
     "IN_FLIGHT",
@@ -110,8 +112,8 @@ class Claim:
     """This call holds the key: run it, then :func:`finish`.
 
     ``retry`` is true when an earlier attempt claimed the key and died
-    before it finished; ``since`` is the store revision before that first
-    attempt's claim (every change it made has a later revision).
+    before it finished; ``since`` is the store revision of the first
+    attempt's claim (every change that attempt made has a later revision).
     """
 
     surface: str
@@ -186,20 +188,19 @@ def begin(
             if deadline > now:
                 return Busy(deadline - now)
             # The claim lapsed: the call that made it died. Take it over, and
-            # keep the revision its first attempt started from.
-            since = data.get("since")
+            # keep the revision its first attempt began at: that claim's own
+            # commit (every change the attempt made comes after it).
+            since = int(data.get("since", rec.revision))
         version = 0 if rec is None or rec.deleted else rec.version
-        retry = since is not None
-        if since is None:
-            since = backend.revision()
         data = {
             "agent": agent,
             "fingerprint": fingerprint,
             "state": "in-flight",
             "operation": operation,
-            "since": since,
             "deadline": now + hold,
         }
+        if since is not None:
+            data["since"] = since
         # The record outlives its deadline (it lasts the idempotency window):
         # a repeat after a crash must still find when the first attempt began.
         result = backend.txn(
@@ -209,7 +210,9 @@ def begin(
         if result.succeeded:
             mine = result.records[rkey]
             assert mine is not None
-            return Claim(surface, rkey, mine.version, fingerprint, agent, key, since, retry)
+            first = mine.revision if since is None else since
+            return Claim(surface, rkey, mine.version, fingerprint, agent, key, first,
+                         since is not None)
     return Busy(1.0)  # pragma: no cover - 16 lost races on one key of one agent
 
 
