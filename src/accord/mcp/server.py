@@ -111,7 +111,9 @@ top of the current value, and write with the new version. Never retry a conflict
 write with the same value and a guessed version. For long work, take a lease \
 (lease_acquire), write with write_leased and the lease's token, and release it. On \
 queue keys, submit a change and let the writer accept or reject it. Pass an \
-idempotency_key when you may retry a write after a timeout: a repeat applies nothing twice."""
+idempotency_key (one per change) to every call that changes state when you may retry it \
+after a timeout: a repeat of the same call returns the first result and applies nothing \
+twice."""
 
 
 def _now_iso(ts: float) -> str:
