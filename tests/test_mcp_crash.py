@@ -334,7 +334,9 @@ def test_a_killed_server_applies_no_lease_or_decision_twice(
     arm = tmp_path / "arm"
     server = HttpServer(sqlite_url, free_port(), log=tmp_path / "server.log",
                         module="tests.mcp_crash_server",
-                        env={"ACCORD_TEST_CRASH_ARM": str(arm)})
+                        env={"ACCORD_TEST_CRASH_ARM": str(arm),
+                             # -m finds tests/ from any working directory
+                             "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     server.start()
     shared = Shared(server)
     kills: list[str] = []
