@@ -210,8 +210,8 @@ def begin(
         if result.succeeded:
             mine = result.records[rkey]
             assert mine is not None
-            first = mine.revision if since is None else since
-            return Claim(surface, rkey, mine.version, fingerprint, agent, key, first,
+            began = mine.revision if since is None else since
+            return Claim(surface, rkey, mine.version, fingerprint, agent, key, began,
                          since is not None)
     return Busy(1.0)  # pragma: no cover - 16 lost races on one key of one agent
 
