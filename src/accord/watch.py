@@ -159,7 +159,7 @@ class WatchState:
         if not isinstance(target, str):
             raise UsageError(
                 f"watch takes a key or a prefix (str), not {target!r}. Pass, say, "
-                f"{call('watch', 'docs/plan.md')} or {call('watch', 'docs/', prefix=True)}."
+                f"{call('session.watch', 'docs/plan.md')} or {call('session.watch', 'docs/')}."
             )
         # A key never ends with "/" and is never empty: such a target can
         # only mean a prefix, so it is one without prefix=True.
@@ -264,11 +264,13 @@ def backoff(attempt: int) -> float:
 def unavailable(state: WatchState, exc: BackendUnavailable, waited: float) -> BackendUnavailable:
     """The error of a watch that gave up on an unavailable store."""
     what = "prefix" if state.prefix else "key"
+    # A prefix that does not end with "/" needs prefix=True to stay one.
+    spelled = {"prefix": True} if state.prefix and state.target[-1:] not in ("", "/") else {}
     return BackendUnavailable(
         f"Watching {what} {state.target!r}: the store has been unavailable for "
         f"{waited:.0f} s ({exc.template}). Nothing was lost: when it is back, resume with "
-        f"{call('watch', state.target, since=state.last)}, the revision of the last "
-        f"change you received.",
+        f"{call('session.watch', state.target, since=state.last, **spelled)}, the revision "
+        "of the last change you received.",
         since=state.last,
     )
 
