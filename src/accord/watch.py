@@ -83,7 +83,8 @@ class WatchEvent:
     and ``value`` is None (the later events carry the newer values; read
     the key for the latest). For a delete ``value`` is None and
     ``superseded`` False. ``hash`` is the sha256 of the written bytes, as in
-    the history, whichever the case. ``event`` is the whole history event.
+    the history, whichever the case. ``event`` is the whole history event
+    (an :class:`accord.Event`, built when asked for).
     """
 
     key: str
@@ -96,7 +97,13 @@ class WatchEvent:
     time: str
     op: str
     hash: str | None
-    event: Event = field(repr=False)
+    _history: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def event(self) -> Event:
+        """The whole history event (``based_on``, ``check``, clocks, lease
+        token, idempotency key, request id), built when asked for."""
+        return Event.from_dict(self._history)
 
 
 def is_change(event: dict[str, Any]) -> bool:
@@ -240,7 +247,7 @@ class WatchState:
             time=str(ev.get("time", "")),
             op=str(ev.get("op", "")),
             hash=ev.get("hash"),
-            event=Event.from_dict(ev),
+            _history=ev,
         )
 
     def caught_up(self, head: int) -> None:
@@ -332,7 +339,7 @@ def _run(
         failed_at, attempt = None, 0
         for ev in changes:
             event = state.event(ev, records)
-            if event.value is not None:
+            if event.kind == "write" and not event.superseded:
                 # Handing out a value is a read: it joins happened-before and
                 # is what a later write of this agent was based on.
                 rec = records[event.key]

@@ -54,6 +54,7 @@ def test_values_and_superseded_versions(store: accord.Store) -> None:
     a.write("k", "v2", expect=1)
     a.write("j", {"a": [1]})
     a.write("b", b"\x00\xff")
+    a.write("null", None)
     events = {(e.key, e.version): e for e in a.watch("", since=start, timeout=0)}
     # The store keeps the latest value of a key: an older version's value is
     # gone by the time the watcher reads, and the event says so.
@@ -62,6 +63,9 @@ def test_values_and_superseded_versions(store: accord.Store) -> None:
     assert not events["k", 2].superseded and events["k", 2].value == "v2"
     assert events["j", 1].value == {"a": [1]}
     assert events["b", 1].value == b"\x00\xff"
+    # A JSON null is a value like any other: not superseded, not a delete.
+    assert (events["null", 1].value, events["null", 1].superseded) == (None, False)
+    assert events["null", 1].kind == "write"
 
 
 def test_key_watch_ignores_other_keys_and_prefix_neighbours(store: accord.Store) -> None:
