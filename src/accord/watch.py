@@ -140,6 +140,8 @@ class WatchState:
       its revision can be given again to a change; changes always commit
       durably, and a durable commit flushes everything before it. Trailing
       non-change events are read again on the next pass and dropped again.
+      It moves when a pass has read to the end and handed out every
+      change it found, so a pass the store cut short is read again.
     * ``head``: the revision the next wait starts from: the store revision
       read before the last pass, or the highest revision that pass read.
       Records changed at or below it do not wake the watcher again.
@@ -157,6 +159,7 @@ class WatchState:
         self.position = since
         self.head = since
         self._cursor = since  # the read position within one pass
+        self._reach = since  # the last change event read in this pass
 
     @classmethod
     def open(cls, target: object, since: object, prefix: object, now: int) -> WatchState:
@@ -187,8 +190,9 @@ class WatchState:
         return key.startswith(self.target) if self.prefix else key == self.target
 
     def begin(self) -> None:
-        """Start a pass: read again from ``position``."""
-        self._cursor = self.position
+        """Start a pass: read again from ``position``. A pass that failed
+        half way (the store went away) left ``position`` where it was."""
+        self._cursor = self._reach = self.position
 
     def read_args(self) -> tuple[int, str | None, int]:
         """``(since, key, limit)`` of the next ``Backend.history`` page."""
@@ -203,7 +207,7 @@ class WatchState:
             self._cursor = max(self._cursor, rev)
             if not is_change(ev):
                 continue
-            self.position = max(self.position, rev)
+            self._reach = max(self._reach, rev)
             if rev > self.last and self.matches(ev["key"]):
                 out.append(ev)
         return out, len(page) < PAGE
@@ -251,9 +255,11 @@ class WatchState:
         )
 
     def caught_up(self, head: int) -> None:
-        """End a pass that read to the end; ``head`` is the store revision
-        read before it. The next wait is for changes after the higher of it
-        and the last revision read."""
+        """End a pass that read to the end and handed out every change it
+        found; ``head`` is the store revision read before it. The next pass
+        reads from the last change event read; the next wait is for changes
+        after the higher of ``head`` and the last revision read."""
+        self.position = max(self.position, self._reach)
         self.head = max(self.head, head, self._cursor)
 
     def wait_args(self) -> tuple[list[str], list[str], int]:

@@ -203,14 +203,15 @@ def test_bad_arguments_are_refused_at_the_call(
 class _Flaky:
     """A real backend whose reads fail ``failures`` times, as while a server restarts."""
 
-    def __init__(self, backend: Any, failures: int) -> None:
+    def __init__(self, backend: Any, failures: int, after: int = 0) -> None:
         self._backend = backend
         self.failures = failures
+        self.after = after  # calls that succeed before the failures
         self.calls = 0
 
     def history(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
-        if self.failures:
+        if self.failures and self.calls > self.after:
             self.failures -= 1
             raise BackendUnavailable("The server went away (a test).")
         return self._backend.history(*args, **kwargs)
@@ -230,6 +231,21 @@ def test_unavailable_store_is_retried_then_resumed(store: accord.Store) -> None:
     finally:
         store.backend = flaky._backend
     assert got == [1] and flaky.calls == 4
+
+
+def test_a_read_cut_short_by_the_store_is_read_again(store: accord.Store) -> None:
+    a = store.session("a")
+    start = store.revision()
+    for i in range(PAGE + 20):
+        a.write(f"h/{i}", i)
+    # The first page of the catch-up arrives, the second fails twice.
+    flaky = _Flaky(store.backend, failures=2, after=1)
+    store.backend = flaky  # type: ignore[assignment]
+    try:
+        got = [e.key for e in a.watch("h/", since=start, timeout=0, retry_timeout=BOUND)]
+    finally:
+        store.backend = flaky._backend
+    assert got == [f"h/{i}" for i in range(PAGE + 20)]
 
 
 def test_unavailable_store_for_too_long_raises_with_the_resume_point(
@@ -309,3 +325,17 @@ def test_an_event_is_never_handed_out_twice() -> None:
     again, _ = state.take([_ev(1, "p/a", 1), _ev(2, "p/b", 1), _ev(3, "p/a", 2)])
     assert [e["rev"] for e in again] == [3]
     assert state.keys_to_read(again) == ["p/a"]
+
+
+def test_a_pass_that_fails_half_way_reads_its_changes_again() -> None:
+    """The store went away after the first page of a pass: its changes were
+    never handed out, so the next pass reads them again."""
+    state = WatchState("p/", 0, prefix=True)
+    state.begin()
+    first, done = state.take([_ev(i, "p/a", i) for i in range(1, PAGE + 1)])
+    assert len(first) == PAGE and not done
+    # ... the second page raised BackendUnavailable; the driver starts over.
+    state.begin()
+    assert state.read_args() == (0, None, PAGE)
+    again, _ = state.take([_ev(i, "p/a", i) for i in range(1, PAGE + 1)])
+    assert [e["rev"] for e in again] == list(range(1, PAGE + 1))
