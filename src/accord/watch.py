@@ -19,11 +19,14 @@ What an async face (``async for event in asession.watch(...)``) must do is
 
 1. check its arguments with :func:`WatchState.open` (it raises the same
    errors), run the session's hooks once (``_check("watch", target)``);
-2. loop: ``head = await backend.revision()``; read pages with
-   ``state.read_args()`` until :meth:`WatchState.take` says the read
-   caught up, collecting the events it returns; ``await backend.get(key)``
-   for each key :meth:`WatchState.keys_to_read` names; hand out
-   ``state.event(ev, records)`` for each, in order; ``state.caught_up(head)``;
+2. a pass: ``head = await backend.revision()``; ``state.begin()``; then
+   per page: ``await backend.history(*state.read_args())``, give it to
+   :meth:`WatchState.take` (the changes to hand out, and whether the pass
+   caught up); ``await backend.get(key)`` for each key
+   :meth:`WatchState.keys_to_read` names; hand out ``state.event(ev,
+   records)`` for each change, in order (a handed-out value is a read:
+   ``session.clock.observe`` and ``session._remember`` it);
+   ``state.handed_out()``. After the last page, ``state.caught_up(head)``;
 3. wait with ``await backend.wait(*state.wait_args(), timeout=slice)``
    (PostgreSQL: the LISTEN connection on the loop), never longer than
    :data:`WAIT_SLICE`, and stop after ``timeout`` seconds without a change;
@@ -140,8 +143,8 @@ class WatchState:
       its revision can be given again to a change; changes always commit
       durably, and a durable commit flushes everything before it. Trailing
       non-change events are read again on the next pass and dropped again.
-      It moves when a pass has read to the end and handed out every
-      change it found, so a pass the store cut short is read again.
+      It moves when every change of a page has been handed out, so a page
+      the store cut short is read again.
     * ``head``: the revision the next wait starts from: the store revision
       read before the last pass, or the highest revision that pass read.
       Records changed at or below it do not wake the watcher again.
@@ -254,12 +257,15 @@ class WatchState:
             _history=ev,
         )
 
-    def caught_up(self, head: int) -> None:
-        """End a pass that read to the end and handed out every change it
-        found; ``head`` is the store revision read before it. The next pass
-        reads from the last change event read; the next wait is for changes
-        after the higher of ``head`` and the last revision read."""
+    def handed_out(self) -> None:
+        """Every change :meth:`take` returned has been handed out: the
+        position moves to the last change event read."""
         self.position = max(self.position, self._reach)
+
+    def caught_up(self, head: int) -> None:
+        """End a pass that read to the end; ``head`` is the store revision
+        read before it. The next wait is for changes after the higher of
+        ``head`` and the last revision read."""
         self.head = max(self.head, head, self._cursor)
 
     def wait_args(self) -> tuple[list[str], list[str], int]:
@@ -329,35 +335,42 @@ def _run(
     while True:
         if stop is not None and stop.is_set():
             return
+        # One pass: read the history page by page from the position, handing
+        # out each page's changes before reading the next (memory stays
+        # bounded however far behind the watcher is).
         try:
             head = backend.revision()
-            state.begin()
-            changes: list[dict[str, Any]] = []
-            done = False
-            while not done:
-                since, key, limit = state.read_args()
-                page, done = state.take(list(backend.history(since, key, limit)))
-                changes.extend(page)
-            records = {k: backend.get(k) for k in state.keys_to_read(changes)}
         except BackendUnavailable as exc:
             failed_at, attempt = _retry(state, exc, failed_at, attempt, retry_timeout, stop)
             continue
-        failed_at, attempt = None, 0
-        for ev in changes:
-            event = state.event(ev, records)
-            if event.kind == "write" and not event.superseded:
-                # Handing out a value is a read: it joins happened-before and
-                # is what a later write of this agent was based on.
-                rec = records[event.key]
-                assert rec is not None
-                session.clock.observe(rec.key, rec.lamport, rec.clock)
-                session._remember(rec.key, rec.version, event.value)
-            yield event
+        state.begin()
+        done = False
+        while not done:
+            try:
+                since, key, limit = state.read_args()
+                changes, done = state.take(list(backend.history(since, key, limit)))
+                records = {k: backend.get(k) for k in state.keys_to_read(changes)}
+            except BackendUnavailable as exc:
+                failed_at, attempt = _retry(state, exc, failed_at, attempt, retry_timeout, stop)
+                break
+            failed_at, attempt = None, 0
+            for ev in changes:
+                event = state.event(ev, records)
+                if event.kind == "write" and not event.superseded:
+                    # Handing out a value is a read: it joins happened-before
+                    # and is what a later write of this agent was based on.
+                    rec = records[event.key]
+                    assert rec is not None
+                    session.clock.observe(rec.key, rec.lamport, rec.clock)
+                    session._remember(rec.key, rec.version, event.value)
+                yield event
+            state.handed_out()
+            if changes:
+                quiet_since = time.monotonic()
+        if not done:
+            continue  # the store went away: a new pass, from the position
         state.caught_up(head)
-        now = time.monotonic()
-        if changes:
-            quiet_since = now
-        read_at = now
+        read_at = time.monotonic()
         # Wait for a change (a hint), then read the history again; read it
         # again anyway every WAIT_SLICE, in case a hint was lost.
         while True:
