@@ -23,9 +23,10 @@ What an async face (``async for event in asession.watch(...)``) must do is
    per page: ``await backend.history(*state.read_args())``, give it to
    :meth:`WatchState.take` (the changes to hand out, and whether the pass
    caught up); ``await backend.get(key)`` for each key
-   :meth:`WatchState.keys_to_read` names; hand out ``state.event(ev,
-   records)`` for each change, in order (a handed-out value is a read:
-   ``session.clock.observe`` and ``session._remember`` it);
+   :meth:`WatchState.keys_to_read` names, given to ``state.read(records)``;
+   hand out ``state.event(ev, records)`` for each change, in order (a
+   handed-out value is a read: ``session.clock.observe`` and
+   ``session._remember`` it);
    ``state.handed_out()``. After the last page, ``state.caught_up(head)``;
 3. wait with ``await backend.wait(*state.wait_args(), timeout=slice)``
    (PostgreSQL: the LISTEN connection on the loop), never longer than
@@ -163,6 +164,11 @@ class WatchState:
         self.head = since
         self._cursor = since  # the read position within one pass
         self._reach = since  # the last change event read in this pass
+        # Per key, the version of its record when last read in this pass.
+        # Versions only grow, so an event below it is superseded without
+        # reading the record again: a watcher catching up on a long
+        # backlog reads each key about once, not once per page.
+        self._known: dict[str, int] = {}
 
     @classmethod
     def open(cls, target: object, since: object, prefix: object, now: int) -> WatchState:
@@ -196,6 +202,7 @@ class WatchState:
         """Start a pass: read again from ``position``. A pass that failed
         half way (the store went away) left ``position`` where it was."""
         self._cursor = self._reach = self.position
+        self._known.clear()
 
     def read_args(self) -> tuple[int, str | None, int]:
         """``(since, key, limit)`` of the next ``Backend.history`` page."""
@@ -217,11 +224,22 @@ class WatchState:
 
     def keys_to_read(self, changes: Sequence[dict[str, Any]]) -> list[str]:
         """The keys whose records give the values of ``changes``: for each
-        key, only its latest write can still be current."""
+        key only its latest write can still be current, and only if no
+        record read earlier in this pass was at a later version."""
         latest: dict[str, dict[str, Any]] = {}
         for ev in changes:
             latest[ev["key"]] = ev
-        return [key for key, ev in latest.items() if ev.get("hash") is not None]
+        return [
+            key
+            for key, ev in latest.items()
+            if ev.get("hash") is not None and int(ev["version"]) >= self._known.get(key, 0)
+        ]
+
+    def read(self, records: dict[str, Record | None]) -> None:
+        """Note the records read for :meth:`keys_to_read` (before :meth:`event`)."""
+        for key, rec in records.items():
+            if rec is not None:
+                self._known[key] = max(self._known.get(key, 0), rec.version)
 
     def event(self, ev: dict[str, Any], records: dict[str, Record | None]) -> WatchEvent:
         """The :class:`WatchEvent` of change ``ev`` (handing it out: ``last``
@@ -350,6 +368,7 @@ def _run(
                 since, key, limit = state.read_args()
                 changes, done = state.take(list(backend.history(since, key, limit)))
                 records = {k: backend.get(k) for k in state.keys_to_read(changes)}
+                state.read(records)
             except BackendUnavailable as exc:
                 failed_at, attempt = _retry(state, exc, failed_at, attempt, retry_timeout, stop)
                 break

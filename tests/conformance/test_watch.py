@@ -357,3 +357,25 @@ def test_a_pass_that_fails_half_way_reads_its_changes_again() -> None:
     assert state.read_args() == (0, None, PAGE)
     again, _ = state.take([_ev(i, "p/a", i) for i in range(1, PAGE + 1)])
     assert [e["rev"] for e in again] == list(range(1, PAGE + 1))
+
+
+def test_a_key_read_at_a_later_version_is_not_read_again_in_the_pass() -> None:
+    from accord.records import Record
+
+    state = WatchState("p/", 0, prefix=True)
+    state.begin()
+    page1, _ = state.take([_ev(i, "p/a", i) for i in range(1, 11)])
+    assert state.keys_to_read(page1) == ["p/a"]
+    rec = Record(key="p/a", kind="json", data=b"30", version=30, revision=300,
+                 author="a", lamport=1, clock="{}", deleted=False, expires=None)
+    state.read({"p/a": rec})
+    assert all(state.event(e, {"p/a": rec}).superseded for e in page1)
+    state.handed_out()
+    # Versions 11..29 are older than the record read: superseded, no read.
+    page2, _ = state.take([_ev(i, "p/a", i) for i in range(11, 30)])
+    assert state.keys_to_read(page2) == []
+    assert all(state.event(e, {}).superseded for e in page2)
+    # Version 30 is the record read: read again, for its value.
+    page3, _ = state.take([_ev(30, "p/a", 30)])
+    assert state.keys_to_read(page3) == ["p/a"]
+    assert state.event(page3[0], {"p/a": rec}).value == 30
