@@ -56,7 +56,16 @@ from .records import Event, Record, Value, decode_value
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["PAGE", "WAIT_SLICE", "WatchEvent", "WatchState", "backoff", "is_change", "watch"]
+__all__ = [
+    "PAGE",
+    "WAIT_SLICE",
+    "WatchEvent",
+    "WatchState",
+    "backoff",
+    "is_change",
+    "unavailable",
+    "watch",
+]
 
 PAGE = 500
 """History events read per query while catching up."""
