@@ -518,9 +518,11 @@ def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
 
         render_demo_plan(Console(highlight=False))
         return
-    from .cli._common import err_console
     from .store import DEFAULT_URL, _backend_for
 
+    # Its own stderr console, like the CLI's: the demo is one of the CLI's
+    # commands, so importing the CLI from here would close an import loop.
+    err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     url = store_url or os.environ.get("ACCORD_URL") or DEFAULT_URL
     if url.startswith("memory:"):
         err_console.print(
