@@ -13,11 +13,17 @@ HTTP (which goes first alternates too); rates and ratios are medians over the
 rounds, p50/p99 over every call.
 
 ``--floor`` adds a third side: a bare ASGI app (no framework) on uvicorn, with
-the same token check and the same store call per request, to show what the
-HTTP server alone costs.
+the same token handling and the same store call per request, to show what the
+HTTP server alone costs (``floor``: a read checks the token against the store,
+a write carries the check in its own transaction, as accord's routes do).
+``--floor fold check none`` adds floors that differ only in the token: ``check``
+reads the token's record before every request, writes too (accord before the
+check moved into the write), ``none`` has no token at all (every request is
+agent-0; one client only).
 
 Run: .venv/bin/python bench/bench_http.py [--backend sqlite|postgresql]
-     [--workers 1] [--seconds 3] [--rounds 3] [--clients 1 8] [--floor]
+     [--workers 1] [--seconds 3] [--rounds 3] [--clients 1 8] [--ops read write]
+     [--floor [fold check none]] [--no-http]
 """
 
 from __future__ import annotations
@@ -178,6 +184,10 @@ def measure(store: accord.Store, urls: dict[str, str], tokens: list[str], op: st
     return row
 
 
+FLOORS = {"fold": ("floor", []), "check": ("floor-check", ["--check-writes"]),
+          "none": ("floor-none", ["--no-token"])}
+
+
 def start_floor(url: str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(Path(__file__).with_name("_http_floor.py")), url, str(port),
             *extra]
@@ -201,9 +211,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--ops", nargs="+", default=["read", "write"])
-    parser.add_argument("--floor", action="store_true")
-    parser.add_argument("--floor-no-token", action="store_true",
-                        help="with --floor: the floor skips the token check (1 client only)")
+    parser.add_argument("--floor", nargs="*", choices=list(FLOORS), default=None,
+                        help="add floor sides (default: fold)")
+    parser.add_argument("--no-http", action="store_true",
+                        help="leave out accord serve (floors only)")
     args = parser.parse_args()
     most = max(args.clients)
     drop = None
@@ -230,14 +241,14 @@ def main() -> None:
             server = Server(url, free_port(), log=Path(tmp) / "server.log",
                             extra=["--workers", str(args.workers)])
             server.start()
-            floor = None
+            floors: list[subprocess.Popen[bytes]] = []
             try:
-                urls = {"http": server.url}
-                if args.floor:
+                urls = {} if args.no_http else {"http": server.url}
+                for mode in (args.floor or ["fold"]) if args.floor is not None else []:
+                    name, extra = FLOORS[mode]
                     port = free_port()
-                    floor = start_floor(url, port, Path(tmp) / "floor.log",
-                                        *(["--no-token"] if args.floor_no_token else []))
-                    urls["floor"] = f"http://127.0.0.1:{port}"
+                    floors.append(start_floor(url, port, Path(tmp) / f"{name}.log", *extra))
+                    urls[name] = f"http://127.0.0.1:{port}"
                 rows = []
                 with accord.open(url) as store:
                     for op in args.ops:
@@ -254,7 +265,7 @@ def main() -> None:
                             print(text, flush=True)
             finally:
                 server.stop()
-                if floor is not None:
+                for floor in floors:
                     floor.terminate()
                     floor.wait(timeout=30)
             print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
