@@ -158,22 +158,40 @@ def over_http(url: str, tokens: list[str], op: str, seconds: float
     return len(flat) / elapsed, flat
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(store: accord.Store, urls: dict[str, str], tokens: list[str], op: str, n: int,
-            seconds: float, rounds: int) -> dict[str, Any]:
+            seconds: float, rounds: int, pids: dict[str, int | None]) -> dict[str, Any]:
+    """Rates, latencies and ratios of each side; and the CPU per call of the server
+    (``pids``: one server process, else None) and of this process (the clients; in
+    process, the whole call), medians over the rounds."""
     rates: dict[str, list[float]] = {"local": [], **{name: [] for name in urls}}
     lat: dict[str, list[float]] = {name: [] for name in rates}
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in rates}
     sides = ["local", *urls]
     for r in range(rounds):
         order = sides if r % 2 == 0 else list(reversed(sides))
         for side in order:
+            pid = pids.get(side)
+            server0, client0 = cpu_seconds(pid), time.process_time()
             if side == "local":
                 rate, got = in_process(store, op, n, seconds)
             else:
                 rate, got = over_http(urls[side], tokens[:n], op, seconds)
+            server1, client1 = cpu_seconds(pid), time.process_time()
             rates[side].append(rate)
             lat[side].extend(got)
+            cpu[side].append(((server1 - server0) / len(got), (client1 - client0) / len(got)))
     row: dict[str, Any] = {"op": op, "clients": n}
     for side in sides:
+        row[f"{side}_server_cpu"] = statistics.median(c[0] for c in cpu[side]) * 1000
+        row[f"{side}_client_cpu"] = statistics.median(c[1] for c in cpu[side]) * 1000
         row[side] = statistics.median(rates[side])
         row[f"{side}_p50"] = percentile(lat[side], 0.5) * 1000
         row[f"{side}_p99"] = percentile(lat[side], 0.99) * 1000
@@ -244,24 +262,32 @@ def main() -> None:
             floors: list[subprocess.Popen[bytes]] = []
             try:
                 urls = {} if args.no_http else {"http": server.url}
+                assert server.proc is not None
+                pids: dict[str, int | None] = {
+                    "http": server.proc.pid if args.workers == 1 else None}
                 for mode in (args.floor or ["fold"]) if args.floor is not None else []:
                     name, extra = FLOORS[mode]
                     port = free_port()
                     floors.append(start_floor(url, port, Path(tmp) / f"{name}.log", *extra))
                     urls[name] = f"http://127.0.0.1:{port}"
+                    pids[name] = floors[-1].pid
                 rows = []
                 with accord.open(url) as store:
                     for op in args.ops:
                         for n in args.clients:
-                            row = measure(store, urls, tokens, op, n, args.seconds, args.rounds)
+                            row = measure(store, urls, tokens, op, n, args.seconds, args.rounds,
+                                          pids)
                             rows.append(row)
                             text = (f"{op:5} {n} client(s): in process {row['local']:8,.0f}/s "
-                                    f"(p50 {row['local_p50']:.3f} ms)")
+                                    f"(p50 {row['local_p50']:.3f} ms, CPU "
+                                    f"{row['local_client_cpu']:.3f} ms)")
                             for side in urls:
                                 text += (f" | {side} {row[side]:7,.0f}/s p50 "
                                          f"{row[side + '_p50']:.2f} ms p99 "
                                          f"{row[side + '_p99']:.2f} ms ratio "
-                                         f"{row[side + '_ratio']:.3f}")
+                                         f"{row[side + '_ratio']:.3f} CPU server "
+                                         f"{row[side + '_server_cpu']:.3f} ms client "
+                                         f"{row[side + '_client_cpu']:.3f} ms")
                             print(text, flush=True)
             finally:
                 server.stop()
