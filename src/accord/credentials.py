@@ -72,6 +72,7 @@ __all__ = [
     "add",
     "any_credentials",
     "check",
+    "install_guard",
     "is_loopback",
     "list_agents",
     "presenting",
