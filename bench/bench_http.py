@@ -13,11 +13,17 @@ HTTP (which goes first alternates too); rates and ratios are medians over the
 rounds, p50/p99 over every call.
 
 ``--floor`` adds a third side: a bare ASGI app (no framework) on uvicorn, with
-the same token check and the same store call per request, to show what the
-HTTP server alone costs.
+the same token handling and the same store call per request, to show what the
+HTTP server alone costs (``floor``: a read checks the token against the store,
+a write carries the check in its own transaction, as accord's routes do).
+``--floor fold check none`` adds floors that differ only in the token: ``check``
+reads the token's record before every request, writes too (accord before the
+check moved into the write), ``none`` has no token at all (every request is
+agent-0; one client only).
 
 Run: .venv/bin/python bench/bench_http.py [--backend sqlite|postgresql]
-     [--workers 1] [--seconds 3] [--rounds 3] [--clients 1 8] [--floor]
+     [--workers 1] [--seconds 3] [--rounds 3] [--clients 1 8] [--ops read write]
+     [--floor [fold check none]] [--no-http]
 """
 
 from __future__ import annotations
@@ -152,22 +158,40 @@ def over_http(url: str, tokens: list[str], op: str, seconds: float
     return len(flat) / elapsed, flat
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(store: accord.Store, urls: dict[str, str], tokens: list[str], op: str, n: int,
-            seconds: float, rounds: int) -> dict[str, Any]:
+            seconds: float, rounds: int, pids: dict[str, int | None]) -> dict[str, Any]:
+    """Rates, latencies and ratios of each side; and the CPU per call of the server
+    (``pids``: one server process, else None) and of this process (the clients; in
+    process, the whole call), medians over the rounds."""
     rates: dict[str, list[float]] = {"local": [], **{name: [] for name in urls}}
     lat: dict[str, list[float]] = {name: [] for name in rates}
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in rates}
     sides = ["local", *urls]
     for r in range(rounds):
         order = sides if r % 2 == 0 else list(reversed(sides))
         for side in order:
+            pid = pids.get(side)
+            server0, client0 = cpu_seconds(pid), time.process_time()
             if side == "local":
                 rate, got = in_process(store, op, n, seconds)
             else:
                 rate, got = over_http(urls[side], tokens[:n], op, seconds)
+            server1, client1 = cpu_seconds(pid), time.process_time()
             rates[side].append(rate)
             lat[side].extend(got)
+            cpu[side].append(((server1 - server0) / len(got), (client1 - client0) / len(got)))
     row: dict[str, Any] = {"op": op, "clients": n}
     for side in sides:
+        row[f"{side}_server_cpu"] = statistics.median(c[0] for c in cpu[side]) * 1000
+        row[f"{side}_client_cpu"] = statistics.median(c[1] for c in cpu[side]) * 1000
         row[side] = statistics.median(rates[side])
         row[f"{side}_p50"] = percentile(lat[side], 0.5) * 1000
         row[f"{side}_p99"] = percentile(lat[side], 0.99) * 1000
@@ -176,6 +200,10 @@ def measure(store: accord.Store, urls: dict[str, str], tokens: list[str], op: st
                 [h / lo for h, lo in zip(rates[side], rates["local"], strict=True)]
             )
     return row
+
+
+FLOORS = {"fold": ("floor", []), "check": ("floor-check", ["--check-writes"]),
+          "none": ("floor-none", ["--no-token"])}
 
 
 def start_floor(url: str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -201,9 +229,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--ops", nargs="+", default=["read", "write"])
-    parser.add_argument("--floor", action="store_true")
-    parser.add_argument("--floor-no-token", action="store_true",
-                        help="with --floor: the floor skips the token check (1 client only)")
+    parser.add_argument("--floor", nargs="*", choices=list(FLOORS), default=None,
+                        help="add floor sides (default: fold)")
+    parser.add_argument("--no-http", action="store_true",
+                        help="leave out accord serve (floors only)")
     args = parser.parse_args()
     most = max(args.clients)
     drop = None
@@ -230,31 +259,39 @@ def main() -> None:
             server = Server(url, free_port(), log=Path(tmp) / "server.log",
                             extra=["--workers", str(args.workers)])
             server.start()
-            floor = None
+            floors: list[subprocess.Popen[bytes]] = []
             try:
-                urls = {"http": server.url}
-                if args.floor:
+                urls = {} if args.no_http else {"http": server.url}
+                assert server.proc is not None
+                pids: dict[str, int | None] = {
+                    "http": server.proc.pid if args.workers == 1 else None}
+                for mode in (args.floor or ["fold"]) if args.floor is not None else []:
+                    name, extra = FLOORS[mode]
                     port = free_port()
-                    floor = start_floor(url, port, Path(tmp) / "floor.log",
-                                        *(["--no-token"] if args.floor_no_token else []))
-                    urls["floor"] = f"http://127.0.0.1:{port}"
+                    floors.append(start_floor(url, port, Path(tmp) / f"{name}.log", *extra))
+                    urls[name] = f"http://127.0.0.1:{port}"
+                    pids[name] = floors[-1].pid
                 rows = []
                 with accord.open(url) as store:
                     for op in args.ops:
                         for n in args.clients:
-                            row = measure(store, urls, tokens, op, n, args.seconds, args.rounds)
+                            row = measure(store, urls, tokens, op, n, args.seconds, args.rounds,
+                                          pids)
                             rows.append(row)
                             text = (f"{op:5} {n} client(s): in process {row['local']:8,.0f}/s "
-                                    f"(p50 {row['local_p50']:.3f} ms)")
+                                    f"(p50 {row['local_p50']:.3f} ms, CPU "
+                                    f"{row['local_client_cpu']:.3f} ms)")
                             for side in urls:
                                 text += (f" | {side} {row[side]:7,.0f}/s p50 "
                                          f"{row[side + '_p50']:.2f} ms p99 "
                                          f"{row[side + '_p99']:.2f} ms ratio "
-                                         f"{row[side + '_ratio']:.3f}")
+                                         f"{row[side + '_ratio']:.3f} CPU server "
+                                         f"{row[side + '_server_cpu']:.3f} ms client "
+                                         f"{row[side + '_client_cpu']:.3f} ms")
                             print(text, flush=True)
             finally:
                 server.stop()
-                if floor is not None:
+                for floor in floors:
                     floor.terminate()
                     floor.wait(timeout=30)
             print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -40,7 +40,7 @@ def test_add_then_verify_names_the_agent(store: accord.Store) -> None:
 
 def test_the_store_keeps_only_a_hash(store: accord.Store) -> None:
     _, token = credentials.add(store, "agent-a")
-    secret = token.rsplit("_", 1)[1]
+    secret = token.split("_", 2)[2]
     raw = b"\n".join(_raw_records(store))
     assert secret.encode() not in raw and token.encode() not in raw
     assert b"sha256:" in raw
@@ -179,7 +179,7 @@ def test_cli_add_prints_the_token_once_and_list_never(sqlite_url: str) -> None:
     assert listed.exit_code == 0
     rows = json.loads(listed.stdout)
     assert [r["agent"] for r in rows] == ["agent-a"]
-    assert token.rsplit("_", 1)[1] not in listed.output
+    assert token.split("_", 2)[2] not in listed.output
     table = runner.invoke(cli, ["agents", "list", "--store", sqlite_url])
     assert "agent-a" in table.stdout and token not in table.stdout
     with accord.open(sqlite_url) as store:

@@ -571,3 +571,47 @@ def test_the_app_mounts_in_your_own_asgi_app(api: Api) -> None:
         assert created.status_code == 201, created.text
         assert c.get("/accord/v1/keys/k").text == "v"
         assert c.get("/accord/v1/whoami").json()["agent"] == "agent-a"
+
+
+def test_the_short_way_to_the_key_routes_answers_as_fastapis_way() -> None:
+    """GET/PUT/DELETE of a key skip FastAPI's layers unless the app is mounted under a
+    prefix: the same requests both ways, each on a new store, give the same answers
+    (what is compared is the HTTP layer: every backend's own answers are tested above)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    cases: list[tuple[str, str, dict[str, str], bytes]] = [
+        ("PUT", "k", {**TEXT, "If-None-Match": "*"}, b"v1"),
+        ("GET", "k", {}, b""),
+        ("PUT", "k", {**TEXT, **if_match(7)}, b"stale"),
+        ("PUT", "k", TEXT, b"no precondition"),
+        ("PUT", "k", {"Content-Type": "image/png", **if_match(1)}, b"x"),
+        ("PUT", "k", {**TEXT, **if_match(1)}, b"v2"),
+        ("GET", "missing", {}, b""),
+        ("GET", "a//b", {}, b""),
+        ("GET", "k?wiat=3", {}, b""),
+        ("DELETE", "k", if_match(1), b""),
+        ("DELETE", "k", if_match(2), b""),
+    ]
+    answers: dict[str, list[tuple[int, str, str]]] = {}
+    for way, prefix in (("short", ""), ("fastapi", "/accord")):
+        store = accord.open("memory://")
+        token = credentials.add(store, "agent-a")[1]
+        asgi = app(store)
+        outer = asgi if not prefix else Starlette(routes=[Mount(prefix, app=asgi)])
+        with TestClient(outer, base_url="http://host") as c:
+            c.headers.update(bearer(token))
+            got = []
+            for method, key, headers, body in cases:
+                answer = c.request(method, f"{prefix}/v1/keys/{key}", headers=headers,
+                                   content=body)
+                got.append((answer.status_code, answer.headers.get("content-type", ""),
+                            answer.text.replace(prefix, "")))
+            refused = c.get(f"{prefix}/v1/keys/k", headers={"Authorization": "Bearer nope"})
+            got.append((refused.status_code, refused.headers.get("www-authenticate", ""),
+                        refused.text))
+        store.close()
+        answers[way] = got
+    assert [a[0] for a in answers["short"]] == [201, 200, 412, 428, 415, 200, 404, 400, 400,
+                                               412, 200, 401]
+    assert answers["short"] == answers["fastapi"]

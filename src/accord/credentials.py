@@ -15,7 +15,10 @@ request of every one of them:
     ``{"agent", "token_id", "created", "rotated"}``: the agent's one live
     credential (a digest keeps any agent name a valid record key).
 ``.accord/tokens/<token_id>``
-    ``{"agent", "hash", "created"}``: the lookup record :func:`verify` reads.
+    ``{"agent", "hash", "created"}``: the lookup record :func:`verify` reads,
+    written with the agent as its author. A rotation or revocation replaces it
+    with a tombstone, ``{"agent", "revoked"}`` with no author, that stays: a
+    token id is never live again once it stopped being live.
 
 A token reads ``accord_<token_id>_<secret>``: the token id (16 hex
 characters, not secret) finds the record, the secret (256 bits from
@@ -25,6 +28,16 @@ is the right tool here, unlike for passwords: a 256-bit random secret cannot
 be guessed, so a slow key-derivation function would only slow every request.
 No credential change is written to the history, and no token or hash ever
 appears in an error message.
+
+A server need not read the token record before every write: a
+:class:`TokenCache` remembers the tokens it verified, and a write made inside
+:func:`presenting` carries one more compare in its own transaction, "this
+token's record is still held by its agent" (the ``holder`` target, which the
+backends' short write path checks in the same statement). A rotated or revoked
+token's tombstone fails that compare, so the write is refused atomically,
+with no extra round trip, however long the server remembered the token.
+Reads cannot be made conditional that way (what a read returned cannot be
+taken back), so a server verifies the token before each of them.
 """
 
 from __future__ import annotations
@@ -35,23 +48,35 @@ import ipaddress
 import json
 import re
 import secrets
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import iso_time
 from .errors import BackendUnavailable, NotFound, PreconditionFailed, call, var
-from .records import Compare, Delete, Put, Record
+from .records import Compare, Delete, Put, Record, TxnResult
 
 if TYPE_CHECKING:
+    from .session import Session
     from .store import Store
 
 __all__ = [
     "TOKEN_PREFIX",
     "AgentCredential",
+    "Presented",
+    "TokenCache",
     "add",
     "any_credentials",
+    "check",
+    "install_guard",
     "is_loopback",
     "list_agents",
+    "presenting",
+    "recheck",
     "revoke",
     "rotate",
     "verify",
@@ -78,6 +103,17 @@ class AgentCredential:
     token_id: str
     created: str
     rotated: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A token that was live when it was checked: its agent, its token id and the
+    SHA-256 of the whole token (never the token itself), so that a server can
+    check it again (:func:`recheck`) without keeping the secret."""
+
+    agent: str
+    token_id: str
+    digest: str
 
 
 def _agent_key(agent: str) -> str:
@@ -108,6 +144,19 @@ def _credential(rec: Record) -> AgentCredential:
 
 def _live(rec: Record | None) -> bool:
     return rec is not None and not rec.deleted
+
+
+_NO_AUTHOR = ""
+"""The author of a token's tombstone: never an agent name (a name is 1 to 128
+printable characters, not blank), so the write guard's ``holder`` compare,
+"held by this token's agent", fails on it."""
+
+
+def _tombstone(agent: str, token_id: str, now: str) -> Put:
+    # A Put, not a purge: an absent record passes a holder compare ("free"),
+    # and the guard of a write made with this token must fail from now on.
+    return Put(_token_key(token_id), "json", _json({"agent": agent, "revoked": now}),
+               _NO_AUTHOR)
 
 
 def add(store: Store, agent: str) -> tuple[AgentCredential, str]:
@@ -176,7 +225,7 @@ def rotate(store: Store, agent: str) -> tuple[AgentCredential, str]:
              Compare(_token_key(token_id), "version", "==", 0)],
             [
                 Put(akey, "json", _json(record), agent),
-                Delete(_token_key(old.token_id), purge=True),
+                _tombstone(agent, old.token_id, now),
                 Put(_token_key(token_id), "json", _json(lookup), agent),
             ],
         )
@@ -203,9 +252,10 @@ def revoke(store: Store, agent: str) -> AgentCredential:
             raise _no_credential(agent)
         assert rec is not None
         old = _credential(rec)
+        now = iso_time(backend.now())
         result = backend.txn(
             [Compare(akey, "version", "==", rec.version)],
-            [Delete(akey, purge=True), Delete(_token_key(old.token_id), purge=True)],
+            [Delete(akey, purge=True), _tombstone(agent, old.token_id, now)],
         )
         if result.succeeded:
             return old
@@ -234,20 +284,151 @@ def verify(store: Store, token: object) -> str | None:
     made by any process counts at once. The secret is compared in constant
     time; nothing about a refused token is logged or raised.
     """
+    presented = check(store, token)
+    return None if presented is None else presented.agent
+
+
+def check(store: Store, token: object) -> Presented | None:
+    """As :func:`verify`, but the :class:`Presented` token (agent, token id, digest)."""
     if not isinstance(token, str):
         return None
     match = _TOKEN_RE.fullmatch(token)
     if match is None:
         return None
-    rec = store.backend.get(_token_key(match.group(1)))
+    return _check(store, match.group(1), _hash(token))
+
+
+def recheck(store: Store, presented: Presented) -> bool:
+    """Whether ``presented`` is still a live token (one read of the store)."""
+    return _check(store, presented.token_id, presented.digest) == presented
+
+
+def _check(store: Store, token_id: str, digest: str) -> Presented | None:
+    rec = store.backend.get(_token_key(token_id))
     if not _live(rec):
         return None
     assert rec is not None
     data = json.loads(rec.data)
-    if not hmac.compare_digest(str(data.get("hash", "")).encode(), _hash(token).encode()):
+    if "revoked" in data:
+        return None
+    if not hmac.compare_digest(str(data.get("hash", "")).encode(), digest.encode()):
         return None
     agent = data.get("agent")
-    return agent if isinstance(agent, str) else None
+    if not isinstance(agent, str) or rec.author != agent:
+        return None
+    return Presented(agent, token_id, digest)
+
+
+# --- verified once, checked by every write ------------------------------------------
+
+_PRESENTED: ContextVar[Presented | None] = ContextVar("accord_presented", default=None)
+_GUARDED: weakref.WeakSet[Store] = weakref.WeakSet()
+_GUARDING = threading.Lock()
+
+
+@contextmanager
+def presenting(presented: Presented) -> Iterator[None]:
+    """Every write made in this block (in this thread or task) commits only while
+    ``presented``'s token is live.
+
+    Each write of a key on every write path carries the compare "the record of
+    this token is still held by its agent" in its own transaction; a token
+    rotated or revoked since it was checked fails it, and the write raises
+    :class:`PreconditionFailed` and changes nothing. The store must have the
+    guard installed (a :class:`TokenCache` installs it). Reads in the block are
+    not checked: check the token before a read.
+    """
+    reset = _PRESENTED.set(presented)
+    try:
+        yield
+    finally:
+        _PRESENTED.reset(reset)
+
+
+def _guard(session: Session, key: str, token: int | None) -> list[Compare]:
+    presented = _PRESENTED.get()
+    if presented is None:
+        return []
+    # "holder": true while the token's record is live and authored by its
+    # agent; false on the tombstone a rotation or revocation leaves (see
+    # _tombstone). A holder compare on another key keeps the write on the
+    # backends' short path (one statement on SQLite, one call on PostgreSQL).
+    return [Compare(_token_key(presented.token_id), "holder", "==", presented.agent)]
+
+
+def _explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
+    presented = _PRESENTED.get()
+    failed = result.failed
+    if presented is None or failed is None or failed.key != _token_key(presented.token_id):
+        return
+    raise PreconditionFailed(
+        f"The token of {presented.agent!r} that came with this request was rotated or revoked "
+        f"while it was being served; nothing was written to {key}. Use the agent's current "
+        f"token (a new one: {call('credentials.rotate', var('store'), presented.agent)}).",
+        key=key,
+        agent=presented.agent,
+    )
+
+
+def install_guard(store: Store) -> None:
+    """Make every write of ``store`` made inside :func:`presenting` check its token
+    (once per store; :class:`TokenCache` calls it)."""
+    with _GUARDING:
+        if store in _GUARDED:
+            return
+        store.add_guard(_guard, _explain)
+        _GUARDED.add(store)
+
+
+class TokenCache:
+    """What one server process remembers of the tokens it verified.
+
+    :meth:`recall` answers from memory, with no round trip to the store, and
+    is only safe for a request whose every effect is a write made inside
+    :func:`presenting` (the write's own transaction checks the token); a
+    request that reads, or does anything else, must :meth:`verify`, which
+    reads the store. Keyed by the token's SHA-256: the cache never holds a
+    secret. At most ``size`` tokens are remembered (the oldest go first).
+    A Store may have several caches (an HTTP app and an MCP app); all share
+    the one guard.
+    """
+
+    def __init__(self, store: Store, size: int = 4096) -> None:
+        install_guard(store)
+        self.store = store
+        self.size = size
+        self._known: dict[str, Presented] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, token: object) -> Presented | None:
+        """The live token's :class:`Presented` (read from the store now), or None."""
+        presented = check(self.store, token)
+        if presented is None:
+            if isinstance(token, str):
+                self._forget(_hash(token))
+            return None
+        with self._lock:
+            if presented.digest not in self._known and len(self._known) >= self.size:
+                del self._known[next(iter(self._known))]
+            self._known[presented.digest] = presented
+        return presented
+
+    def recall(self, token: object) -> Presented | None:
+        """The token as it was when last verified, from memory; None if not remembered."""
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
+            return None
+        return self._known.get(_hash(token))
+
+    def recheck(self, presented: Presented) -> bool:
+        """Whether ``presented`` is still live (read from the store now); forgets it if not."""
+        if recheck(self.store, presented):
+            return True
+        self._forget(presented.digest)
+        return False
+
+    def _forget(self, digest: str) -> None:
+        with self._lock:
+            self._known.pop(digest, None)
 
 
 def is_loopback(host: str) -> bool:
