@@ -2,8 +2,8 @@
 
 A :class:`Session` knows who the agent is, what it has read (so every write
 records ``based_on``, the version the agent built on), and its logical
-clocks. Every operation passes :meth:`Session._intercept`, the one point
-where policy (the manifest), history and test schedulers hook in.
+clocks. Every operation passes the store's hooks (``WritePath.intercept``),
+the one point where policy (the manifest), history and test schedulers hook in.
 
 The write path, in one place, decides what guards a write:
 
@@ -24,19 +24,31 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import params
+from ._core.write import (
+    ABSENT,
+    MAX_VERSION,
+    Operation,
+    Seen,
+    check_args,
+    check_of,
+    create_refused,
+    doc_of,
+    kind_of,
+    make_event,
+    needs_own_change,
+    not_found,
+    plan_write,
+    unguarded_delete,
+)
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, encode_clock, stored_agent_clock
-from .diff import describe_change
+from .clock import AgentClock, decode_clock, stored_agent_clock
 from .errors import (
     Conflict,
     IdempotencyMismatch,
-    InvalidValue,
     NotFound,
-    PreconditionRequired,
     RetriesExhausted,
     UsageError,
     call,
@@ -45,18 +57,14 @@ from .errors import (
 )
 from .keys import has_surrogate, internal, validate_key
 from .records import (
-    NOW,
     Append,
     Compare,
-    Delete,
     Doc,
-    Op,
     Put,
     Record,
     TxnResult,
     Value,
     decode_value,
-    encode_value,
     make_doc,
 )
 
@@ -67,38 +75,6 @@ if TYPE_CHECKING:
     from .strategies.queue import Request
 
 _MAX_IDEM_LENGTH = 256
-# Versions count writes, so no key comes near this; the bound keeps a compared
-# version (and version + 1) inside every backend's 64-bit integers.
-MAX_VERSION = 2**62
-
-_ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "<absent>"})()
-"""What a session remembers as the value of a key it saw absent or deleted
-(None is a value: JSON null)."""
-_UNKNOWN: Any = type("_Unknown", (), {"__repr__": lambda self: "<unknown>"})()
-"""The value of a version this agent wrote in an earlier process."""
-_LOOKBACK = 256
-"""How many of a key's latest changes a new session looks through for its
-agent's own (a write naming no version, from a session that never saw the key)."""
-
-
-@dataclass
-class Operation:
-    """What an agent is about to do, as hooks see it.
-
-    Hooks (``Store.add_hook``) run before the operation touches the store and
-    may raise to refuse it. ``allow_blind`` may be set by a policy that lets
-    this agent write the key without ``expect`` (an owner, say).
-    """
-
-    session: Session
-    op: str
-    key: str
-    info: dict[str, Any] = field(default_factory=dict)
-    allow_blind: bool = False
-
-    @property
-    def agent(self) -> str:
-        return self.session.agent
 
 
 class Session:
@@ -118,46 +94,16 @@ class Session:
         # and the store's largest Lamport time), read once, at the first
         # event this session makes: happened-before holds across processes.
         self.clock = AgentClock(agent, resume=lambda: stored_agent_clock(store.backend, agent))
-        self._seen: dict[str, tuple[int, Any]] = {}
+        self.seen = Seen()
+        """What this agent has read or written, ``key -> (version, value)``:
+        a write names the version it built on from here."""
 
     def __repr__(self) -> str:
         return f"Session(agent={self.agent!r}, store={self.store.url!r})"
 
-    # --- interception ------------------------------------------------------
-
-    def _intercept(self, op: str, key: str, **info: Any) -> Operation:
-        operation = Operation(self, op, key, info)
-        for hook in self.store._hooks:
-            hook(operation)
-        return operation
-
-    def _check(self, op: str, key: str) -> None:
-        """Run the hooks for an operation that needs no answer from them."""
-        if self.store._hooks:
-            self._intercept(op, key)
-
-    def _remember(self, key: str, version: int, value: Any) -> None:
-        # One dict store: atomic, so threads sharing a session need no lock.
-        self._seen[key] = (version, value)
-
     def seen_version(self, key: str) -> int | None:
         """The version of ``key`` this agent last read or wrote, or None."""
-        entry = self._seen.get(key)
-        return None if entry is None else entry[0]
-
-    def _last_change_by_agent(self, key: str) -> tuple[int, Any] | None:
-        """``(version, value)`` of this agent's latest change of ``key`` in the
-        store (value :data:`_ABSENT` for a delete, else :data:`_UNKNOWN`), or
-        None when none is among the key's last :data:`_LOOKBACK` changes."""
-        for i, ev in enumerate(self.store.backend.changes(key)):
-            if i >= _LOOKBACK:
-                break
-            version = ev.get("version")
-            if not isinstance(version, int):
-                continue  # a lease event that older stores list among the changes
-            if ev.get("agent") == self.agent:
-                return version, (_ABSENT if ev.get("op") == "delete" else _UNKNOWN)
-        return None
+        return self.seen.version(key)
 
     # --- reads -------------------------------------------------------------
 
@@ -171,20 +117,20 @@ class Session:
         """
         validate_key(key)
         store = self.store
-        if store._hooks:
-            self._intercept("read", key)
+        writes = store.writes
+        if writes.hooks:
+            writes.intercept(self, "read", key)
         backend = store.backend
-        read_live = None if store.record_reads else getattr(backend, "read_live", None)
-        if read_live is not None:
-            # A backend may hand over the row of a live key without building
-            # a Record first (the hot path of a read); absent or deleted keys
-            # take the general path below, which explains them.
-            row = read_live(key)
+        if not store.record_reads:
+            # The hot path of a read: the row of a live key, without a
+            # Record; absent or deleted keys take the general path below,
+            # which explains them.
+            row = backend.read_live(key)
             if row is not None:
                 kind, data, version, revision, author, lamport, clock_text = row
                 self.clock.observe(key, lamport, clock_text)
                 value = data.decode() if kind == "text" else decode_value(kind, data)
-                self._seen[key] = (version, value)
+                self.seen[key] = (version, value)
                 return make_doc(
                     key, value, version, revision, author, kind, lamport, decode_clock(clock_text)
                 )
@@ -193,26 +139,21 @@ class Session:
         started = backend.now() if store.record_reads else 0.0
         rec = backend.get(key)
         if rec is None or rec.deleted:
-            self._remember(key, 0 if rec is None else rec.version, _ABSENT)
-            if self.store.record_reads:
+            self.seen.remember(key, 0 if rec is None else rec.version, ABSENT)
+            if store.record_reads:
                 self._record_read(key, rec, started)
-            raise NotFound(
-                f"{key} does not exist"
-                + (f" (it was deleted at version {rec.version})" if rec is not None else "")
-                + f". Create it with {call('write', key, var('value'), expect=0)}.",
-                key=key,
-            )
+            raise not_found(key, rec)
         self.clock.observe(key, rec.lamport, rec.clock)
-        doc = self.store._doc(rec)
-        self._remember(key, rec.version, doc.value)
-        if self.store.record_reads:
+        doc = doc_of(rec)
+        self.seen.remember(key, rec.version, doc.value)
+        if store.record_reads:
             self._record_read(key, rec, started)
         return doc
 
     def _record_read(self, key: str, rec: Record | None, started: float) -> None:
         lamport, vector = self.clock.tick()
         version = 0 if rec is None or rec.deleted else rec.version
-        event = self._event("read", key, lamport, vector, check="none")
+        event = make_event(self.agent, "read", key, lamport, vector, check="none")
         event["version"] = version
         event["start"] = iso_time(started)
         if rec is not None and not rec.deleted:
@@ -231,8 +172,8 @@ class Session:
             if rec.key.startswith(RESERVED_PREFIX):
                 continue
             self.clock.observe(rec.key, rec.lamport, rec.clock)
-            doc = self.store._doc(rec)
-            self._remember(rec.key, rec.version, doc.value)
+            doc = doc_of(rec)
+            self.seen.remember(rec.key, rec.version, doc.value)
             out.append(doc)
         return out
 
@@ -262,10 +203,8 @@ class Session:
         the agent what changed and how to retry.
         """
         validate_key(key)
-        kind, data = self.store._encode(key, value)
-        return self._mutate(
-            "write", key, value, kind, data, expect, force, lease, idempotency_key, None
-        )
+        kind, data = self.store.writes.encode(key, value)
+        return self._mutate("write", key, value, kind, data, expect, force, lease, idempotency_key)
 
     def delete(
         self,
@@ -284,9 +223,7 @@ class Session:
         reused). Raises :class:`NotFound` if the key is absent.
         """
         validate_key(key)
-        doc = self._mutate(
-            "delete", key, None, "text", b"", expect, force, lease, idempotency_key, None
-        )
+        doc = self._mutate("delete", key, None, "text", b"", expect, force, lease, idempotency_key)
         return doc.version
 
     def _mutate(
@@ -300,27 +237,21 @@ class Session:
         force: bool,
         lease: Lease | int | None,
         idempotency_key: str | None,
-        extra: dict[str, Any] | None,
     ) -> Doc:
-        if expect is not None:
-            params.version(expect)
-            if expect > MAX_VERSION:
-                raise UsageError(
-                    f"{option('expect', expect)} is not a version any key can have (at most "
-                    f"{MAX_VERSION}). Read {key} and pass the version you read."
-                )
-        params.flag(force, "force")
-        if op == "delete" and expect == 0:
-            raise UsageError(
-                f"Refusing to delete {key} with {option('expect', 0)}: {option('expect', 0)} "
-                "means 'the key is absent', and an absent key has nothing to delete. Read it and "
-                f"delete with {option('expect', var('the version you read'))}."
-            )
-        store = self.store
+        """A session's write or delete: the rules are in ``_core.write``; this
+        does the reads they need and the commit (``WritePath.commit``)."""
+        check_args(op, key, expect, force)
+        writes = self.store.writes
         allow_blind = False
-        if store._hooks:
-            allow_blind = self._intercept(
-                op, key, expect=expect, force=force, lease=lease, idempotency_key=idempotency_key
+        if writes.hooks:
+            allow_blind = writes.intercept(
+                self,
+                op,
+                key,
+                expect=expect,
+                force=force,
+                lease=lease,
+                idempotency_key=idempotency_key,
             ).allow_blind
         idem = None
         if idempotency_key is not None:
@@ -328,114 +259,55 @@ class Session:
             replay = self._replay(idem, key, value)
             if replay is not None:
                 return replay
-
-        compares: list[Compare] = []
+        fence: list[Compare] = []
         token: int | None = None
         if lease is not None:
             from .strategies import lease as lease_mod
 
-            lease_compares, token = lease_mod.fence_compares(self, key, lease)
-            compares.extend(lease_compares)
-            check = "lease"
-        elif expect is not None:
-            check = "version"
-        elif force or allow_blind:
-            check = "none"
-        else:
-            check = "create"
+            fence, token = lease_mod.fence_compares(self, key, lease)
+        check = check_of(expect, force, allow_blind, lease is not None)
         if op == "delete" and expect is None and check == "create":
-            raise PreconditionRequired(
-                f"Refusing to delete {key} without a guard. Read it and delete with "
-                f"{option('expect', var('the version you read'))}, hold its lease "
-                f"({call('acquire', key)}, then {call('delete', key, lease=var('lease'))}), or "
-                f"pass {option('force')} to delete blindly.",
-                key=key,
-            )
-        # The guards every write path carries (the lease exclusion, the
-        # queue's writer), in the write's own transaction, before the
-        # version: a write refused by a live lease is told about the lease.
-        guards = store._guards(self, key, token)
-        compares.extend(guards)
-        seen_entry = self._seen.get(key)
-        if seen_entry is None and expect is None and check in ("lease", "none"):
-            # A write that names no version, from a session that never saw
-            # the key (a new process: each CLI command is one): what this
-            # agent last knew of it is its own latest change in the store.
-            seen_entry = self._last_change_by_agent(key)
-        # The version the write is checked against: the one named, for a
-        # create none, and under a lease the one this agent last saw. A
-        # lease keeps others out only while it is live; a version written
-        # before the grant that this agent never saw must not be erased by
-        # it. An agent that never touched the key relies on the lease alone:
-        # every change since the grant was made under this lease.
-        checked = expect
-        if expect is None:
-            if check == "create":
-                checked = 0
-            elif check == "lease" and not force and seen_entry is not None:
-                checked = 0 if seen_entry[1] is _ABSENT else seen_entry[0]
-        if checked is not None:
-            compares.append(Compare(key, "version", "==", checked))
-        if op == "delete" and expect is None:
-            compares.append(Compare(key, "version", "!=", 0))
-
+            raise unguarded_delete(key)
+        seen_entry = self.seen.get(key)
+        if needs_own_change(check, expect, seen_entry):
+            seen_entry = writes.own_change(self.agent, key)
         lamport, vector = self.clock.tick()
-        seen = None if seen_entry is None else seen_entry[0]
-        # based_on is what the agent built on: the version it named, or for a
-        # create the tombstone it saw (so the version chain stays unbroken),
-        # or for an unguarded write whatever it last read. That last case is
-        # what makes a lost update visible in the history.
-        if expect:
-            based_on: int | None = expect
-        elif expect == 0 or check == "create":
-            based_on = seen or 0
+        plan = plan_write(
+            self.agent,
+            op,
+            key,
+            kind,
+            data,
+            check=check,
+            expect=expect,
+            force=force,
+            token=token,
+            seen_entry=seen_entry,
+            idempotency_key=idempotency_key,
+            idem_put=None if idem is None else (idem[0], idem[1]),
+            extra=None,
+            lamport=lamport,
+            vector=vector,
+        )
+        if plan.fast:
+            put = plan.success[0]
+            assert isinstance(put, Put) and plan.checked is not None
+            result = writes.commit_put(self, put, plan.checked, plan.failure)
         else:
-            based_on = seen
-        # The same fields, in the same order, as _event() (inlined: hot path).
-        event: dict[str, Any] = {
-            "agent": self.agent,
-            "op": op,
-            "key": key,
-            "based_on": based_on,
-            "check": "version" if check == "create" else check,
-            "outcome": "ok",
-            "lamport": lamport,
-            "clock": vector,
-            "lease": token,
-            "idem": idempotency_key,
-            "request": None,
-        }
-        if extra:
-            event.update(extra)
-        clock_text = encode_clock(vector)
-        success: list[Op]
-        if op == "delete":
-            success = [Delete(key, self.agent, lamport, clock_text, event=event)]
-        else:
-            success = [Put(key, kind, data, self.agent, lamport, clock_text, event=event)]
-        if idem is not None:
-            success.append(idem[1])
-            compares.append(Compare(idem[0], "expires", "<", NOW))
-        # The refusal is recorded as a conflict unless the compare that
-        # refused it says otherwise (its refusal: a lease's is "fenced").
-        failed = dict(event)
-        failed["outcome"] = "conflict"
-        if checked is not None and check != "create":
-            failed["expected"] = checked
-        put_if = None
-        if check == "version" and op == "write" and idem is None:
-            # The common optimistic write: a backend may offer it in fewer
-            # statements than the general txn() (same meaning).
-            put_if = getattr(store.backend, "put_if_version", None)
-        if put_if is not None:
-            result = put_if(success[0], expect, guards, [Append(failed)])
-        else:
-            result = store.backend.txn(compares, success, [Append(failed)])
+            result = writes.commit(
+                self,
+                key,
+                plan.success,
+                compares=plan.compares,
+                failure=plan.failure,
+                token=token,
+                fence=fence,
+            )
         if not result.succeeded:
-            return self._refused(op, key, value, checked, check, lease, token, idem, result)
+            return self._refused(op, key, value, plan.checked, check, lease, token, idem, result)
         ev = result.events[0]
         version = ev["version"]
-        self._seen[key] = (version, value if op == "write" else _ABSENT)
+        self.seen[key] = (version, value if op == "write" else ABSENT)
         return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
 
     def _refused(
@@ -455,7 +327,8 @@ class Session:
             replay = self._replay(idem, key, value, records.get(idem[0]))
             if replay is not None:
                 return replay
-        self.store._explain_guard_failure(self, key, token, result)
+        writes = self.store.writes
+        writes.explain(self, key, token, result)
         failed = result.failed
         if check == "lease" and (failed is None or failed.key != key):
             from .strategies import lease as lease_mod
@@ -469,71 +342,10 @@ class Session:
         rec = records.get(key)
         current = 0 if rec is None or rec.deleted else rec.version
         if check == "create":
-            raise PreconditionRequired(
-                f"{key} already exists (version {current}, by {rec.author if rec else '?'}). "
-                "A write without an expected version only creates. Read it and write with "
-                f"{option('expect', current)}, use {call('update', key, var('fn'))}, hold its "
-                f"lease ({call('acquire', key)}), or pass {option('force')} to overwrite "
-                "blindly.",
-                key=key,
-                current=current,
-            )
+            raise create_refused(key, rec)
         if op == "delete" and current == 0 and expect is None:
             raise NotFound(f"{key} does not exist; there is nothing to delete.", key=key)
-        raise self._conflict(key, expect if expect is not None else 0, rec)
-
-    def _conflict(self, key: str, expected: int, rec: Record | None) -> Conflict:
-        current = 0 if rec is None or rec.deleted else rec.version
-        value = None if rec is None or rec.deleted else rec.value
-        writers = self.store._writers_between(key, expected, rec)
-        seen = self._seen.get(key)
-        if rec is not None and rec.deleted:
-            state = f"it was deleted (delete is version {rec.version})"
-        elif current == 0:
-            state = "it does not exist"
-        else:
-            state = f"it is at version {current}"
-        if expected == 0:
-            lead = f"Conflict on {key}: you wrote to create it ({option('expect', 0)}), but {state}"
-        else:
-            lead = f"Conflict on {key}: you wrote based on version {expected}, but {state}"
-        who = ", ".join(f"v{v} by {a}" for v, a in writers)
-        message = lead + (f" ({who})." if who else ".")
-        if current == 0:
-            message += (
-                f" Re-read it, and create it again with {option('expect', 0)} if it should exist."
-            )
-        else:
-            message += (
-                " Re-read it, apply your change on top, and write with "
-                f"{option('expect', current)}."
-            )
-        diff = ""
-        if (
-            seen is not None
-            and seen[0] == expected
-            and value is not None
-            and seen[1] is not None
-            and seen[1] is not _ABSENT
-            and seen[1] is not _UNKNOWN
-        ):
-            diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
-            message += f" Changed since version {expected}:\n{diff}"
-        elif value is not None and expected != 0:
-            message += f" (Version {expected}'s value is not known to this session, so no diff.)"
-        # The agent now knows the current version: the message carries it.
-        if rec is not None:
-            self._remember(key, rec.version, _ABSENT if rec.deleted else value)
-            self.clock.observe(key, rec.lamport, rec.clock)
-        return Conflict(
-            message,
-            key=key,
-            expected=expected,
-            current=current,
-            writers=writers,
-            value=value,
-            diff=diff,
-        )
+        raise writes.conflict(self, key, expect if expect is not None else 0, rec)
 
     # --- idempotency -------------------------------------------------------
 
@@ -565,7 +377,7 @@ class Session:
             self.agent,
             ttl=self.store.idempotency_window,
         )
-        self.store._maybe_purge_idempotency()
+        self.store.writes.purge_idempotency()
         return record_key, put, fingerprint
 
     def _replay(
@@ -595,14 +407,14 @@ class Session:
         if result is None:
             # The record and the write commit together, so the first call's
             # result is the write the record was committed with: find it.
-            result = self.store._idempotent_result(idem_key, key)
+            result = self.store.writes.idempotent_result(idem_key, key)
         return Doc(
             key=key,
             value=value if stored["op"] == "write" else None,
             version=result["version"],
             revision=result["rev"],
             author=result["agent"],
-            kind=rec.kind if stored["op"] != "write" else _kind_of(value),
+            kind=rec.kind if stored["op"] != "write" else kind_of(value),
             lamport=result.get("lamport", 0),
             clock=result.get("clock", {}),
         )
@@ -713,9 +525,7 @@ class Session:
         """
         from .strategies import lease as lease_mod
 
-        return lease_mod.acquire_all(
-            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-        )
+        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
@@ -778,43 +588,5 @@ class Session:
         found: list[Branch] = branch.branches(self.store, key, self)
         return found
 
-    # --- helpers -----------------------------------------------------------
 
-    def _event(
-        self,
-        op: str,
-        key: str | None,
-        lamport: int,
-        vector: dict[str, int],
-        *,
-        check: str = "none",
-        based_on: int | None = None,
-        lease: int | None = None,
-        idem: str | None = None,
-        request: str | None = None,
-        outcome: str = "ok",
-    ) -> dict[str, Any]:
-        """A history event of this agent; the backend adds rev, time, version."""
-        return {
-            "agent": self.agent,
-            "op": op,
-            "key": key,
-            "based_on": based_on,
-            "check": check,
-            "outcome": outcome,
-            "lamport": lamport,
-            "clock": vector,
-            "lease": lease,
-            "idem": idem,
-            "request": request,
-        }
-
-
-def _kind_of(value: Value) -> str:
-    try:
-        return encode_value(value)[0]
-    except InvalidValue:  # pragma: no cover - the value was stored once already
-        return "bytes"
-
-
-__all__ = ["Operation", "Session", "decode_clock"]
+__all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]

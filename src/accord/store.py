@@ -15,20 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import params
+from ._core.write import Explain, Guard, Hook
+from ._writepath import WritePath
 from .backends.base import Backend
-from .clock import decode_clock
 from .errors import (
     BackendUnavailable,
-    InvalidValue,
     UsageError,
-    ValueTooLarge,
     argument,
     call,
     var,
 )
 from .keys import has_surrogate, validate_prefix
-from .records import Compare, Doc, Event, Record, TxnResult, Value, decode_value, encode_value
-from .session import Operation, Session
+from .records import Event
+from .session import Session
 
 if TYPE_CHECKING:
     from .records import Put  # noqa: F401
@@ -38,13 +37,7 @@ DEFAULT_URL = "sqlite:///.accord/state.db"
 DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 
-Hook = Callable[[Operation], None]
-Guard = Callable[[Session, str, "int | None"], list[Compare]]
-"""``guard(session, key, token)``: compares for a write of ``key`` by
-``session``'s agent carrying the fencing token ``token`` (None without a lease)."""
-Explain = Callable[[Session, str, "int | None", TxnResult], None]
-"""``explain(session, key, token, result)``: raise the guard's own error when
-one of its compares refused the write (``result.failed``)."""
+__all__ = ["DEFAULT_URL", "Explain", "Guard", "Hook", "Store", "open"]
 
 
 def open(
@@ -196,19 +189,22 @@ class Store:
             hint="It is how long an idempotency key is remembered.",
         )
         self.backend = backend
-        self.max_value_size = max_value_size
         self.record_reads = params.flag(record_reads, "record_reads")
         self.idempotency_window = idempotency_window
         self.policy: Any = None
-        self._hooks: list[Hook] = []
-        self._guard_fns: list[tuple[Guard, Explain]] = []
+        self.writes = WritePath(backend, max_value_size=max_value_size)
+        """The one write path of this store: its hooks, guards and commit."""
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        self._idem_writes = 0
         # The lease guard first: a write refused by a live lease and by
         # something else is told about the lease, which it must wait out.
         __import__("accord.strategies.lease", fromlist=["install"]).install(self)
         __import__("accord.strategies.queue", fromlist=["install"]).install(self)
+
+    @property
+    def max_value_size(self) -> int:
+        """The largest value, in bytes, this store accepts."""
+        return self.writes.max_value_size
 
     @property
     def url(self) -> str:
@@ -257,64 +253,22 @@ class Store:
 
     def add_hook(self, hook: Hook) -> None:
         """Run ``hook(operation)`` before every session operation; it may raise."""
-        self._hooks.append(hook)
+        self.writes.add_hook(hook)
 
     def add_guard(self, guard: Guard, explain: Explain) -> None:
         """Add compares to every write of an agent key, on every write path.
 
         ``guard(session, key, token)`` returns the compares; every path that
         writes or deletes a key (a session's write and delete, a queue
-        writer's accept and group decision, a merge commit) puts them in the
-        write's own transaction. ``token`` is the fencing token the write
-        carries (None without a lease). When a write is refused,
+        writer's accept and group decision, a merge commit) commits through
+        ``store.writes.commit``, which puts them in the write's own
+        transaction. ``token`` is the fencing token the write carries (None
+        without a lease). When a write is refused,
         ``explain(session, key, token, result)`` runs before the path's own
         explanation and raises the guard's error if one of its compares is
         what refused it (``result.failed``).
         """
-        self._guard_fns.append((guard, explain))
-
-    def _guards(self, session: Session, key: str, token: int | None = None) -> list[Compare]:
-        """The compares every write of ``key`` carries (see :meth:`add_guard`)."""
-        out: list[Compare] = []
-        for guard, _ in self._guard_fns:
-            out.extend(guard(session, key, token))
-        return out
-
-    def _explain_guard_failure(
-        self, session: Session, key: str, token: int | None, result: TxnResult
-    ) -> None:
-        for _, explain in self._guard_fns:
-            explain(session, key, token, result)
-
-    # --- values --------------------------------------------------------------
-
-    def _encode(self, key: str, value: Value) -> tuple[str, bytes]:
-        try:
-            kind, data = encode_value(value)
-        except InvalidValue:
-            raise
-        if len(data) > self.max_value_size:
-            raise ValueTooLarge(
-                f"The value for {key} is {len(data):,} bytes, over this store's limit of "
-                f"{self.max_value_size:,} bytes; nothing was written. Split it across several "
-                f"keys, or open the store with a larger limit ({argument('max_value_size')}).",
-                key=key,
-                size=len(data),
-                limit=self.max_value_size,
-            )
-        return kind, data
-
-    def _doc(self, rec: Record) -> Doc:
-        return Doc(
-            key=rec.key,
-            value=decode_value(rec.kind, rec.data),
-            version=rec.version,
-            revision=rec.revision,
-            author=rec.author,
-            kind=rec.kind,
-            lamport=rec.lamport,
-            clock=decode_clock(rec.clock),
-        )
+        self.writes.add_guard(guard, explain)
 
     # --- history -------------------------------------------------------------
 
@@ -339,41 +293,6 @@ class Store:
     def revision(self) -> int:
         """The store revision now (strictly increasing)."""
         return self.backend.revision()
-
-    def _writers_between(
-        self, key: str, expected: int, rec: Record | None
-    ) -> list[tuple[int, str]]:
-        """(version, agent) of each committed change after ``expected``, oldest first."""
-        if rec is None:
-            return []
-        out: list[tuple[int, str]] = []
-        for ev in self.backend.changes(key):
-            version = ev.get("version")
-            if not isinstance(version, int):
-                continue  # a lease event, which older stores listed among the changes
-            if version <= expected or len(out) >= 20:
-                break
-            out.append((version, ev["agent"]))
-        out.reverse()
-        return out
-
-    def _idempotent_result(self, idem_key: str, key: str) -> dict[str, Any]:
-        for ev in self.backend.changes(key):
-            if ev.get("idem") == idem_key:
-                return ev
-        raise BackendUnavailable(
-            f"The idempotency record of {idem_key!r} exists but its write is missing from the "
-            "history; the store is damaged."
-        )
-
-    def _maybe_purge_idempotency(self) -> None:
-        # Expired idempotency records are ignored on read; purging them now and
-        # then keeps the table small without a background thread.
-        with self._lock:
-            self._idem_writes += 1
-            due = self._idem_writes % 512 == 1
-        if due:
-            self.backend.purge_expired(".accord/idem/", self.backend.now())
 
     # --- branches (isolated copies) -------------------------------------------
 

@@ -46,6 +46,10 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+LiveRow = tuple[str, bytes, int, int, str, int, str]
+"""A live key's ``(kind, data, version, revision, author, lamport, clock)``."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What a storage engine must offer accord.
@@ -53,6 +57,9 @@ class Backend(Protocol):
     ``spans_processes`` and ``spans_hosts`` state where the backend can be
     shared: memory spans neither, SQLite spans processes on one machine,
     PostgreSQL spans hosts.
+
+    The backends subclass it, so :meth:`read_live` and
+    :meth:`put_if_version` have working defaults built on the other methods.
     """
 
     url: str
@@ -100,6 +107,38 @@ class Backend(Protocol):
 
     def now(self) -> float:
         """The store's clock, in seconds since the epoch. Every TTL uses it."""
+
+    # --- with defaults: a backend may offer them faster ----------------------
+
+    def read_live(self, key: str) -> LiveRow | None:
+        """``(kind, data, version, revision, author, lamport, clock)`` of a live key.
+
+        None when the key is absent or deleted (then :meth:`get` tells
+        which). The hot path of ``Session.read``; the default builds it from
+        :meth:`get`, a backend may read the row without building a Record.
+        """
+        rec = self.get(key)
+        if rec is None or rec.deleted:
+            return None
+        return rec.kind, rec.data, rec.version, rec.revision, rec.author, rec.lamport, rec.clock
+
+    def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """The common optimistic write: ``txn([*guards, Compare(put.key,
+        "version", "==", expect)], [put], failure)``.
+
+        Same meaning as that call, with one difference in the result: when
+        the write succeeds, ``records`` may be empty. The default is that
+        call; a backend may do it in fewer statements (see
+        :func:`short_put` for the shape the SQLite and PostgreSQL backends
+        take a short path for).
+        """
+        return self.txn(put_if_compares(put.key, expect, guards), [put], failure)
 
     def purge_expired(self, prefix: str, before: float) -> int:
         """Remove live records under ``prefix`` whose ``expires`` < ``before``."""

@@ -75,6 +75,7 @@ from ..records import (
 )
 from .base import (
     CLOSED,
+    Backend,
     _stamp,
     iso_time,
     paged_history,
@@ -130,7 +131,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
     )
 
 
-class PostgresBackend:
+class PostgresBackend(Backend):
     """A store in one schema of a PostgreSQL database, shared across hosts.
 
     URL: ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME&...]``

@@ -65,6 +65,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .. import params
+from .._core.write import make_event
 from ..errors import (
     AccordError,
     Deadlock,
@@ -545,7 +546,7 @@ class Lease(_ReleasedOnExit):
                     token=self.token,
                 )
             session = self.session
-            session._intercept("lease_release", self.key, token=self.token)
+            session.store.writes.intercept(session, "lease_release", self.key, token=self.token)
             backend = session.store.backend
             hk = self.record_key
             for _ in range(_SPIN_LIMIT):
@@ -722,7 +723,7 @@ def status(store: Store, key: str) -> LeaseStatus:
 def _lease_event(
     session: Session, op: str, key: str, token: int | None, lamport: int, vector: dict[str, int]
 ) -> dict[str, Any]:
-    event = session._event(op, key, lamport, vector, check="lease", lease=token)
+    event = make_event(session.agent, op, key, lamport, vector, check="lease", lease=token)
     # The version/prev/hash a backend fills in would describe the internal
     # lease record, not the key: say plainly that there are none.
     event.update(version=None, prev=None, hash=None)
@@ -755,7 +756,7 @@ def acquire(
     wait = _check_wait(wait)
     mode_ = _check_mode(mode)
     params.flag(keepalive, "keepalive")
-    session._intercept("lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
+    session.store.writes.intercept(session, "lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
     lease = _Acquirer(session, key, ttl, wait, mode_, on_wait).run()
     if keepalive:
         lease.start_keepalive()
@@ -1559,7 +1560,7 @@ def _end_of(store: Store, key: str, token: int) -> str:
 
 def _expire_event(session: Session, key: str, e: _Entry) -> dict[str, Any]:
     """The lease_expire event of a lapsed grant, recorded by whoever notices."""
-    event = session._event("lease_expire", key, 0, {}, check="lease", lease=e.number)
+    event = make_event(session.agent, "lease_expire", key, 0, {}, check="lease", lease=e.number)
     event.update(
         agent=e.agent,
         mode=e.mode,
