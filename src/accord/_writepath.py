@@ -1,15 +1,21 @@
+# WARNING: generated from src/accord/_writepath_async.py by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """The one write path: every strategy that writes an agent key commits here.
 
 A session's write and delete, a queue writer's accept and group decision,
 and a merge commit all build their ops, then call :meth:`WritePath.commit`,
 which puts the store's guards (the lease exclusion, the queue's writer,
-anything added with ``Store.add_guard``) in the write's own transaction and
-takes the backend's ``put_if_version`` short path when the write has its
-shape. The rules themselves (what a write compares, what a refusal means)
-live in :mod:`accord._core.write`, without I/O; this module does the reads
-and the commit around them.
+anything added with ``Store.add_guard``) in the write's own transaction;
+:meth:`WritePath.commit_put` takes the backend's ``put_if_version`` short
+path for the common optimistic write. The rules themselves (what a write
+compares, what a refusal means) live in :mod:`accord._core.write`, without
+I/O; this module does the reads and the commit around them.
 
-One ``WritePath`` belongs to one :class:`~accord.Store` (``store.writes``).
+One ``WritePath`` belongs to one store (``store.writes``). Hooks and
+guards are plain functions, shared by both faces of a store: they are given
+the sync session (an async session's ``sync`` twin), and on the async face
+the ones that may read the store (hooks, a guard's explanation) run in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from ._core.write import (
     ABSENT,
+    LOOKBACK,
     Actor,
     Explain,
     Guard,
@@ -28,22 +35,34 @@ from ._core.write import (
     Operation,
     conflict_error,
     encode,
-    own_change,
-    writers_after,
+    own_change_in,
+    take_writer,
 )
 from .backends.base import Backend
 from .errors import BackendUnavailable, Conflict
 from .records import Compare, Op, Put, Record, TxnResult, Value
 
 
+def twin(actor: Any) -> Any:
+    """The sync session hooks and guards are given (the session itself)."""
+    return actor
+
+
 class WritePath:
     """Hooks, guards and the commit of every write of an agent key on one store."""
 
-    def __init__(self, backend: Backend, *, max_value_size: int) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_value_size: int,
+        hooks: list[Hook] | None = None,
+        guards: Guards | None = None,
+    ) -> None:
         self.backend = backend
         self.max_value_size = max_value_size
-        self.hooks: list[Hook] = []
-        self.guards = Guards()
+        self.hooks: list[Hook] = [] if hooks is None else hooks
+        self.guards = Guards() if guards is None else guards
         self._lock = threading.Lock()
         self._idem_writes = 0
 
@@ -57,7 +76,7 @@ class WritePath:
 
     def intercept(self, actor: Any, op: str, key: str, **info: Any) -> Operation:
         """Run every hook on an operation (policy, history, test schedulers)."""
-        operation = Operation(actor, op, key, info)
+        operation = Operation(twin(actor), op, key, info)
         for hook in self.hooks:
             hook(operation)
         return operation
@@ -92,7 +111,7 @@ class WritePath:
         the result: :meth:`explain` first where the guards' errors come
         before its own.
         """
-        guards = self.guards.compares(actor, key, token)
+        guards = self.guards.compares(twin(actor), key, token)
         return self.backend.txn([*fence, *guards, *compares], success, failure)
 
     def commit_put(self, actor: Any, put: Put, expect: int, failure: Sequence[Op]) -> TxnResult:
@@ -100,7 +119,7 @@ class WritePath:
         ``expect``, with the guards; the same as :meth:`commit` with that one
         compare, which a backend may do in fewer statements
         (``put_if_version``)."""
-        guards = self.guards.compares(actor, put.key, None)
+        guards = self.guards.compares(twin(actor), put.key, None)
         return self.backend.put_if_version(put, expect, guards, failure)
 
     def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
@@ -112,9 +131,14 @@ class WritePath:
 
     def writers_between(self, key: str, expected: int, rec: Record | None) -> list[tuple[int, str]]:
         """(version, agent) of each committed change after ``expected``, oldest first."""
+        out: list[tuple[int, str]] = []
         if rec is None:
-            return []
-        return writers_after(self.backend.changes(key), expected)
+            return out
+        for ev in self.backend.changes(key):
+            if take_writer(out, ev, expected):
+                break
+        out.reverse()
+        return out
 
     def conflict(self, actor: Actor, key: str, expected: int, rec: Record | None) -> Conflict:
         """The :class:`Conflict` for ``actor``'s write of ``key`` based on ``expected``.
@@ -122,11 +146,10 @@ class WritePath:
         The agent now knows the current version (the message carries it), so
         it is remembered, and the record's clock observed.
         """
-        error = conflict_error(
-            key, expected, rec, self.writers_between(key, expected, rec), actor.seen.get(key)
-        )
+        writers = self.writers_between(key, expected, rec)
+        error = conflict_error(key, expected, rec, writers, actor.seen.get(key))
         if rec is not None:
-            actor.seen.remember(key, rec.version, rec.value if not rec.deleted else ABSENT)
+            actor.seen.remember(key, rec.version, ABSENT if rec.deleted else rec.value)
             actor.clock.observe(key, rec.lamport, rec.clock)
         return error
 
@@ -153,5 +176,13 @@ class WritePath:
             self.backend.purge_expired(".accord/idem/", self.backend.now())
 
     def own_change(self, agent: str, key: str) -> tuple[int, Any] | None:
-        """``agent``'s latest change of ``key`` among the key's last changes."""
-        return own_change(agent, self.backend.changes(key))
+        """``agent``'s latest change of ``key`` among the key's last :data:`LOOKBACK`."""
+        walked = 0
+        for ev in self.backend.changes(key):
+            found = own_change_in(agent, ev)
+            if found is not None:
+                return found
+            walked += 1  # noqa: SIM113, RUF100 (the async source has no enumerate)
+            if walked >= LOOKBACK:
+                break
+        return None

@@ -518,8 +518,9 @@ def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
 
         render_demo_plan(Console(highlight=False))
         return
+    from ._open import DEFAULT_URL
+    from ._open import backend_for as _backend_for
     from .cli._common import err_console
-    from .store import DEFAULT_URL, _backend_for
 
     url = store_url or os.environ.get("ACCORD_URL") or DEFAULT_URL
     if url.startswith("memory:"):

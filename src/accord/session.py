@@ -1,11 +1,14 @@
+# WARNING: generated from src/accord/_session_async.py by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """The front door: one agent's handle on a store.
 
 A :class:`Session` knows who the agent is, what it has read (so every write
 records ``based_on``, the version the agent built on), and its logical
-clocks. Every operation passes the store's hooks (``WritePath.intercept``),
+clocks. Every operation passes the store's hooks (``store.writes.intercept``),
 the one point where policy (the manifest), history and test schedulers hook in.
 
-The write path, in one place, decides what guards a write:
+What guards a write (the rules are in :mod:`accord._core.write`, the commit
+in ``store.writes``):
 
 * ``expect=v``: the store compares the key's version with ``v`` inside the
   same transaction that writes (optimistic concurrency);
@@ -19,62 +22,45 @@ The write path, in one place, decides what guards a write:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import params
 from ._core.write import (
     ABSENT,
     MAX_VERSION,
     Operation,
     Seen,
+    backoff_delay,
     check_args,
     check_of,
+    check_replay,
+    check_update_args,
     create_refused,
     doc_of,
-    kind_of,
+    idempotency_record,
+    live_idempotency,
     make_event,
     needs_own_change,
     not_found,
     plan_write,
+    replayed_doc,
+    retries_exhausted,
     unguarded_delete,
 )
 from .backends.base import iso_time
 from .clock import AgentClock, decode_clock, stored_agent_clock
-from .errors import (
-    Conflict,
-    IdempotencyMismatch,
-    NotFound,
-    RetriesExhausted,
-    UsageError,
-    call,
-    option,
-    var,
-)
-from .keys import has_surrogate, internal, validate_key
-from .records import (
-    Append,
-    Compare,
-    Doc,
-    Put,
-    Record,
-    TxnResult,
-    Value,
-    decode_value,
-    make_doc,
-)
+from .errors import Conflict, NotFound
+from .keys import validate_key
+from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
     from .store import Store
     from .strategies.branch import Branch
-    from .strategies.lease import Lease
-    from .strategies.queue import Request
+    from .strategies.lease import Lease, LeaseSet
+    from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
 
-_MAX_IDEM_LENGTH = 256
+__all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]
 
 
 class Session:
@@ -104,6 +90,9 @@ class Session:
     def seen_version(self, key: str) -> int | None:
         """The version of ``key`` this agent last read or wrote, or None."""
         return self.seen.version(key)
+
+    def _tick(self) -> tuple[int, dict[str, int]]:
+        return self.clock.tick()
 
     # --- reads -------------------------------------------------------------
 
@@ -151,7 +140,7 @@ class Session:
         return doc
 
     def _record_read(self, key: str, rec: Record | None, started: float) -> None:
-        lamport, vector = self.clock.tick()
+        lamport, vector = self._tick()
         version = 0 if rec is None or rec.deleted else rec.version
         event = make_event(self.agent, "read", key, lamport, vector, check="none")
         event["version"] = version
@@ -239,12 +228,12 @@ class Session:
         idempotency_key: str | None,
     ) -> Doc:
         """A session's write or delete: the rules are in ``_core.write``; this
-        does the reads they need and the commit (``WritePath.commit``)."""
+        does the reads they need and the commit (``store.writes``)."""
         check_args(op, key, expect, force)
         writes = self.store.writes
         allow_blind = False
         if writes.hooks:
-            allow_blind = writes.intercept(
+            operation = writes.intercept(
                 self,
                 op,
                 key,
@@ -252,26 +241,28 @@ class Session:
                 force=force,
                 lease=lease,
                 idempotency_key=idempotency_key,
-            ).allow_blind
+            )
+            allow_blind = operation.allow_blind
         idem = None
         if idempotency_key is not None:
-            idem = self._idempotency(op, key, kind, data, idempotency_key)
+            idem = idempotency_record(
+                self.agent, op, key, kind, data, idempotency_key, self.store.idempotency_window
+            )
+            writes.purge_idempotency()
             replay = self._replay(idem, key, value)
             if replay is not None:
                 return replay
         fence: list[Compare] = []
         token: int | None = None
         if lease is not None:
-            from .strategies import lease as lease_mod
-
-            fence, token = lease_mod.fence_compares(self, key, lease)
+            fence, token = self._fence(key, lease)
         check = check_of(expect, force, allow_blind, lease is not None)
         if op == "delete" and expect is None and check == "create":
             raise unguarded_delete(key)
         seen_entry = self.seen.get(key)
         if needs_own_change(check, expect, seen_entry):
             seen_entry = writes.own_change(self.agent, key)
-        lamport, vector = self.clock.tick()
+        lamport, vector = self._tick()
         plan = plan_write(
             self.agent,
             op,
@@ -309,6 +300,12 @@ class Session:
         version = ev["version"]
         self.seen[key] = (version, value if op == "write" else ABSENT)
         return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
+
+    def _fence(self, key: str, lease: Lease | int) -> tuple[list[Compare], int]:
+        """The compares that hold only while ``lease`` is ``key``'s live lease."""
+        from .strategies import lease as lease_mod
+
+        return lease_mod.fence_compares(self, key, lease)
 
     def _refused(
         self,
@@ -349,37 +346,6 @@ class Session:
 
     # --- idempotency -------------------------------------------------------
 
-    def _idempotency(
-        self, op: str, key: str, kind: str, data: bytes, idem_key: str
-    ) -> tuple[str, Put, str]:
-        if (
-            not isinstance(idem_key, str)
-            or not idem_key
-            or len(idem_key) > _MAX_IDEM_LENGTH
-            or has_surrogate(idem_key)
-        ):
-            raise UsageError(
-                f"An idempotency key must be a non-empty string of at most {_MAX_IDEM_LENGTH} "
-                f"characters of Unicode text, not {idem_key!r}. Use one unique id per logical "
-                "change."
-            )
-        digest = hashlib.sha256()
-        for part in (op, key, kind):
-            digest.update(part.encode() + b"\0")
-        digest.update(data)
-        fingerprint = digest.hexdigest()
-        record_key = internal("idem", hashlib.sha256(idem_key.encode()).hexdigest())
-        payload = {"idem": idem_key, "op": op, "key": key, "fingerprint": fingerprint}
-        put = Put(
-            record_key,
-            "json",
-            json.dumps(payload).encode(),
-            self.agent,
-            ttl=self.store.idempotency_window,
-        )
-        self.store.writes.purge_idempotency()
-        return record_key, put, fingerprint
-
     def _replay(
         self,
         idem: tuple[str, Put, str],
@@ -387,37 +353,24 @@ class Session:
         value: Value,
         rec: Record | None = None,
     ) -> Doc | None:
+        """The first call's result when ``idem``'s key was used already, else None."""
         record_key, _, fingerprint = idem
+        backend = self.store.backend
         if rec is None:
-            rec = self.store.backend.get(record_key)
+            rec = backend.get(record_key)
         if rec is None or rec.deleted:
             return None
-        if rec.expires is not None and rec.expires < self.store.backend.now():
+        now = backend.now() if rec.expires is not None else None
+        stored = live_idempotency(rec, now)
+        if stored is None:
             return None
-        stored = rec.value
-        idem_key = stored["idem"]
-        if stored["fingerprint"] != fingerprint:
-            raise IdempotencyMismatch(
-                f"Idempotency key {idem_key!r} was first used for a different change "
-                f"({stored['op']} of {stored['key']}). A replay must repeat the same call with "
-                "the same value; use a new idempotency key for a new change.",
-                idempotency_key=idem_key,
-            )
+        check_replay(stored, fingerprint)
         result = stored.get("result")
         if result is None:
             # The record and the write commit together, so the first call's
             # result is the write the record was committed with: find it.
-            result = self.store.writes.idempotent_result(idem_key, key)
-        return Doc(
-            key=key,
-            value=value if stored["op"] == "write" else None,
-            version=result["version"],
-            revision=result["rev"],
-            author=result["agent"],
-            kind=rec.kind if stored["op"] != "write" else kind_of(value),
-            lamport=result.get("lamport", 0),
-            clock=result.get("clock", {}),
-        )
+            result = self.store.writes.idempotent_result(stored["idem"], key)
+        return replayed_doc(stored, result, key, value, rec.kind)
 
     # --- read-modify-write -------------------------------------------------
 
@@ -439,14 +392,7 @@ class Session:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        if not callable(fn):
-            raise UsageError(
-                f"{call('update', key, var('fn'))} takes a function old_value -> new_value, "
-                f"not {fn!r}. Nothing was changed."
-            )
-        retries = params.count(retries, "retries")
-        backoff = params.seconds(backoff, "backoff", example="0.01")
-        max_backoff = params.seconds(max_backoff, "max_backoff", example="2")
+        retries, backoff, max_backoff = check_update_args(key, fn, retries, backoff, max_backoff)
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:
@@ -460,19 +406,9 @@ class Session:
             except Conflict as exc:
                 last = exc
                 if attempt < retries:
-                    # Full jitter (AWS, "Exponential Backoff and Jitter"): the
-                    # losers of one round spread out instead of colliding again.
-                    # The defaults were tuned on 8 processes hammering one key
-                    # of one SQLite file: none gives up (tests/test_sqlite_stress).
-                    time.sleep(random.uniform(0, min(max_backoff, backoff * 2**attempt)))
+                    time.sleep(backoff_delay(attempt, backoff, max_backoff))
         assert last is not None
-        raise RetriesExhausted(
-            f"{call('update', key, var('fn'))} lost {retries + 1} attempts in a row to other "
-            f"writers (last: {last.template.splitlines()[0]}). The key is hot: retry later, "
-            f"raise {option('retries', var('n'))}, or use a lease or a queue for it.",
-            key=key,
-            attempts=retries + 1,
-        )
+        raise retries_exhausted(key, retries, last)
 
     # --- strategies (recipes over the primitive) ---------------------------
 
@@ -518,14 +454,17 @@ class Session:
         wait: float = 10,
         mode: str = "exclusive",
         keepalive: bool = False,
-    ) -> Any:
+    ) -> LeaseSet:
         """Leases on several keys, taken in one canonical order (no deadlock).
 
         ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
         """
         from .strategies import lease as lease_mod
 
-        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
+        taken: LeaseSet = lease_mod.acquire_all(
+            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
+        return taken
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
@@ -537,6 +476,9 @@ class Session:
         """Pending requests for ``key``, oldest first; claims the writer role.
 
         ``kwargs`` (``ttl``, ``role_wait``, ``stop``): see ``strategies.queue.requests``.
+        On the async face, ``async for req in session.requests(key)`` claims
+        the role at the first step; ``await session.requests(key)`` claims it
+        at once (:class:`NotWriter` there) and gives the iterator.
         """
         from .strategies import queue
 
@@ -587,6 +529,3 @@ class Session:
 
         found: list[Branch] = branch.branches(self.store, key, self)
         return found
-
-
-__all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]

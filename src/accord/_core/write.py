@@ -19,7 +19,10 @@ writer, anything added with ``Store.add_guard``) are registered in one place,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+import json
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,9 +31,11 @@ from ..clock import AgentClock, decode_clock, encode_clock
 from ..diff import describe_change
 from ..errors import (
     Conflict,
+    IdempotencyMismatch,
     InvalidValue,
     NotFound,
     PreconditionRequired,
+    RetriesExhausted,
     UsageError,
     ValueTooLarge,
     argument,
@@ -38,6 +43,7 @@ from ..errors import (
     option,
     var,
 )
+from ..keys import has_surrogate, internal
 from ..records import (
     NOW,
     Append,
@@ -285,18 +291,15 @@ def needs_own_change(check: str, expect: int | None, seen_entry: object) -> bool
     return seen_entry is None and expect is None and check in ("lease", "none")
 
 
-def own_change(agent: str, changes: Iterable[dict[str, Any]]) -> tuple[int, Any] | None:
-    """``(version, value)`` of ``agent``'s latest change among the first
-    :data:`LOOKBACK` of ``changes`` (newest first; value :data:`ABSENT` for a
-    delete, else :data:`UNKNOWN`)."""
-    for i, ev in enumerate(changes):
-        if i >= LOOKBACK:
-            break
-        version = ev.get("version")
-        if not isinstance(version, int):
-            continue  # a lease event that older stores list among the changes
-        if ev.get("agent") == agent:
-            return version, (ABSENT if ev.get("op") == "delete" else UNKNOWN)
+def own_change_in(agent: str, ev: dict[str, Any]) -> tuple[int, Any] | None:
+    """``(version, value)`` when ``ev`` (one of a key's changes, newest first)
+    is ``agent``'s change (value :data:`ABSENT` for a delete, else
+    :data:`UNKNOWN`). The walk stops at the first, and after :data:`LOOKBACK`."""
+    version = ev.get("version")
+    if not isinstance(version, int):
+        return None  # a lease event that older stores list among the changes
+    if ev.get("agent") == agent:
+        return version, (ABSENT if ev.get("op") == "delete" else UNKNOWN)
     return None
 
 
@@ -414,21 +417,21 @@ def create_refused(key: str, rec: Record | None) -> PreconditionRequired:
     )
 
 
-def writers_after(
-    changes: Iterable[dict[str, Any]], expected: int, limit: int = 20
-) -> list[tuple[int, str]]:
-    """(version, agent) of each change after ``expected`` among ``changes``
-    (newest first), oldest first, at most ``limit``."""
-    out: list[tuple[int, str]] = []
-    for ev in changes:
-        version = ev.get("version")
-        if not isinstance(version, int):
-            continue  # a lease event, which older stores listed among the changes
-        if version <= expected or len(out) >= limit:
-            break
-        out.append((version, ev["agent"]))
-    out.reverse()
-    return out
+WRITERS_SHOWN = 20
+"""How many of the writers since a version a Conflict names."""
+
+
+def take_writer(out: list[tuple[int, str]], ev: dict[str, Any], expected: int) -> bool:
+    """Walking a key's changes newest first: add ``ev``'s (version, agent) to
+    ``out`` if it came after ``expected``; True when the walk is done (then
+    reverse ``out``: oldest first)."""
+    version = ev.get("version")
+    if not isinstance(version, int):
+        return False  # a lease event, which older stores listed among the changes
+    if version <= expected or len(out) >= WRITERS_SHOWN:
+        return True
+    out.append((version, ev["agent"]))
+    return False
 
 
 def conflict_error(
@@ -486,4 +489,117 @@ def conflict_error(
         writers=writers,
         value=value,
         diff=diff,
+    )
+
+
+# --- idempotency keys ---------------------------------------------------------------
+
+MAX_IDEM_LENGTH = 256
+
+
+def idempotency_record(
+    agent: str, op: str, key: str, kind: str, data: bytes, idem_key: str, window: float
+) -> tuple[str, Put, str]:
+    """``(record key, the record's Put, fingerprint)`` of a write carrying
+    ``idem_key``: the record commits with the write, in its transaction, and
+    lives ``window`` seconds."""
+    if (
+        not isinstance(idem_key, str)
+        or not idem_key
+        or len(idem_key) > MAX_IDEM_LENGTH
+        or has_surrogate(idem_key)
+    ):
+        raise UsageError(
+            f"An idempotency key must be a non-empty string of at most {MAX_IDEM_LENGTH} "
+            f"characters of Unicode text, not {idem_key!r}. Use one unique id per logical "
+            "change."
+        )
+    digest = hashlib.sha256()
+    for part in (op, key, kind):
+        digest.update(part.encode() + b"\0")
+    digest.update(data)
+    fingerprint = digest.hexdigest()
+    record_key = internal("idem", hashlib.sha256(idem_key.encode()).hexdigest())
+    payload = {"idem": idem_key, "op": op, "key": key, "fingerprint": fingerprint}
+    put = Put(record_key, "json", json.dumps(payload).encode(), agent, ttl=window)
+    return record_key, put, fingerprint
+
+
+def live_idempotency(rec: Record | None, now: float | None) -> dict[str, Any] | None:
+    """The stored payload of an idempotency record still in its window, or None.
+
+    ``now`` is the store clock (None: the record has no deadline to check).
+    """
+    if rec is None or rec.deleted:
+        return None
+    if rec.expires is not None and now is not None and rec.expires < now:
+        return None
+    stored: dict[str, Any] = rec.value
+    return stored
+
+
+def check_replay(stored: dict[str, Any], fingerprint: str) -> None:
+    """Refuse a replay of an idempotency key with another change."""
+    if stored["fingerprint"] != fingerprint:
+        raise IdempotencyMismatch(
+            f"Idempotency key {stored['idem']!r} was first used for a different change "
+            f"({stored['op']} of {stored['key']}). A replay must repeat the same call with "
+            "the same value; use a new idempotency key for a new change.",
+            idempotency_key=stored["idem"],
+        )
+
+
+def replayed_doc(
+    stored: dict[str, Any], result: dict[str, Any], key: str, value: Value, rec_kind: str
+) -> Doc:
+    """The :class:`Doc` a replay returns: the first call's write (``result``, its event)."""
+    return Doc(
+        key=key,
+        value=value if stored["op"] == "write" else None,
+        version=result["version"],
+        revision=result["rev"],
+        author=result["agent"],
+        kind=rec_kind if stored["op"] != "write" else kind_of(value),
+        lamport=result.get("lamport", 0),
+        clock=result.get("clock", {}),
+    )
+
+
+# --- update(): the read-modify-write loop's decisions ------------------------------------
+
+
+def check_update_args(
+    key: str, fn: object, retries: object, backoff: object, max_backoff: object
+) -> tuple[int, float, float]:
+    """Checked ``(retries, backoff, max_backoff)`` of an ``update()`` call."""
+    if not callable(fn):
+        raise UsageError(
+            f"{call('update', key, var('fn'))} takes a function old_value -> new_value, "
+            f"not {fn!r}. Nothing was changed."
+        )
+    return (
+        params.count(retries, "retries"),
+        params.seconds(backoff, "backoff", example="0.01"),
+        params.seconds(max_backoff, "max_backoff", example="2"),
+    )
+
+
+def backoff_delay(attempt: int, backoff: float, max_backoff: float) -> float:
+    """Seconds to sleep after losing attempt ``attempt`` (0-based).
+
+    Full jitter (AWS, "Exponential Backoff and Jitter"): the losers of one
+    round spread out instead of colliding again. The defaults were tuned on
+    8 processes hammering one key of one SQLite file: none gives up
+    (tests/test_sqlite_stress).
+    """
+    return random.uniform(0, min(max_backoff, backoff * 2**attempt))
+
+
+def retries_exhausted(key: str, retries: int, last: Conflict) -> RetriesExhausted:
+    return RetriesExhausted(
+        f"{call('update', key, var('fn'))} lost {retries + 1} attempts in a row to other "
+        f"writers (last: {last.template.splitlines()[0]}). The key is hot: retry later, "
+        f"raise {option('retries', var('n'))}, or use a lease or a queue for it.",
+        key=key,
+        attempts=retries + 1,
     )

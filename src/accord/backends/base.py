@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import operator
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import call, var
@@ -145,6 +145,68 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections; the backend is unusable afterwards."""
+
+
+class AsyncBackend(Protocol):
+    """:class:`Backend` for asyncio: the same methods, awaited.
+
+    ``history`` and ``changes`` are async iterators. Any sync backend
+    becomes one through :class:`accord.backends.thread.ThreadBackend`, which
+    runs each call in a worker thread (SQLite and memory: sqlite3 blocks).
+    """
+
+    url: str
+
+    async def get(self, key: str) -> Record | None:
+        """See :meth:`Backend.get`."""
+
+    async def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        """See :meth:`Backend.scan`."""
+
+    async def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """See :meth:`Backend.txn`."""
+
+    def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Backend.history`."""
+
+    def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Backend.changes`."""
+
+    async def revision(self) -> int:
+        """See :meth:`Backend.revision`."""
+
+    async def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+    ) -> int:
+        """See :meth:`Backend.wait`; waits without blocking the event loop."""
+
+    async def now(self) -> float:
+        """See :meth:`Backend.now`."""
+
+    async def purge_expired(self, prefix: str, before: float) -> int:
+        """See :meth:`Backend.purge_expired`."""
+
+    async def close(self) -> None:
+        """See :meth:`Backend.close`."""
+
+    async def read_live(self, key: str) -> LiveRow | None:
+        """See :meth:`Backend.read_live`."""
+
+    async def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """See :meth:`Backend.put_if_version`."""
 
 
 # --- shared logic ----------------------------------------------------------

@@ -121,6 +121,16 @@ _MAX_SLEEP = 1.0  # a lost wake-up costs at most this much latency, never correc
 # enqueue finds every deadlock; the slow re-check is a safety net.
 _DEADLOCK_RECHECK = 5.0
 _SPIN_LIMIT = 10_000  # compare-and-swap retries before we call the store broken
+CANCEL_LATENCY = 0.05
+"""Longest a cancellable acquire sleeps before it looks at its ``cancel`` event."""
+
+
+class LeaseCancelled(AccordError):
+    """An acquire given up through its ``cancel`` event; nothing is held.
+
+    Internal to ``accord.aio``, which turns it back into the caller's
+    ``asyncio.CancelledError``.
+    """
 
 
 # --- layout -------------------------------------------------------------------
@@ -739,6 +749,7 @@ def acquire(
     mode: str = "exclusive",
     keepalive: bool = False,
     on_wait: Any = None,
+    cancel: threading.Event | None = None,
 ) -> Lease:
     """Acquire a lease on ``key``, waiting up to ``wait`` seconds in line.
 
@@ -749,7 +760,10 @@ def acquire(
     (the request leaves the line; nothing is held), and :class:`Deadlock`
     when waiting would close a cycle of agents waiting for each other.
     ``on_wait(position)`` is called with the request's place in line (1 =
-    next) whenever it changes while waiting.
+    next) whenever it changes while waiting. Setting ``cancel`` gives up
+    the wait (within :data:`CANCEL_LATENCY` seconds): the request leaves the
+    line and :class:`LeaseCancelled` is raised (``accord.aio`` uses it for a
+    cancelled ``acquire``).
     """
     validate_key(key)
     ttl = _check_ttl(ttl)
@@ -757,7 +771,7 @@ def acquire(
     mode_ = _check_mode(mode)
     params.flag(keepalive, "keepalive")
     session.store.writes.intercept(session, "lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
-    lease = _Acquirer(session, key, ttl, wait, mode_, on_wait).run()
+    lease = _Acquirer(session, key, ttl, wait, mode_, on_wait, cancel).run()
     if keepalive:
         lease.start_keepalive()
     return lease
@@ -767,7 +781,14 @@ class _Acquirer:
     """One acquire call: the loop that takes a ticket, waits, and is granted."""
 
     def __init__(
-        self, session: Session, key: str, ttl: float, wait: float, mode: Mode, on_wait: Any
+        self,
+        session: Session,
+        key: str,
+        ttl: float,
+        wait: float,
+        mode: Mode,
+        on_wait: Any,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.session = session
         self.backend = session.store.backend
@@ -776,6 +797,7 @@ class _Acquirer:
         self.wait = wait
         self.mode = mode
         self.on_wait = on_wait
+        self.cancel = cancel
         self.qttl = _queue_ttl(ttl)
         self.ticket: int | None = None
         self.ticket_data = b""
@@ -802,6 +824,8 @@ class _Acquirer:
     def _loop(self) -> Lease:
         agent = self.session.agent
         for _ in range(_SPIN_LIMIT * 10):
+            if self.cancel is not None and self.cancel.is_set():
+                raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
             since = self.backend.revision()
             state = _scan(self.backend, self.key)
             now = self.backend.now()
@@ -840,7 +864,7 @@ class _Acquirer:
             # blocker's deadline passes, our ticket needs refreshing, or wait
             # runs out.
             nearest = self._nearest(blockers)
-            timeout = min(left, _MAX_SLEEP)
+            timeout = min(left, _MAX_SLEEP if self.cancel is None else CANCEL_LATENCY)
             if nearest.expires is not None:
                 timeout = min(timeout, max(0.0, nearest.expires - now) + 0.001)
             refresh_in = (mine.expires or now) - now - self.qttl / 2
