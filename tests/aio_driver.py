@@ -121,7 +121,7 @@ class Proxy:
         return repr(self._target)
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: F811 - isinstance() sees the async object's class
+    def __class__(self) -> type:  # isinstance() sees the async object's class
         return type(self._target)
 
     def __reduce__(self) -> Any:
