@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import params
-from .backends.base import Backend
+from .backends.base import AsyncBackend, Backend
 from .errors import BackendUnavailable, UsageError, argument
 
 DEFAULT_URL = "sqlite:///.accord/state.db"
@@ -122,3 +122,24 @@ def _redacted(url: str) -> str:
     if "@" not in rest.split("/", 1)[0]:
         return url
     return f"{head}{sep}***@{rest.split('@')[-1]}"
+
+
+async def async_backend_for(url: str, clock: Callable[[], float] | None) -> AsyncBackend:
+    """The AsyncBackend for ``url``: PostgreSQL natively (psycopg's async pool,
+    ``LISTEN`` on the loop); SQLite and memory through the thread-offload
+    adapter (sqlite3 blocks)."""
+    import asyncio
+
+    from .backends.thread import ThreadBackend
+
+    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) else ""
+    if scheme in ("postgresql", "postgres") and clock is None:
+        try:
+            from .backends.postgres_async import AsyncPostgresBackend
+        except ImportError:
+            pass  # backend_for below says what is missing
+        else:
+            _check_url_syntax(url, scheme)
+            return await AsyncPostgresBackend.open(url)
+    # Opening may create a file or a schema: off the event loop.
+    return ThreadBackend(await asyncio.to_thread(backend_for, url, clock))

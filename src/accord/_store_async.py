@@ -27,7 +27,7 @@ from .keys import has_surrogate, validate_prefix
 from .records import EVENT_FIELDS, Event
 
 if True:  # ASYNC
-    from .backends.thread import ThreadBackend
+    from .backends.base import Backend
     from .store import Store
 
 if TYPE_CHECKING:
@@ -65,8 +65,9 @@ async def open(
 
     url, policy = prepare(url, manifest, max_value_size, record_reads, idempotency_window, clock)
     if True:  # ASYNC
-        # Opening may create a file or a schema: off the event loop.
-        backend = ThreadBackend(await asyncio.to_thread(backend_for, url, clock))
+        from ._open import async_backend_for
+
+        backend = await async_backend_for(url, clock)
     else:
         backend = backend_for(url, clock)
     store = AsyncStore(
@@ -111,16 +112,17 @@ class AsyncStore:
         self._sessions: dict[str, AsyncSession] = {}
         self._lock = threading.Lock()
         if True:  # ASYNC
-            if not isinstance(backend, ThreadBackend):
+            twin = getattr(backend, "sync", None)
+            if not isinstance(twin, Backend):
                 raise UsageError(
-                    "An AsyncStore runs over a thread-offloaded backend; open it with "
-                    f"{call('accord.aio.open', var('url'))}."
+                    "An AsyncStore needs an async backend that names its sync twin "
+                    f"(.sync); open one with {call('accord.aio.open', var('url'))}."
                 )
-            # The sync twin over the same backend: the strategies (leases,
+            # The sync twin over the same store: the strategies (leases,
             # queues, branches) run there, in worker threads, and both faces
             # share one set of hooks and guards.
             self.sync = Store(
-                backend.sync,
+                twin,
                 max_value_size=max_value_size,
                 record_reads=record_reads,
                 idempotency_window=idempotency_window,

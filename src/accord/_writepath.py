@@ -124,7 +124,7 @@ class WritePath:
 
     def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
         """Raise the error of the guard whose compare refused ``result``, if any."""
-        for explain in self.guards.explainers():
+        for explain in self.guards.explainers(twin(actor), key, token, result.failed):
             explain(actor, key, token, result)
 
     # --- reading a refusal ----------------------------------------------------

@@ -135,7 +135,7 @@ class AsyncWritePath:
 
     async def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
         """Raise the error of the guard whose compare refused ``result``, if any."""
-        for explain in self.guards.explainers():
+        for explain in self.guards.explainers(twin(actor), key, token, result.failed):
             if True:  # ASYNC
                 await asyncio.to_thread(explain, twin(actor), key, token, result)
             else:

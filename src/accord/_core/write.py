@@ -156,8 +156,19 @@ class Guards:
             out += guard(actor, key, token)
         return out
 
-    def explainers(self) -> list[Explain]:
-        return list(self._explainers)
+    def explainers(
+        self, actor: Any, key: str, token: int | None, failed: Compare | None
+    ) -> list[Explain]:
+        """The explanations to run for a write refused by ``failed``: those of
+        the guards whose compares include it (every one when the backend could
+        not say which compare failed)."""
+        if failed is None:
+            return list(self._explainers)
+        return [
+            explain
+            for guard, explain in zip(self._guards, self._explainers, strict=True)
+            if failed in guard(actor, key, token)
+        ]
 
 
 def make_event(
