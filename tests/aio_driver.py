@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from accord import aio
-from accord.aio._strategies import Leasing
+from accord._aio_strategies import Leasing
 
 T = TypeVar("T")
 

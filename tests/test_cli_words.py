@@ -346,7 +346,7 @@ SCANNED = [
     "store.py",
     "params.py",
     "credentials.py",
-    "plan.py",
+    "plan",
     "strategies",
     "backends",
     "history",

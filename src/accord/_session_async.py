@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from ._store_async import AsyncStore
 
     if True:  # ASYNC
-        from .aio._strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
+        from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
         from .session import Session
     else:
         from .strategies.branch import Branch
@@ -469,7 +469,7 @@ class AsyncSession:
         is not granted within ``wait`` seconds.
         """
         if True:  # ASYNC
-            from .aio import _strategies
+            from . import _aio_strategies as _strategies
 
             return await _strategies.acquire(
                 self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
@@ -496,7 +496,7 @@ class AsyncSession:
             :class:`LeaseLost` if the lease lapsed inside the block.
             ``await session.lease(key)`` acquires, as :meth:`acquire` does.
             """
-            from .aio._strategies import Leasing
+            from ._aio_strategies import Leasing
 
             return Leasing(
                 lambda: self.acquire(key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
@@ -534,7 +534,7 @@ class AsyncSession:
         ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
         """
         if True:  # ASYNC
-            from .aio import _strategies
+            from . import _aio_strategies as _strategies
 
             return await _strategies.acquire_all(
                 self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
@@ -552,7 +552,7 @@ class AsyncSession:
     ) -> AsyncRequest:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncRequest
+            from ._aio_strategies import AsyncRequest
 
             request = await asyncio.to_thread(
                 self.sync.submit, key, change, idempotency_key=idempotency_key
@@ -574,7 +574,7 @@ class AsyncSession:
         at once (:class:`NotWriter` there) and gives the iterator.
         """
         if True:  # ASYNC
-            from .aio._strategies import Requests
+            from ._aio_strategies import Requests
 
             return Requests(self, key, timeout=timeout, **kwargs)
         else:
@@ -593,7 +593,7 @@ class AsyncSession:
         The write is checked against ``expect`` (default: the version read for it).
         """
         if True:  # ASYNC
-            from .aio._strategies import AsyncRequest, sync_request
+            from ._aio_strategies import AsyncRequest, sync_request
 
             decided = await asyncio.to_thread(
                 self.sync.accept, sync_request(request), new_value, expect=expect
@@ -607,7 +607,7 @@ class AsyncSession:
     async def reject(self, request: AsyncRequest, reason: str) -> AsyncRequest:
         """Reject ``request`` with ``reason``; nothing is written."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncRequest, sync_request
+            from ._aio_strategies import AsyncRequest, sync_request
 
             decided = await asyncio.to_thread(self.sync.reject, sync_request(request), reason)
             return AsyncRequest.of(self.store, decided)
@@ -630,7 +630,7 @@ class AsyncSession:
     async def fork(self, key: str) -> AsyncBranch:
         """A private copy of ``key`` based on its current version."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncBranch
+            from ._aio_strategies import AsyncBranch
 
             return AsyncBranch(self.store, await asyncio.to_thread(self.sync.fork, key))
         else:
@@ -645,7 +645,7 @@ class AsyncSession:
         forked it (:class:`NotOwner` otherwise). :class:`NotFound` if none.
         """
         if True:  # ASYNC
-            from .aio._strategies import AsyncBranch
+            from ._aio_strategies import AsyncBranch
 
             found = await asyncio.to_thread(self.sync.branch, key, branch_id)
             return AsyncBranch(self.store, found)
@@ -657,7 +657,7 @@ class AsyncSession:
     async def branches(self, key: str) -> list[AsyncBranch]:
         """The open branches of ``key``, oldest first, acting as this agent."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncBranch
+            from ._aio_strategies import AsyncBranch
 
             return [
                 AsyncBranch(self.store, b)

@@ -32,7 +32,7 @@ if True:  # ASYNC
 
 if TYPE_CHECKING:
     if True:  # ASYNC
-        from .aio._strategies import AsyncBranch, AsyncMerge
+        from ._aio_strategies import AsyncBranch, AsyncMerge
     else:
         from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
 
@@ -253,7 +253,7 @@ class AsyncStore:
     async def branches(self, key: str) -> list[AsyncBranch]:
         """Every open branch of ``key``."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncBranch
+            from ._aio_strategies import AsyncBranch
 
             return [AsyncBranch(self, b) for b in await asyncio.to_thread(self.sync.branches, key)]
         else:
@@ -272,7 +272,7 @@ class AsyncStore:
     ) -> AsyncMerge:
         """Merge ``branches`` of ``key`` against their common base."""
         if True:  # ASYNC
-            from .aio._strategies import AsyncMerge
+            from ._aio_strategies import AsyncMerge
 
             sides = [b.sync for b in branches]
             merged = await asyncio.to_thread(self.sync.merge, key, sides, resolve, agent=agent)

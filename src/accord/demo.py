@@ -520,8 +520,10 @@ def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
         return
     from ._open import DEFAULT_URL
     from ._open import backend_for as _backend_for
-    from .cli._common import err_console
 
+    # Its own stderr console, like the CLI's: the demo is one of the CLI's
+    # commands, so importing the CLI from here would close an import loop.
+    err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     url = store_url or os.environ.get("ACCORD_URL") or DEFAULT_URL
     if url.startswith("memory:"):
         err_console.print(

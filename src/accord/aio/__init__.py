@@ -21,9 +21,9 @@ with the same ``idempotency_key`` tells which, without writing twice.
 
 from __future__ import annotations
 
+from .._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncMerge, AsyncRequest
 from .._session_async import AsyncSession
 from .._store_async import AsyncStore, open
-from ._strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncMerge, AsyncRequest
 
 __all__ = [
     "AsyncBranch",

@@ -3,7 +3,8 @@
 ``load_manifest(path)`` reads and validates a manifest (see
 :mod:`accord.policy.manifest`); ``load_policy(path)`` wraps it in the
 :class:`Policy` that ``accord.open(url, manifest=path)`` installs on a store
-(see :mod:`accord.policy.enforce`). The plan (classification and
+(see :mod:`accord.policy.enforce`). Resource keys that are glob patterns
+are matched in :mod:`accord.policy.patterns`. The plan (classification and
 recommendation) lives in :mod:`accord.plan`.
 """
 
@@ -18,8 +19,8 @@ from .manifest import (
     Who,
     load_manifest,
     parse_manifest,
-    patterns_overlap,
 )
+from .patterns import patterns_overlap
 
 __all__ = [
     "HINTS",

@@ -17,18 +17,18 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from .. import params
-from ..errors import LeaseLost, Timeout, call
-from ..records import Doc, Value
-from ..strategies import lease as lease_mod
-from ..strategies import queue as queue_mod
-from ..strategies.branch import Branch, Merge
-from ..strategies.lease import Lease, LeaseSet
-from ..strategies.queue import Request
+from . import params
+from .errors import LeaseLost, Timeout, call
+from .records import Doc, Value
+from .strategies import lease as lease_mod
+from .strategies import queue as queue_mod
+from .strategies.branch import Branch, Merge
+from .strategies.lease import Lease, LeaseSet
+from .strategies.queue import Request
 
 if TYPE_CHECKING:
-    from .._session_async import AsyncSession
-    from .._store_async import AsyncStore
+    from ._session_async import AsyncSession
+    from ._store_async import AsyncStore
 
 T = TypeVar("T")
 
