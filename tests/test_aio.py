@@ -383,3 +383,34 @@ def test_the_async_face_refuses_what_the_sync_face_refuses(sqlite_url: str) -> N
 
     asyncio.run(main())
 
+
+
+def _public(cls: type) -> set[str]:
+    return {name for name in dir(cls) if not name.startswith("_")}
+
+
+def test_every_public_name_of_the_sync_face_is_on_the_async_face(sqlite_url: str) -> None:
+    from accord.strategies.lease import Lease, LeaseSet
+
+    for sync_cls, async_cls in [
+        (accord.Session, aio.AsyncSession),
+        (accord.Store, aio.AsyncStore),
+        (Lease, aio.AsyncLease),
+        (LeaseSet, aio.AsyncLeaseSet),
+        (accord.Request, aio.AsyncRequest),
+    ]:
+        missing = _public(sync_cls) - _public(async_cls)
+        assert not missing, (sync_cls.__name__, missing)
+
+    async def main() -> None:
+        async with await aio.open(sqlite_url) as store:
+            a = store.session("agent-a")
+            await a.write("doc", "v1")
+            branch = await a.fork("doc")
+            merged = await store.merge("doc", [branch])
+            for name in _public(accord.Branch):
+                assert hasattr(branch, name), name
+            for name in _public(accord.Merge):
+                assert hasattr(merged, name), name
+
+    asyncio.run(main())

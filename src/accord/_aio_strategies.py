@@ -136,6 +136,10 @@ class AsyncLease(_AsyncReleasedOnExit):
         """See :meth:`accord.Lease.ensure_held`."""
         await asyncio.to_thread(self.sync.ensure_held)
 
+    async def start_keepalive(self) -> None:
+        """See :meth:`accord.Lease.start_keepalive` (a background thread renews it)."""
+        await asyncio.to_thread(self.sync.start_keepalive)
+
     async def release(self) -> None:
         """See :meth:`accord.Lease.release`. Runs to its end even if cancelled."""
         await asyncio.shield(asyncio.to_thread(self.sync.release))
