@@ -414,3 +414,58 @@ def test_every_public_name_of_the_sync_face_is_on_the_async_face(sqlite_url: str
                 assert hasattr(merged, name), name
 
     asyncio.run(main())
+
+
+def test_both_faces_share_one_postgres_store() -> None:
+    """A sync writer serves the queue while async agents on the native
+    PostgreSQL backend submit and wait (their waits are LISTEN on the loop);
+    an async lease holder fences a sync writer; a cancelled async acquire on
+    PostgreSQL leaves the line."""
+    require_postgres()
+    url, drop = _postgres_schema_url()
+    sync_store = accord.open(url)
+    try:
+        writer = sync_store.session("author")
+        stop = threading.Event()
+        served: list[int] = []
+        serving = threading.Thread(
+            target=lambda: served.append(
+                writer.serve("draft", lambda value, change: (value or "") + change, stop=stop)
+            )
+        )
+        serving.start()
+
+        async def main() -> None:
+            async with await aio.open(url) as store:
+                assert isinstance(store.backend, AsyncPostgresBackend)
+                agents = [store.session(f"agent-{i}") for i in range(10)]
+                requests = [await s.submit("draft", f"[{i}]") for i, s in enumerate(agents)]
+                decided = await asyncio.gather(*(r.wait(timeout=BOUND) for r in requests))
+                assert all(d.accepted for d in decided)
+                final = await agents[0].read("draft")
+                assert sorted(final.value.replace("]", "] ").split()) == sorted(
+                    f"[{i}]" for i in range(10)
+                )
+
+                holder = store.session("holder")
+                async with holder.lease("doc", ttl=30) as lease:
+                    await holder.write("doc", "mine", lease=lease)
+                    with pytest.raises(accord.LeaseHeld):
+                        sync_store.session("other").write("doc", "theirs", force=True)
+                    waiter = asyncio.create_task(
+                        store.session("waiter").acquire("doc", ttl=30, wait=BOUND)
+                    )
+                    await until(lambda: len(lease_line(store, "doc").waiters) == 1, "in line")
+                    waiter.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiter
+                    assert lease_line(store, "doc").waiters == []
+                assert lease_line(store, "doc").holders == []
+
+        asyncio.run(main())
+        stop.set()
+        serving.join(BOUND)
+        assert served == [10]
+    finally:
+        sync_store.close()
+        drop()
