@@ -10,6 +10,11 @@ operation is accord itself in process: ``session.read(key)`` and
 The ratio says what the MCP layer (JSON-RPC, HTTP, the token check on every
 request, thread hops) costs on top.
 
+``write-idem`` is ``write`` with a new ``idempotency_key`` on every call: over
+MCP the replay record (a claim before the call, the result kept after it, see
+accord.replay) on top of the library's own idempotency record; in process the
+library's ``session.write(..., idempotency_key=...)`` alone.
+
 Load on a shared machine comes and goes, so each case runs ``--rounds``
 rounds of ``--seconds`` that alternate in process and MCP (which one goes
 first alternates too); rates and the ratio are medians over the rounds, and
@@ -17,6 +22,7 @@ p50/p99 are over every call of every round. Client and server share the
 machine's cores, as they would on one host.
 
 Run: .venv/bin/python bench/bench_mcp.py [--seconds 3] [--rounds 3] [--clients 1 8]
+     [--ops read write write-idem]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,6 +76,9 @@ def in_process(store: accord.Store, op: str, clients: int, seconds: float
             t0 = time.perf_counter()
             if op == "read":
                 session.read(key)
+            elif op == "write-idem":
+                version = session.write(key, "x" * 64, expect=version,
+                                        idempotency_key=f"{key}-{version}-{uuid4()}").version
             else:
                 version = session.write(key, "x" * 64, expect=version).version
             t1 = time.perf_counter()
@@ -105,6 +115,11 @@ async def over_mcp(url: str, tokens: list[str], op: str, seconds: float
                 t0 = time.perf_counter()
                 if op == "read":
                     result = await client.call_tool("read", {"key": key})
+                elif op == "write-idem":
+                    result = await client.call_tool(
+                        "write", {"key": key, "value": "x" * 64, "expect": versions[i],
+                                  "idempotency_key": str(uuid4())})
+                    versions[i] = result.structured_content["version"]  # type: ignore[index]
                 else:
                     result = await client.call_tool(
                         "write", {"key": key, "value": "x" * 64, "expect": versions[i]})
@@ -175,6 +190,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per round and side")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--ops", nargs="+", default=["read", "write", "write-idem"],
+                        choices=["read", "write", "write-idem"])
     args = parser.parse_args()
     most = max(args.clients)
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +203,7 @@ def main() -> None:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         rows: list[dict[str, Any]] = []
         with http_server(url, log=Path(tmp) / "server.log") as server, accord.open(url) as store:
-            for op in ("read", "write"):
+            for op in args.ops:
                 for n in args.clients:
                     row = measure(store, server, tokens, op, n, args.seconds, args.rounds)
                     rows.append(row)

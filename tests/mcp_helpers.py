@@ -72,23 +72,27 @@ class HttpServer:
     manifest: str | None = None
     log: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    module: str = "accord"  # what ``python -m`` runs: a test may wrap the CLI
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "accord", "mcp", "--http", "--port", str(self.port),
+        args = [sys.executable, "-m", self.module, "mcp", "--http", "--port", str(self.port),
                 "--store", self.store_url]
         if self.manifest:
             args += ["--manifest", self.manifest]
         if self.log is not None:
             # The child keeps its own descriptor: the parent's copy closes at once.
             with self.log.open("ab") as out:
-                self.proc = subprocess.Popen(args, env=server_env(), stdout=out, stderr=out)
+                self.proc = subprocess.Popen(args, env=server_env(**self.env), stdout=out,
+                                             stderr=out)
         else:
             self.proc = subprocess.Popen(
-                args, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                args, env=server_env(**self.env), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

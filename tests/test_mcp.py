@@ -91,8 +91,14 @@ def test_every_tool_has_a_schema_a_description_and_hints(store: accord.Store) ->
             assert by_name["write"].annotations.destructive_hint is True  # type: ignore[union-attr]
             assert "expect" in by_name["write"].input_schema["required"]
             assert "expect=" in (by_name["write"].description or "")
-            for name in ("write", "delete", "write_leased", "submit"):
-                assert "idempotency_key" in by_name[name].input_schema["properties"], name
+            # Every tool that changes state takes one (requests only claims a role it
+            # already holds on a repeat; see docs/mcp.md).
+            mutating = {"write", "delete", "write_leased", "submit", "lease_acquire",
+                        "lease_renew", "lease_release", "accept", "reject", "fork",
+                        "branch_write", "merge"}
+            for name in by_name:
+                has = "idempotency_key" in by_name[name].input_schema["properties"]
+                assert has == (name in mutating), name
 
     run(go())
 

@@ -1,7 +1,8 @@
 """Hypothesis throws bad tool arguments at the MCP server, on every backend.
 
 Wrong types, huge strings, invalid keys, negative or absurd TTLs, unknown
-request and branch ids, other agents' lease tokens, reused idempotency keys:
+request and branch ids, other agents' lease tokens, bad and reused
+idempotency keys (on every tool that takes one):
 every call must come back as a result (a tool error with a message, never an
 internal error), the server keeps serving, and the store holds exactly what
 the calls that succeeded acknowledged.
@@ -51,7 +52,8 @@ seconds = st.one_of(
     st.just(30),
 )
 kinds = st.one_of(st.sampled_from(["text", "json", "bytes"]), anything)
-idem = st.one_of(st.none(), st.sampled_from(["i-1", "i-2", "", "z" * 300]), anything)
+idem = st.one_of(st.none(), st.sampled_from(["i-1", "i-2", "", "z" * 300, "\ud800"]),
+                anything)
 ids = st.one_of(st.sampled_from(["r-0", "b-0", "", "../x", "r-" + "0" * 24]), anything)
 
 
@@ -72,7 +74,7 @@ str_keys = st.one_of(st.sampled_from(GOOD_KEYS), st.sampled_from(GOOD_KEYS),
 ints = st.one_of(st.integers(-3, 6), st.just(2**70))
 floats = st.one_of(st.floats(-10, 2), st.just(1e9), st.just(0.0), st.just(30.0))
 text_kinds = st.sampled_from(["text", "text", "json", "bytes"])
-str_idem = st.sampled_from(["i-1", "i-2", "", "z" * 300])
+str_idem = st.sampled_from(["i-1", "i-2", "", "z" * 300, "\ud800", "i-1"])
 str_ids = st.sampled_from(["r-0", "b-0", "", "../x", "r-" + "0" * 24, "b-" + "0" * 12])
 TOKEN = st.one_of(st.integers(-2, 12), st.just("other"))
 
@@ -83,7 +85,8 @@ PLAUSIBLE = st.one_of(
     st.tuples(st.just("delete"), _typed(
         {"key": st.sampled_from(GOOD_KEYS), "expect": st.integers(1, 4)})),
     st.tuples(st.just("lease_acquire"), _typed(
-        {"key": st.sampled_from(GOOD_KEYS)}, ttl=st.just(30.0), wait=st.just(0))),
+        {"key": st.sampled_from(GOOD_KEYS)}, ttl=st.just(30.0), wait=st.just(0),
+        idempotency_key=str_idem)),
     st.tuples(st.just("write_leased"), _typed(
         {"key": st.sampled_from(GOOD_KEYS), "value": st.text(max_size=20),
          "token": st.integers(1, 4)})),
@@ -99,32 +102,38 @@ WELL_TYPED = st.one_of(
                                         idempotency_key=str_idem)),
     st.tuples(st.just("lease_acquire"), _typed(
         {"key": str_keys}, ttl=floats, wait=st.sampled_from([0, -1.5, 1e6]),
-        mode=st.sampled_from(["exclusive", "shared"]))),
-    st.tuples(st.just("lease_renew"), _typed({"key": str_keys, "token": TOKEN}, ttl=floats)),
-    st.tuples(st.just("lease_release"), _typed({"key": str_keys, "token": TOKEN})),
+        mode=st.sampled_from(["exclusive", "shared"]), idempotency_key=str_idem)),
+    st.tuples(st.just("lease_renew"), _typed({"key": str_keys, "token": TOKEN}, ttl=floats,
+                                             idempotency_key=str_idem)),
+    st.tuples(st.just("lease_release"), _typed({"key": str_keys, "token": TOKEN},
+                                               idempotency_key=str_idem)),
     st.tuples(st.just("write_leased"), _typed(
         {"key": str_keys, "value": texts, "token": TOKEN}, kind=text_kinds,
         idempotency_key=str_idem)),
-    st.tuples(st.just("submit"), _typed({"key": str_keys, "change": texts}, kind=text_kinds)),
+    st.tuples(st.just("submit"), _typed({"key": str_keys, "change": texts}, kind=text_kinds,
+                                        idempotency_key=str_idem)),
     st.tuples(st.just("request_status"), _typed(
         {"request_id": str_ids}, wait=st.sampled_from([0, -1.0, 600]))),
     st.tuples(st.just("accept"), _typed(
-        {"key": str_keys, "request_id": str_ids, "value": texts, "expect": ints})),
+        {"key": str_keys, "request_id": str_ids, "value": texts, "expect": ints},
+        idempotency_key=str_idem)),
     st.tuples(st.just("reject"), _typed(
-        {"key": str_keys, "request_id": str_ids, "reason": texts})),
-    st.tuples(st.just("fork"), _typed({"key": str_keys})),
+        {"key": str_keys, "request_id": str_ids, "reason": texts}, idempotency_key=str_idem)),
+    st.tuples(st.just("fork"), _typed({"key": str_keys}, idempotency_key=str_idem)),
     st.tuples(st.just("branch_write"), _typed(
-        {"key": str_keys, "branch_id": str_ids, "value": texts})),
+        {"key": str_keys, "branch_id": str_ids, "value": texts}, idempotency_key=str_idem)),
     st.tuples(st.just("merge"), _typed(
         {"key": str_keys}, branch_ids=st.lists(str_ids, max_size=2),
         prefer=st.sampled_from(["current", "b-0"]),
-        resolutions=st.dictionaries(st.sampled_from(["line 1", "$.a"]), str_ids, max_size=1))),
+        resolutions=st.dictionaries(st.sampled_from(["line 1", "$.a"]), str_ids, max_size=1),
+        idempotency_key=str_idem)),
     st.tuples(st.just("log"), _typed({}, key=str_keys, limit=ints)),
 )
 
 WILD = st.one_of(
     st.tuples(st.sampled_from(["read", "write", "delete", "lease_acquire", "lease_renew",
-                               "write_leased", "accept", "merge", "log", "list"]),
+                               "lease_release", "write_leased", "submit", "accept", "reject",
+                               "fork", "branch_write", "merge", "log", "list"]),
               _args(key=keys, value=values, expect=versions, ttl=seconds, token=anything,
                     kind=kinds, idempotency_key=idem, request_id=ids, limit=anything,
                     branch_ids=anything, resolutions=anything)),

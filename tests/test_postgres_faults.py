@@ -13,6 +13,10 @@ The same run without idempotency keys (plain ``update()`` appends, each a
 call of ``accord_put_if``): every log is exactly 0..n-1, so no write the
 backend repeated after the restart was applied twice.
 
+And a watcher across a restart: 8 writer processes update() their own key
+and a shared one while a watcher follows them; it sees every version of
+every key exactly once, in order, before and after the restart.
+
 The server is running again at the end whatever happens (the finalizer
 starts it if needed).
 """
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -165,4 +171,87 @@ def test_restart_loses_and_duplicates_no_acknowledged_write(
             f"{sum(r for r, _ in retried.values())}, of them writes found already committed: "
             f"{sum(p for _, p in retried.values())}; calls that failed and were repeated: "
             f"{len(unavailable)}"
+        )
+
+
+@pytest.mark.slow
+def test_watch_sees_every_version_across_a_restart(server_back_up: None) -> None:
+    """8 writer processes update() their own key and a shared one while a
+    watcher follows the prefix; the server restarts in the middle. The
+    watcher's store gives up on the server after half a second, so the
+    watch itself meets BackendUnavailable, backs off and reads on from its
+    cursor; it sees every version 1..N of every key exactly once, in
+    order, before and after the restart."""
+    from .watch_helpers import (
+        SHARED,
+        Observed,
+        Tally,
+        collect_done,
+        follow,
+        own_key,
+        watch_writer,
+    )
+
+    bound = 180.0
+    # Long enough for the writers' and the watcher's calls to outlast a restart.
+    with schema_url(retry_timeout=120) as url:
+        ctx = mp.get_context("spawn")
+        start, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+        agents = [f"w{i}" for i in range(WRITERS)]
+        writers = [
+            ctx.Process(target=watch_writer, args=(url, a, None, start, stop, out))
+            for a in agents
+        ]
+        with accord.open(url.replace("retry_timeout=120", "retry_timeout=0.5")) as store:
+            observed = Observed(store.backend)
+            store.backend = observed  # type: ignore[assignment]
+            watcher = store.session("watcher")
+            events = watcher.watch("w/", since=store.revision(), timeout=bound, retry_timeout=bound)
+            for w in writers:
+                w.start()
+            restarted: list[Any] = []
+            try:
+                start.set()
+                tally = Tally()
+                deadline = time.monotonic() + 4 * bound
+                follow(events, tally, lambda: tally.events >= 300, deadline)
+                before = _start_time()
+                restart = threading.Thread(target=lambda: restarted.append(pg_ctl("restart")))
+                at_restart = tally.events
+                restart.start()
+                # Watch on while the server goes down and comes back, until
+                # the writers have committed plenty after the restart.
+                follow(
+                    events,
+                    tally,
+                    lambda: not restart.is_alive() and tally.events >= at_restart + 600,
+                    deadline,
+                )
+                restart.join(bound)
+                assert restarted and restarted[0].returncode == 0, restarted
+                wait_for_server()
+                assert _start_time() != before, "the server did not restart"
+                stop.set()
+                done = collect_done(out, writers, bound)
+                # The watch met the outage itself and rode it out.
+                assert observed.unavailable > 0
+            finally:
+                stop.set()
+                for w in writers:
+                    w.join(timeout=60)
+                    if w.is_alive():
+                        w.kill()
+            assert [w.exitcode for w in writers] == [0] * WRITERS
+            check = store.session("check")
+            finals = {own_key(a): check.read(own_key(a)).version for a in agents}
+            finals[SHARED] = check.read(SHARED).version
+            # Every round bumped each key once: nothing lost, nothing twice.
+            assert finals == {own_key(a): done[a] for a in agents} | {
+                SHARED: sum(done.values())
+            }
+            follow(events, tally, lambda: tally.reached(finals), deadline)
+        assert tally.versions == {k: list(range(1, v + 1)) for k, v in finals.items()}
+        print(
+            f"{tally.events} changes watched in order, once each, {at_restart} of them "
+            f"before the restart; the watch retried {observed.unavailable} failed calls"
         )

@@ -51,6 +51,7 @@ from .strategies.crdt import SharedText
 from .strategies.lease import Lease, LeaseInfo, LeaseSet, LeaseStatus
 from .strategies.lease import status as lease_status
 from .strategies.queue import Reject, Request
+from .watch import WatchEvent
 
 __version__ = "0.1.0"
 
@@ -98,6 +99,7 @@ __all__ = [
     "Timeout",
     "UsageError",
     "ValueTooLarge",
+    "WatchEvent",
     "__version__",
     "check",
     "explore",

@@ -21,6 +21,7 @@ in ``store.writes``):
 from __future__ import annotations
 
 import asyncio
+import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode
 
 if TYPE_CHECKING:
     from ._store_async import AsyncStore
+    from .watch import WatchEvent
 
     if True:  # ASYNC
         from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
@@ -187,6 +189,74 @@ class AsyncSession:
             self.seen.remember(rec.key, rec.version, doc.value)
             out.append(doc)
         return out
+
+    if True:  # ASYNC
+
+        def watch(
+            self,
+            key_or_prefix: str,
+            since: int | None = None,
+            *,
+            prefix: bool = False,
+            timeout: float | None = None,
+            stop: Any = None,
+            retry_timeout: float = 30.0,
+        ) -> AsyncIterator[WatchEvent]:
+            """``async for event in session.watch(key_or_prefix, since)``: every
+            committed write and delete of a key (or of the keys under a prefix)
+            after revision ``since``, in revision order, none skipped, none
+            twice; the sync face's :meth:`accord.Session.watch`, awaited (on
+            PostgreSQL its waits are the ``LISTEN`` task on the loop). ``stop``
+            is an ``asyncio.Event`` or a ``threading.Event``. See docs/watch.md.
+            """
+            from ._aio_strategies import watch
+
+            return watch(
+                self,
+                key_or_prefix,
+                since,
+                prefix=prefix,
+                timeout=timeout,
+                stop=stop,
+                retry_timeout=retry_timeout,
+            )
+
+    else:
+
+        def watch(
+            self,
+            key_or_prefix: str,
+            since: int | None = None,
+            *,
+            prefix: bool = False,
+            timeout: float | None = None,
+            stop: threading.Event | None = None,
+            retry_timeout: float = 30.0,
+        ) -> AsyncIterator[WatchEvent]:
+            """Every committed write and delete of a key (or of the keys under a
+            prefix) after revision ``since``, in revision order, none skipped,
+            none twice. See docs/watch.md.
+
+            ``since``: None (the default) starts at the store revision now; 0
+            replays every change; ``since=event.revision`` resumes after an
+            event. A target that ends with ``/`` (or is empty) is a prefix, as
+            is any target with ``prefix=True``; only agent keys are watched.
+            The iteration ends after ``timeout`` seconds without a change (None:
+            never) or when ``stop`` is set. While the store is unavailable it
+            retries, for up to ``retry_timeout`` seconds, then raises
+            :class:`BackendUnavailable`. Arguments are checked at the call.
+            """
+            from .watch import watch
+
+            return watch(
+                self,
+                key_or_prefix,
+                since,
+                prefix=prefix,
+                timeout=timeout,
+                stop=stop,
+                retry_timeout=retry_timeout,
+            )
 
     # --- writes ------------------------------------------------------------
 

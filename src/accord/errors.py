@@ -279,6 +279,7 @@ _CLI_COMMANDS: dict[str, tuple[str, tuple[str | None, ...]]] = {
     "check": ("check", ("history",)),
     "plan": ("plan", ("manifest",)),
     "branch": ("branch read", ("key", "branch_id")),
+    "watch": ("watch", ("key_or_prefix",)),
     # accord.credentials' functions take the store first; the agents
     # commands take the store from --store.
     "credentials.add": ("agents add", (None, "agent")),

@@ -22,6 +22,7 @@ in ``store.writes``):
 
 from __future__ import annotations
 
+import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .strategies.branch import Branch
     from .strategies.lease import Lease, LeaseSet
     from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
+    from .watch import WatchEvent
 
 __all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]
 
@@ -165,6 +167,41 @@ class Session:
             self.seen.remember(rec.key, rec.version, doc.value)
             out.append(doc)
         return out
+
+    def watch(
+        self,
+        key_or_prefix: str,
+        since: int | None = None,
+        *,
+        prefix: bool = False,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+        retry_timeout: float = 30.0,
+    ) -> Iterator[WatchEvent]:
+        """Every committed write and delete of a key (or of the keys under a
+        prefix) after revision ``since``, in revision order, none skipped,
+        none twice. See docs/watch.md.
+
+        ``since``: None (the default) starts at the store revision now; 0
+        replays every change; ``since=event.revision`` resumes after an
+        event. A target that ends with ``/`` (or is empty) is a prefix, as
+        is any target with ``prefix=True``; only agent keys are watched.
+        The iteration ends after ``timeout`` seconds without a change (None:
+        never) or when ``stop`` is set. While the store is unavailable it
+        retries, for up to ``retry_timeout`` seconds, then raises
+        :class:`BackendUnavailable`. Arguments are checked at the call.
+        """
+        from .watch import watch
+
+        return watch(
+            self,
+            key_or_prefix,
+            since,
+            prefix=prefix,
+            timeout=timeout,
+            stop=stop,
+            retry_timeout=retry_timeout,
+        )
 
     # --- writes ------------------------------------------------------------
 

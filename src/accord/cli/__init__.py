@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "mcp",
     "serve",
     "agents",
+    "watch",
 ]
 
 

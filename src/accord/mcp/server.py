@@ -19,9 +19,11 @@ callers. Nothing here re-implements a rule. What the layer adds:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,11 +37,15 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
+from accord import replay
 from accord.errors import (
     AccordError,
+    IdempotencyMismatch,
     InvalidValue,
+    LeaseLost,
     NotFound,
     PolicyViolation,
+    PreconditionFailed,
     Timeout,
     UsageError,
     option,
@@ -75,7 +81,7 @@ if TYPE_CHECKING:
     from accord.strategies.lease import Lease
     from accord.strategies.queue import Request
 
-__all__ = ["MAX_WAIT", "Identity", "build_server"]
+__all__ = ["MAX_WAIT", "Identity", "build_server", "fingerprint"]
 
 logger = logging.getLogger("accord.mcp")
 
@@ -105,7 +111,9 @@ top of the current value, and write with the new version. Never retry a conflict
 write with the same value and a guessed version. For long work, take a lease \
 (lease_acquire), write with write_leased and the lease's token, and release it. On \
 queue keys, submit a change and let the writer accept or reject it. Pass an \
-idempotency_key when you may retry a write after a timeout: a repeat applies nothing twice."""
+idempotency_key (one per change) to every call that changes state when you may retry it \
+after a timeout: a repeat of the same call returns the first result and applies nothing \
+twice."""
 
 
 def _now_iso(ts: float) -> str:
@@ -165,11 +173,45 @@ def _internal_error(tool: str, exc: BaseException) -> CallToolResult:
 
 
 def _ok(model: BaseModel) -> CallToolResult:
-    data = model.model_dump(mode="json")
+    return _result(model.model_dump(mode="json"))
+
+
+def _result(
+    data: dict[str, Any], replayed: bool = False, text: str | None = None
+) -> CallToolResult:
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))],
+        content=[TextContent(type="text", text=text or json.dumps(data, ensure_ascii=False))],
         structured_content=data,
+        # A replay carries the first call's structured content unchanged; the
+        # flag is for clients that care (HTTP says Idempotent-Replayed).
+        _meta={"accord/replayed": True} if replayed else None,
     )
+
+
+SURFACE = "mcp"
+
+
+def fingerprint(tool: str, arguments: dict[str, Any]) -> str:
+    """What makes two calls "the same call" for an idempotency_key: the tool and its
+    arguments as validated (defaults filled in), without the key itself."""
+    text = json.dumps([tool, _canonical(arguments)], sort_keys=True, ensure_ascii=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    # ttl=30 and ttl=30.0 are one call (a default is an int, a sent number a float).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _same_call(tool: str, key: str) -> str:
+    return f"{tool} of {key}" if key else tool
 
 
 def _value(value: str, kind: str, what: str = "value") -> Any:
@@ -289,6 +331,100 @@ class _Tools:
         except Exception as exc:
             return _internal_error(tool, exc)
 
+    def mutate(
+        self,
+        tool: str,
+        ctx: Context,
+        arguments: dict[str, Any],
+        idempotency_key: str | None,
+        body: Callable[[Session, str | None], BaseModel],
+        *,
+        recover: Callable[[Session, int], BaseModel | None] | None = None,
+        hold: float = 0.0,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> CallToolResult:
+        """Run a tool that changes state, remembering its result for ``idempotency_key``.
+
+        Without a key this is :meth:`run`. With one, the call is claimed in the
+        store first (:mod:`accord.replay`): a repeat of the same call gets the
+        first result back and nothing runs; another call with the key, or a
+        repeat while the first still runs, is a tool error. ``body`` gets the
+        session and the key to hand to the library's own idempotency (derived
+        per agent). ``recover`` runs instead of ``body`` when an earlier attempt
+        with this key died before its result was kept: given the store revision
+        that attempt began at, it answers from what the store shows that attempt
+        did, or returns None when the attempt left nothing (``body`` then runs).
+        ``hold`` is the call's longest wait; ``keep`` says whether a successful
+        result is kept (a refused call applied nothing and is never kept).
+        """
+        if idempotency_key is None:
+            return self.run(tool, ctx, lambda session: body(session, None))
+        what = _same_call(tool, str(arguments.get("key") or ""))
+        try:
+            session = self.store.session(self.identity(ctx))
+            key = replay.check_key(idempotency_key)
+            got = replay.begin(self.store, SURFACE, session.agent, key,
+                               fingerprint(tool, arguments), replay.IN_FLIGHT + hold, what)
+        except AccordError as exc:
+            return error_result(exc)
+        except Exception as exc:
+            return _internal_error(tool, exc)
+        if isinstance(got, replay.Done):
+            # The text as first sent: the store may keep JSON in another key order.
+            return _result(got.answer["structured"], True, got.answer["text"])
+        if isinstance(got, replay.Mismatch):
+            return error_result(IdempotencyMismatch(
+                f"idempotency_key {key!r} was first used for another call "
+                f"({got.operation or 'a different one'}); nothing was done. A repeat must be the "
+                "very same call (the same tool with the same arguments); use a new "
+                "idempotency_key for a new change, such as one corrected after a Conflict.",
+                idempotency_key=key,
+            ))
+        if isinstance(got, replay.Busy):
+            left = max(1, math.ceil(got.left))
+            return error_result(PreconditionFailed(
+                f"A call with idempotency_key {key!r} is still running; nothing was done. "
+                f"Repeat it after it finished (in about {left} s) to get its result.",
+                idempotency_key=key,
+                retry_after=left,
+            ))
+        claim = got
+        try:
+            model = recover(session, claim.since) if claim.retry and recover else None
+            if model is None:
+                model = body(session, replay.session_key(SURFACE, session.agent, key))
+            result = _ok(model)
+        except AccordError as exc:
+            self._forget(tool, claim, what)
+            return error_result(exc)
+        except Exception as exc:
+            self._forget(tool, claim, what)
+            return _internal_error(tool, exc)
+        kept = keep is None or keep(model)
+        try:
+            text = result.content[0].text if isinstance(result.content[0], TextContent) else ""
+            answer = {"structured": result.structured_content, "text": text}
+            replay.finish(self.store, claim, what, answer if kept else None)
+        except Exception as exc:  # the result is still the result
+            logger.error("keeping the result of %s for its idempotency_key failed", tool,
+                         exc_info=exc)
+        return result
+
+    def _forget(self, tool: str, claim: replay.Claim, what: str) -> None:
+        try:
+            replay.finish(self.store, claim, what, None)
+        except Exception as exc:  # the claim lapses at its deadline instead
+            logger.error("releasing the idempotency_key of %s failed", tool, exc_info=exc)
+
+    def _events(self, key: str, since: int, op: str, agent: str) -> list[dict[str, Any]]:
+        """The history events ``op`` of ``agent`` on ``key`` after revision ``since``."""
+        return [
+            event
+            for event in self.store.backend.history(since=since, key=key)
+            if event.get("op") == op and event.get("key") == key
+            and event.get("agent") == agent and event.get("outcome", "ok") == "ok"
+        ]
+
     # --- reading ---------------------------------------------------------------
 
     def read(self, key: str, ctx: Context) -> Annotated[CallToolResult, DocOut]:
@@ -348,12 +484,13 @@ class _Tools:
         with kind='bytes' base64. Pass an `idempotency_key` (one per logical change) to make
         a retry after a timeout safe: a repeat returns the first result and writes nothing."""
 
-        def body(session: Session) -> WriteOut:
+        def body(session: Session, idem: str | None) -> WriteOut:
             stored = _value(value, kind)
-            doc = session.write(key, stored, expect=expect, idempotency_key=idempotency_key)
+            doc = session.write(key, stored, expect=expect, idempotency_key=idem)
             return _write_out(doc)
 
-        return self.run("write", ctx, body)
+        arguments = {"key": key, "value": value, "expect": expect, "kind": kind}
+        return self.mutate("write", ctx, arguments, idempotency_key, body)
 
     def write_owned(
         self,
@@ -368,7 +505,7 @@ class _Tools:
         no version to compare. Refused on any other key: use write with expect there.
         `kind` and `idempotency_key` as for write."""
 
-        def body(session: Session) -> WriteOut:
+        def body(session: Session, idem: str | None) -> WriteOut:
             validate_key(key)
             stored = _value(value, kind)
             policy = self.store.policy
@@ -376,7 +513,7 @@ class _Tools:
                 session,
                 "write",
                 key,
-                {"expect": None, "force": False, "lease": None, "idempotency_key": idempotency_key},
+                {"expect": None, "force": False, "lease": None, "idempotency_key": idem},
             )
             if policy is not None:
                 policy.check(operation)
@@ -392,23 +529,26 @@ class _Tools:
                     key=key,
                     strategy=strategy,
                 )
-            doc = session.write(key, stored, idempotency_key=idempotency_key)
+            doc = session.write(key, stored, idempotency_key=idem)
             return _write_out(doc)
 
-        return self.run("write_owned", ctx, body)
+        arguments = {"key": key, "value": value, "kind": kind}
+        return self.mutate("write_owned", ctx, arguments, idempotency_key, body)
 
     def delete(
         self, key: str, expect: Version, ctx: Context, idempotency_key: str | None = None
     ) -> Annotated[CallToolResult, DeleteOut]:
         """Delete `key` only if it is still at version `expect` (the version you read).
         The version moves on: a later create (expect=0) continues from it. On a Conflict
-        nothing was deleted; read the key again and decide."""
+        nothing was deleted; read the key again and decide. `idempotency_key` as for
+        write."""
 
-        def body(session: Session) -> DeleteOut:
-            version = session.delete(key, expect=expect, idempotency_key=idempotency_key)
+        def body(session: Session, idem: str | None) -> DeleteOut:
+            version = session.delete(key, expect=expect, idempotency_key=idem)
             return DeleteOut(key=key, version=version)
 
-        return self.run("delete", ctx, body)
+        arguments = {"key": key, "expect": expect}
+        return self.mutate("delete", ctx, arguments, idempotency_key, body)
 
     # --- leases ----------------------------------------------------------------
 
@@ -419,6 +559,7 @@ class _Tools:
         ttl: float = 30,
         wait: float = 10,
         mode: Literal["exclusive", "shared"] = "exclusive",
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, LeaseOut]:
         """Take the lease on `key` for long work: while you hold it (exclusive mode),
         writes under its token are yours alone. Waits up to `wait` seconds in line (at most
@@ -426,45 +567,95 @@ class _Tools:
         lapses `ttl` seconds after it was granted or last renewed: renew it while you work
         and release it when done. Write with write_leased and the token. Leases are not
         re-entrant: if you already hold it, use your token (lease_status shows it).
-        mode='shared' is for readers that want no writer meanwhile."""
+        mode='shared' is for readers that want no writer meanwhile. Pass an
+        `idempotency_key` to make a retry after a timeout safe: a repeat returns the first
+        result (the same lease) and takes nothing again."""
 
-        def body(session: Session) -> LeaseOut:
+        def body(session: Session, idem: str | None) -> LeaseOut:
             from accord.strategies import lease as lease_mod
 
             granted = lease_mod.acquire(session, key, ttl=ttl, wait=_check_wait(wait), mode=mode)
             return _lease_out(granted)
 
-        return self.run("lease_acquire", ctx, body)
+        def recover(session: Session, since: int) -> LeaseOut | None:
+            # The first attempt was granted a lease after its claim: while that
+            # lease is live it is the answer (a second one would queue behind it).
+            from accord.strategies import lease as lease_mod
+
+            for event in self._events(key, since, "lease_acquire", session.agent):
+                if event.get("lease") is None:
+                    continue  # a wait that ended without a lease
+                try:
+                    held = lease_mod.from_token(session, key, int(event["lease"]))
+                except LeaseLost:
+                    return None  # it lapsed or was released: take a new one
+                return _lease_out(held) if held.mode == mode else None
+            return None
+
+        arguments = {"key": key, "ttl": ttl, "wait": wait, "mode": mode}
+        hold = min(max(wait, 0.0), MAX_WAIT) if math.isfinite(wait) else 0.0
+        return self.mutate("lease_acquire", ctx, arguments, idempotency_key, body,
+                           recover=recover, hold=hold)
 
     def lease_renew(
-        self, key: str, token: Token, ctx: Context, ttl: float | None = None
+        self,
+        key: str,
+        token: Token,
+        ctx: Context,
+        ttl: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, LeaseOut]:
         """Extend your lease `token` on `key` to `ttl` seconds from now (default: the TTL
         it was granted with). A lease that already lapsed cannot be renewed (someone else
-        may hold the key now): re-read the key and acquire a new lease."""
+        may hold the key now): re-read the key and acquire a new lease.
+        `idempotency_key` as for lease_acquire: a repeat returns the first result and
+        renews nothing again."""
 
-        def body(session: Session) -> LeaseOut:
+        def body(session: Session, idem: str | None) -> LeaseOut:
             from accord.strategies import lease as lease_mod
 
             held = lease_mod.from_token(session, key, token)
             held.renew(ttl)
             return _lease_out(held)
 
-        return self.run("lease_renew", ctx, body)
+        def recover(session: Session, since: int) -> LeaseOut | None:
+            from accord.strategies import lease as lease_mod
+
+            for event in self._events(key, since, "lease_renew", session.agent):
+                if event.get("lease") == token:
+                    # Renewed by the first attempt: answer with the lease as it is,
+                    # and the TTL that renewal gave it.
+                    held = lease_mod.from_token(session, key, token)
+                    held.ttl = float(event.get("ttl") or held.ttl)
+                    return _lease_out(held)
+            return None
+
+        arguments = {"key": key, "token": token, "ttl": ttl}
+        return self.mutate("lease_renew", ctx, arguments, idempotency_key, body,
+                           recover=recover)
 
     def lease_release(
-        self, key: str, token: Token, ctx: Context
+        self, key: str, token: Token, ctx: Context, idempotency_key: str | None = None
     ) -> Annotated[CallToolResult, ReleaseOut]:
         """Release your lease `token` on `key` when your work is done, so that the next
-        agent in line gets it at once instead of after the TTL."""
+        agent in line gets it at once instead of after the TTL. `idempotency_key` as for
+        lease_acquire: a repeat returns the first result."""
 
-        def body(session: Session) -> ReleaseOut:
+        def body(session: Session, idem: str | None) -> ReleaseOut:
             from accord.strategies import lease as lease_mod
 
             lease_mod.from_token(session, key, token).release()
             return ReleaseOut(key=key, token=token)
 
-        return self.run("lease_release", ctx, body)
+        def recover(session: Session, since: int) -> ReleaseOut | None:
+            for event in self._events(key, since, "lease_release", session.agent):
+                if event.get("lease") == token:
+                    return ReleaseOut(key=key, token=token)
+            return None
+
+        arguments = {"key": key, "token": token}
+        return self.mutate("lease_release", ctx, arguments, idempotency_key, body,
+                           recover=recover)
 
     def lease_status(self, key: str, ctx: Context) -> Annotated[CallToolResult, LeaseStatusOut]:
         """Who holds the lease on `key` (agents, tokens, deadlines) and who waits for it,
@@ -508,12 +699,13 @@ class _Tools:
         is Fenced and nothing is written: stop, re-read the key, acquire a new lease and
         redo the work. `value`, `kind` and `idempotency_key` as for write."""
 
-        def body(session: Session) -> WriteOut:
+        def body(session: Session, idem: str | None) -> WriteOut:
             stored = _value(value, kind)
-            doc = session.write(key, stored, lease=token, idempotency_key=idempotency_key)
+            doc = session.write(key, stored, lease=token, idempotency_key=idem)
             return _write_out(doc)
 
-        return self.run("write_leased", ctx, body)
+        arguments = {"key": key, "value": value, "token": token, "kind": kind}
+        return self.mutate("write_leased", ctx, arguments, idempotency_key, body)
 
     # --- queue -----------------------------------------------------------------
 
@@ -530,11 +722,12 @@ class _Tools:
         understands (`kind` as for write). Returns the request id: request_status tells
         you the writer's decision. An `idempotency_key` makes a resubmission safe."""
 
-        def body(session: Session) -> RequestOut:
+        def body(session: Session, idem: str | None) -> RequestOut:
             stored = _value(change, kind, "change")
-            return _request_out(session.submit(key, stored, idempotency_key=idempotency_key))
+            return _request_out(session.submit(key, stored, idempotency_key=idem))
 
-        return self.run("submit", ctx, body)
+        arguments = {"key": key, "change": change, "kind": kind}
+        return self.mutate("submit", ctx, arguments, idempotency_key, body)
 
     def request_status(
         self, request_id: str, ctx: Context, wait: float = 0
@@ -594,28 +787,64 @@ class _Tools:
         expect: Version,
         ctx: Context,
         kind: Kind = "text",
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, RequestOut]:
         """As the writer of `key`: accept the change request `request_id` by writing
         `value` (the key's new value, with the change applied) if the key is still at
-        version `expect`. The write and the decision commit together, exactly once."""
+        version `expect`. The write and the decision commit together, exactly once.
+        `kind` and `idempotency_key` as for write."""
 
-        def body(session: Session) -> RequestOut:
+        def body(session: Session, idem: str | None) -> RequestOut:
             request = self._request_of(key, request_id)
             stored = _value(value, kind)
             return _request_out(session.accept(request, stored, expect=expect))
 
-        return self.run("accept", ctx, body)
+        def recover(session: Session, since: int) -> RequestOut | None:
+            # Accepted by this agent with this value on top of `expect`: that is
+            # the first attempt's decision (a request is decided once).
+            request = self._request_of(key, request_id)
+            outcome = request.outcome
+            if (
+                request.accepted
+                and request.decided_by == session.agent
+                and isinstance(outcome, Doc)
+                and outcome.version == expect + 1
+                and outcome.value == _value(value, kind)
+            ):
+                return _request_out(request)
+            return None
+
+        arguments = {"key": key, "request_id": request_id, "value": value, "expect": expect,
+                     "kind": kind}
+        return self.mutate("accept", ctx, arguments, idempotency_key, body, recover=recover)
 
     def reject(
-        self, key: str, request_id: str, reason: str, ctx: Context
+        self,
+        key: str,
+        request_id: str,
+        reason: str,
+        ctx: Context,
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, RequestOut]:
         """As the writer of `key`: reject the change request `request_id` with a
-        `reason` the submitter can act on. Nothing is written."""
+        `reason` the submitter can act on. Nothing is written. `idempotency_key` as for
+        write: a repeat returns the first result and decides nothing again."""
 
-        def body(session: Session) -> RequestOut:
+        def body(session: Session, idem: str | None) -> RequestOut:
             return _request_out(session.reject(self._request_of(key, request_id), reason))
 
-        return self.run("reject", ctx, body)
+        def recover(session: Session, since: int) -> RequestOut | None:
+            request = self._request_of(key, request_id)
+            if (
+                request.rejected
+                and request.decided_by == session.agent
+                and request.reason == reason
+            ):
+                return _request_out(request)
+            return None
+
+        arguments = {"key": key, "request_id": request_id, "reason": reason}
+        return self.mutate("reject", ctx, arguments, idempotency_key, body, recover=recover)
 
     def _request_of(self, key: str, request_id: str) -> Request:
         from accord.strategies import queue
@@ -633,16 +862,29 @@ class _Tools:
 
     # --- branches --------------------------------------------------------------
 
-    def fork(self, key: str, ctx: Context) -> Annotated[CallToolResult, BranchOut]:
+    def fork(
+        self, key: str, ctx: Context, idempotency_key: str | None = None
+    ) -> Annotated[CallToolResult, BranchOut]:
         """Fork `key`: a private copy (a branch) based on its current version, for work
         that should neither see nor disturb the others'. Write it with branch_write; the
-        branches of one base are merged at the end with merge."""
+        branches of one base are merged at the end with merge. Pass an `idempotency_key`
+        to make a retry after a timeout safe: a repeat returns the first result (the same
+        branch) and forks nothing again."""
 
-        def body(session: Session) -> BranchOut:
+        def body(session: Session, idem: str | None) -> BranchOut:
             branch = session.fork(key)
             return self._branch_out(branch)
 
-        return self.run("fork", ctx, body)
+        def recover(session: Session, since: int) -> BranchOut | None:
+            from accord.strategies.branch import get_branch
+
+            for event in self._events(key, since, "fork", session.agent):
+                branch_id = event.get("request")
+                if isinstance(branch_id, str):
+                    return self._branch_out(get_branch(self.store, key, branch_id))
+            return None
+
+        return self.mutate("fork", ctx, {"key": key}, idempotency_key, body, recover=recover)
 
     def branch_read(
         self, key: str, branch_id: str, ctx: Context
@@ -664,17 +906,41 @@ class _Tools:
         value: str,
         ctx: Context,
         kind: Kind = "text",
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, BranchOut]:
         """Replace the value of your branch `branch_id` of `key` (from fork). Only the
         branch changes; the key changes when the branches are merged. The value must be of
-        the key's kind (text stays text, JSON stays JSON)."""
+        the key's kind (text stays text, JSON stays JSON). `idempotency_key` as for
+        write."""
 
-        def body(session: Session) -> BranchOut:
+        def body(session: Session, idem: str | None) -> BranchOut:
             branch = session.branch(key, branch_id)
             branch.write(_value(value, kind))
             return self._branch_out(branch)
 
-        return self.run("branch_write", ctx, body)
+        def recover(session: Session, since: int) -> BranchOut | None:
+            branch = session.branch(key, branch_id)
+            if branch.read() == _value(value, kind):
+                return self._branch_out(branch)  # the first attempt wrote it
+            rec = self.store.backend.get(branch.record_key)
+            if rec is not None and rec.revision > since:
+                # Only its agent writes a branch: a later write of this agent's
+                # replaced the value, whether or not the first attempt wrote it.
+                # Writing again would erase that later write.
+                raise PreconditionFailed(
+                    f"Branch {branch_id} of {key} was written again after this call was first "
+                    "made (its result was lost when the server stopped), and it does not hold "
+                    "this call's value; nothing was written, so your later write stays. Read "
+                    "the branch (branch_read) and, if this value is still wanted, write it with "
+                    "a new idempotency_key.",
+                    key=key,
+                    branch=branch_id,
+                )
+            return None
+
+        arguments = {"key": key, "branch_id": branch_id, "value": value, "kind": kind}
+        return self.mutate("branch_write", ctx, arguments, idempotency_key, body,
+                           recover=recover)
 
     def _branch_out(self, branch: Any) -> BranchOut:
         kind, wire = to_wire(branch.read())
@@ -695,15 +961,19 @@ class _Tools:
         branch_ids: list[str] | None = None,
         prefer: str | None = None,
         resolutions: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Annotated[CallToolResult, MergeOut]:
         """Merge the branches `branch_ids` of `key` (default: every open branch)
         three-way against their base and, when no conflict is left, write the result
         (committed=true). Otherwise nothing is written and the conflicts are listed, each
         with where it is, the base and every side (a branch id, or 'current' for the key's
         value if it moved). Settle them by merging again with resolutions={where: side}
-        (or prefer=side for all of them), or by editing the branches so that they agree."""
+        (or prefer=side for all of them), or by editing the branches so that they agree.
+        Pass an `idempotency_key` to make a retry after a timeout safe: a repeat of a
+        committed merge returns the first result and writes nothing again (a merge that
+        left conflicts wrote nothing and is not remembered)."""
 
-        def body(session: Session) -> MergeOut:
+        def body(session: Session, idem: str | None) -> MergeOut:
             merged, doc = merge_branches(session, key, branch_ids, prefer, resolutions)
             kind, wire = to_wire(merged.value)
             return MergeOut(
@@ -722,7 +992,41 @@ class _Tools:
                 + ("" if doc is None else f" Committed as version {doc.version}."),
             )
 
-        return self.run("merge", ctx, body)
+        def recover(session: Session, since: int) -> MergeOut | None:
+            # The commit and the closing of its branches are one transaction:
+            # a merge event of this agent with these branches is the first
+            # attempt's commit.
+            for event in self._events(key, since, "merge", session.agent):
+                merged_ids = list(event.get("branches") or [])
+                if branch_ids and sorted(merged_ids) != sorted(branch_ids):
+                    continue
+                version = int(event["version"])
+                rec = self.store.backend.get(key)
+                current = rec is not None and not rec.deleted and rec.version == version
+                kind, wire = to_wire(rec.value) if current and rec is not None else (
+                    rec.kind if rec is not None else "text", None)
+                return MergeOut(
+                    key=key,
+                    committed=True,
+                    clean=True,
+                    version=version,
+                    value=wire,
+                    kind=kind,
+                    base_version=int(event.get("base") or 0),
+                    current_version=int(event.get("based_on") or 0),
+                    branches=merged_ids,
+                    conflicts=[],
+                    resolved=0,
+                    message=f"Merged {len(merged_ids)} branches of {key}. Committed as version "
+                    f"{version} (by the first attempt of this call, whose result was lost)."
+                    + ("" if current else f" {key} moved on since: read it for its value."),
+                )
+            return None
+
+        arguments = {"key": key, "branch_ids": branch_ids, "prefer": prefer,
+                     "resolutions": resolutions}
+        return self.mutate("merge", ctx, arguments, idempotency_key, body, recover=recover,
+                           keep=lambda out: bool(out.committed))
 
     # --- history, checker, plan ------------------------------------------------
 
