@@ -22,13 +22,25 @@ BOUND = 60.0
 ACCORD = [sys.executable, "-m", "accord"]
 
 
+def ctrl_c_reaches_child() -> None:
+    """Give the child the default Ctrl-C handling.
+
+    A process started from a background job of a non-interactive shell (as CI
+    may start the tests) inherits SIGINT *ignored*, and Python then installs
+    no KeyboardInterrupt handler: the child would never see the Ctrl-C this
+    test sends. Runs in the child between fork and exec.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130(sqlite_url: str) -> None:
     """A command stopped with Ctrl-C (SIGINT) exits 128 + 2, not 1 (a usage error)."""
     args = ["lease", "acquire", "k", "--wait", "100", "--store", sqlite_url, "--agent", "waiter"]
     with accord.open(sqlite_url) as store:
         held = store.session("holder").acquire("k", ttl=120, wait=0)
         with subprocess.Popen(
-            [*ACCORD, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [*ACCORD, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            preexec_fn=ctrl_c_reaches_child,
         ) as proc:
             lines: queue.Queue[str] = queue.Queue()
             assert proc.stderr is not None

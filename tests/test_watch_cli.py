@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import IO
 
 import pytest
@@ -15,6 +17,8 @@ from click.testing import CliRunner
 
 import accord
 from accord.cli import cli
+
+from .test_cli_exits import ctrl_c_reaches_child
 
 ACCORD = [sys.executable, "-m", "accord"]
 BOUND = 60.0
@@ -36,13 +40,21 @@ class Lines:
         return self._q.get(timeout=BOUND)
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def _start(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``accord watch ARGS`` as a child process, killed if a test leaves it running."""
+    with subprocess.Popen(
         [*ACCORD, "watch", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+        preexec_fn=ctrl_c_reaches_child,
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_json_lines_arrive_one_by_one_as_changes_commit(sqlite_url: str) -> None:
