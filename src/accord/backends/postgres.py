@@ -1122,6 +1122,29 @@ def _matches(changed: list[str] | None, keys: Sequence[str], prefixes: Sequence[
     return any(key in keys or key.startswith(tuple(prefixes)) for key in changed)
 
 
+def listener_sql(schema: str) -> tuple[list[sql.Composed], sql.Composed]:
+    """The statements a LISTEN connection registers and unregisters with
+    (one source for the sync listener thread and the async listener task)."""
+    s = sql.Identifier(schema)
+    register = [
+        # Under the counter lock: a writer that committed before this
+        # registration is seen by the waiters' table check that follows
+        # it; a writer after it sees the registration and notifies.
+        sql.SQL("SELECT 1 FROM {}.accord_counter WHERE id = 1 FOR UPDATE").format(s),
+        sql.SQL(
+            "DELETE FROM {}.accord_listeners WHERE pid NOT IN "
+            "(SELECT pid FROM pg_stat_activity)"
+        ).format(s),
+        sql.SQL(
+            "INSERT INTO {}.accord_listeners (pid, since) VALUES "
+            "(pg_backend_pid(), extract(epoch FROM clock_timestamp())) "
+            "ON CONFLICT (pid) DO NOTHING"
+        ).format(s),
+    ]
+    unregister = sql.SQL("DELETE FROM {}.accord_listeners WHERE pid = pg_backend_pid()").format(s)
+    return register, unregister
+
+
 class _Listener:
     """One LISTEN connection per store object, shared by all its waiters.
 
@@ -1137,25 +1160,7 @@ class _Listener:
     def __init__(self, conninfo: str, channel: str, schema: str) -> None:
         self._conninfo = conninfo
         self._channel = channel
-        s = sql.Identifier(schema)
-        self._sql_register = [
-            # Under the counter lock: a writer that committed before this
-            # registration is seen by the waiters' table check that follows
-            # it; a writer after it sees the registration and notifies.
-            sql.SQL("SELECT 1 FROM {}.accord_counter WHERE id = 1 FOR UPDATE").format(s),
-            sql.SQL(
-                "DELETE FROM {}.accord_listeners WHERE pid NOT IN "
-                "(SELECT pid FROM pg_stat_activity)"
-            ).format(s),
-            sql.SQL(
-                "INSERT INTO {}.accord_listeners (pid, since) VALUES "
-                "(pg_backend_pid(), extract(epoch FROM clock_timestamp())) "
-                "ON CONFLICT (pid) DO NOTHING"
-            ).format(s),
-        ]
-        self._sql_unregister = sql.SQL(
-            "DELETE FROM {}.accord_listeners WHERE pid = pg_backend_pid()"
-        ).format(s)
+        self._sql_register, self._sql_unregister = listener_sql(schema)
         self._cond = threading.Condition()
         self._gen = 0
         self._lost_gen = 0

@@ -41,6 +41,7 @@ from .postgres import (
     _row_to_record,
     _token,
     _txn_spec,
+    listener_sql,
 )
 
 T = TypeVar("T")
@@ -359,22 +360,7 @@ class _AsyncListener:
     def __init__(self, conninfo: str, channel: str, schema: str) -> None:
         self._conninfo = conninfo
         self._channel = channel
-        s = sql.Identifier(schema)
-        self._sql_register = [
-            sql.SQL("SELECT 1 FROM {}.accord_counter WHERE id = 1 FOR UPDATE").format(s),
-            sql.SQL(
-                "DELETE FROM {}.accord_listeners WHERE pid NOT IN "
-                "(SELECT pid FROM pg_stat_activity)"
-            ).format(s),
-            sql.SQL(
-                "INSERT INTO {}.accord_listeners (pid, since) VALUES "
-                "(pg_backend_pid(), extract(epoch FROM clock_timestamp())) "
-                "ON CONFLICT (pid) DO NOTHING"
-            ).format(s),
-        ]
-        self._sql_unregister = sql.SQL(
-            "DELETE FROM {}.accord_listeners WHERE pid = pg_backend_pid()"
-        ).format(s)
+        self._sql_register, self._sql_unregister = listener_sql(schema)
         self._changed = asyncio.Condition()
         self._gen = 0
         self._lost_gen = 0
