@@ -63,7 +63,7 @@ class AsyncTwin:
         self._astore: AsyncStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
-        self._closed = False
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Task[AsyncStore]] | None = None
 
     @property
     def native(self) -> bool:
@@ -71,25 +71,31 @@ class AsyncTwin:
         return _native(self.store)
 
     async def get(self) -> AsyncStore:
-        """The async store for the running event loop, opened on first use."""
+        """The async store for the running event loop, opened on first use
+        (once: coroutines that ask while it opens wait for that one)."""
         loop = asyncio.get_running_loop()
         astore = self._astore
         if astore is not None and (self._loop is loop or not self.native):
             return astore
-        opened = await self._open()
         with self._lock:
-            current = self._astore
-            if current is not None and (self._loop is loop or not self.native):
-                winner = current  # another coroutine opened one first
-            else:
-                winner, self._astore, self._loop = opened, opened, loop
-        if winner is not opened:
-            await opened.close()
-        elif current is not None:
+            opening = self._opening
+            if opening is None or opening[0] is not loop:
+                opening = self._opening = (loop, loop.create_task(self._install(loop)))
+        return await asyncio.shield(opening[1])
+
+    async def _install(self, loop: asyncio.AbstractEventLoop) -> AsyncStore:
+        try:
+            opened = await self._open()
+        finally:
+            with self._lock:
+                self._opening = None
+        with self._lock:
+            old, self._astore, self._loop = self._astore, opened, loop
+        if old is not None:
             # The twin of a previous event loop: its pool's connections
             # cannot be used (nor closed) from this one; its sync half can.
-            await asyncio.to_thread(_drop, current)
-        return winner
+            await asyncio.to_thread(_drop, old)
+        return opened
 
     async def _open(self) -> AsyncStore:
         store = self.store
