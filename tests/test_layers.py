@@ -104,6 +104,7 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
             "accord.http",
             "accord.langgraph",
             "accord.agents_sdk",
+            "accord._async_twin",
             "accord.otel",
             "accord.demo",
             "accord.pytest_plugin",

@@ -17,18 +17,18 @@ learns why. :func:`tools` gives an agent accord's operations as
 runs on one session id append without losing each other's items (every
 change is a versioned write, retried on a conflict).
 
-accord's API is synchronous today: the session's methods run it in a worker
-thread (:func:`asyncio.to_thread`), as the SDK runs synchronous tools.
+The session's methods run on accord's async API (:mod:`accord.aio`), opened
+on first use over the same store: natively on PostgreSQL (no worker thread),
+through the thread-offload adapter on SQLite and memory. The tools are
+synchronous functions, which the SDK runs in worker threads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 try:
     from agents import FunctionTool, RunContextWrapper, function_tool
@@ -40,7 +40,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "accord.agents_sdk needs the OpenAI Agents SDK: pip install 'accord[agents]'."
     ) from exc
 
+from ._async_twin import AsyncTwin
 from ._segments import encode_segment
+from ._session_async import AsyncSession
 from .errors import AccordError, Conflict, InvalidValue, NotFound, Timeout, UsageError
 from .records import Value, to_wire
 from .session import Session
@@ -50,9 +52,6 @@ from .strategies.branch import Branch
 from .strategies.lease import Lease
 
 __all__ = ["AccordSession", "accord_error_message", "tools"]
-
-_T = TypeVar("_T")
-
 
 def accord_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
     """The ``failure_error_function`` of accord's tools: accord's message for its errors.
@@ -292,26 +291,44 @@ class AccordSession:
         self.agent = agent
         self.retries = retries
         self._session = self.store.session(agent)
+        self._twin = AsyncTwin(self.store)
 
     def __repr__(self) -> str:
         return f"AccordSession({self.session_id!r}, key={self.key!r}, agent={self.agent!r})"
 
     def close(self) -> None:
-        """Close the accord store if this object opened it from a URL."""
-        if self._owned:
-            self.store.close()
+        """Close the async face (if opened), and the accord store if this
+        object opened it from a URL."""
+        try:
+            self._twin.close()
+        finally:
+            if self._owned:
+                self.store.close()
 
-    async def _run(self, fn: Callable[[], _T]) -> _T:
-        # The one place the SDK's event loop meets the synchronous store; with
-        # a native async accord API this becomes a direct await.
-        return await asyncio.to_thread(fn)
+    async def aclose(self) -> None:
+        """:meth:`close` from async code."""
+        try:
+            await self._twin.aclose()
+        finally:
+            if self._owned:
+                self.store.close()
+
+    async def asession(self) -> AsyncSession:
+        """The :class:`accord.aio.AsyncSession` this session writes as (``agent``).
+
+        Its store is opened on first use over :attr:`store` (see
+        ``AccordStore.astore`` in :mod:`accord.langgraph`: the same rules) and
+        shares its sessions, so :attr:`store`'s ``session(agent)`` and this one
+        carry one clock.
+        """
+        return (await self._twin.get()).session(self.agent)
 
     # --- the Session protocol ------------------------------------------------------------
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The conversation, oldest first; with ``limit``, only the latest ``limit`` items."""
         effective = resolve_session_limit(limit, self.session_settings)
-        items = await self._run(self._items)
+        items, _ = await self._aread()
         if effective is None:
             return items
         return items[-effective:] if effective > 0 else []
@@ -321,65 +338,67 @@ class AccordSession:
         if not items:
             return
         new = [dict(item) for item in items]
-        await self._run(
-            lambda: self._session.update(
-                self.key, lambda old: [*(old or []), *new], retries=self.retries
-            )
-        )
+        session = await self.asession()
+        await session.update(self.key, lambda old: [*(old or []), *new], retries=self.retries)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the latest item, or None if the conversation is empty."""
-        return await self._run(self._pop)
-
-    async def clear_session(self) -> None:
-        """Remove every item of the conversation."""
-        await self._run(self._clear)
-
-    # --- implementation ---------------------------------------------------------------------
-
-    def _read(self) -> tuple[list[Any], int]:
-        try:
-            doc = self._session.read(self.key)
-        except NotFound:
-            return [], 0
-        if not isinstance(doc.value, list):
-            raise InvalidValue(
-                f"{self.key} holds {type(doc.value).__name__} data, not a conversation (a JSON "
-                "list). Something other than AccordSession wrote it; use another session id "
-                "or prefix.",
-                key=self.key,
-            )
-        return doc.value, doc.version
-
-    def _items(self) -> list[TResponseInputItem]:
-        return self._read()[0]
-
-    def _pop(self) -> TResponseInputItem | None:
+        session = await self.asession()
         for _ in range(self.retries + 1):
-            items, version = self._read()
+            items, version = await self._aread()
             if not items:
                 return None
             try:
-                self._session.write(self.key, items[:-1], expect=version)
+                await session.write(self.key, items[:-1], expect=version)
             except Conflict:
                 continue
             popped: TResponseInputItem = items[-1]
             return popped
         raise _contended(self.key, self.retries)
 
-    def _clear(self) -> None:
+    async def clear_session(self) -> None:
+        """Remove every item of the conversation."""
+        session = await self.asession()
         for _ in range(self.retries + 1):
-            _, version = self._read()
+            _, version = await self._aread()
             if version == 0:
                 return
             try:
                 # Against the version read, not blind: a clear that raced an
                 # append removes exactly what it saw, and the history stays clean.
-                self._session.delete(self.key, expect=version)
+                await session.delete(self.key, expect=version)
                 return
             except Conflict:
                 continue
         raise _contended(self.key, self.retries)
+
+    # --- implementation ---------------------------------------------------------------------
+
+    def _items(self) -> list[TResponseInputItem]:
+        # The conversation read from sync code (the session's sync twin).
+        try:
+            doc = self._session.read(self.key)
+        except NotFound:
+            return []
+        return _conversation(self.key, doc.value)
+
+    async def _aread(self) -> tuple[list[Any], int]:
+        try:
+            doc = await (await self.asession()).read(self.key)
+        except NotFound:
+            return [], 0
+        return _conversation(self.key, doc.value), doc.version
+
+
+def _conversation(key: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidValue(
+            f"{key} holds {type(value).__name__} data, not a conversation (a JSON "
+            "list). Something other than AccordSession wrote it; use another session id "
+            "or prefix.",
+            key=key,
+        )
+    return value
 
 
 def _contended(key: str, retries: int) -> AccordError:

@@ -30,13 +30,16 @@ No semantic index: ``search(query=...)`` raises :class:`accord.UsageError`
 agent keys, so ``supports_ttl`` is False and ``put(..., ttl=...)`` raises
 ``NotImplementedError`` as LangGraph's ``BaseStore`` does for such stores.
 
-The store is synchronous underneath: ``abatch`` (and every ``a*`` method)
-runs the same code in a worker thread with :func:`asyncio.to_thread`.
+The async methods (``abatch``, ``aget``, ``aput``, ``adelete``,
+``aupdate``, ...) run on accord's async API (:mod:`accord.aio`), opened on
+first use over the same store: natively on PostgreSQL (no worker thread),
+through the thread-offload adapter on SQLite and memory. Both faces share
+one session per agent, so the history is the same whichever LangGraph uses
+(see :meth:`AccordStore.astore`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -65,11 +68,14 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "accord.langgraph needs LangGraph: pip install 'accord[langgraph]'."
     ) from exc
 
+from ._async_twin import AsyncTwin
 from ._segments import decode_segment as _decode_segment
 from ._segments import encode_segment as _encode_segment
+from ._session_async import AsyncSession
+from ._store_async import AsyncStore
 from .errors import InvalidKey, InvalidValue, NotFound, PreconditionRequired, UsageError
 from .keys import MAX_KEY_LENGTH, validate_key
-from .records import Doc
+from .records import Doc, Record
 from .session import Session
 from .store import Store
 from .store import open as open_store
@@ -332,6 +338,7 @@ class AccordStore(BaseStore):
         self.prefix = prefix
         self.on_overwrite: OnOverwrite = on_overwrite
         self._agent = agent
+        self._twin = AsyncTwin(self.store)
 
     def __repr__(self) -> str:
         return (
@@ -340,15 +347,33 @@ class AccordStore(BaseStore):
         )
 
     def close(self) -> None:
-        """Close the accord store if this object opened it from a URL."""
-        if self._owned:
-            self.store.close()
+        """Close the async face (if opened), and the accord store if this
+        object opened it from a URL."""
+        try:
+            self._twin.close()
+        finally:
+            if self._owned:
+                self.store.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code."""
+        try:
+            await self._twin.aclose()
+        finally:
+            if self._owned:
+                self.store.close()
 
     def __enter__(self) -> AccordStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> AccordStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # --- identity -------------------------------------------------------------
 
@@ -394,30 +419,41 @@ class AccordStore(BaseStore):
         """Run ``ops`` in order, each as its own accord operation (not one transaction)."""
         results: list[Result] = []
         for op in ops:
-            validate_op_namespace(op)
-            if isinstance(op, GetOp):
-                results.append(self._get(tuple(op.namespace), op.key))
-            elif isinstance(op, SearchOp):
-                results.append(self._search(op))
-            elif isinstance(op, ListNamespacesOp):
-                results.append(self._list_namespaces(op))
-            elif isinstance(op, PutOp):
-                if op.ttl is not None:
-                    raise NotImplementedError(_NO_TTL)
-                if op.value is None:
-                    self._delete(tuple(op.namespace), op.key, None)
-                else:
-                    self._put(tuple(op.namespace), op.key, op.value, None)
+            step = _step(op)
+            kind = step[0]
+            if kind == "get":
+                results.append(self._get(step[1], step[2]))
+            elif kind == "search":
+                results.append(self._search(step[1]))
+            elif kind == "list":
+                results.append(self._list_namespaces(step[1]))
+            elif kind == "put":
+                self._put(step[1], step[2], step[3], None)
                 results.append(None)
             else:
-                raise UsageError(f"Unknown LangGraph store operation {type(op).__name__}.")
+                self._delete(step[1], step[2], None)
+                results.append(None)
         return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """:meth:`batch` in a worker thread (accord's API is synchronous today)."""
-        # The one place the async face meets the sync store: with a native
-        # async accord API this becomes ``await self._abatch(ops)``.
-        return await asyncio.to_thread(self.batch, list(ops))
+        """:meth:`batch` on accord's async API (see the module docstring)."""
+        results: list[Result] = []
+        for op in ops:
+            step = _step(op)
+            kind = step[0]
+            if kind == "get":
+                results.append(await self._aget(step[1], step[2]))
+            elif kind == "search":
+                results.append(await self._asearch(step[1]))
+            elif kind == "list":
+                results.append(await self._alist_namespaces(step[1]))
+            elif kind == "put":
+                await self._aput(step[1], step[2], step[3], None)
+                results.append(None)
+            else:
+                await self._adelete(step[1], step[2], None)
+                results.append(None)
+        return results
 
     # --- the versioned calls ----------------------------------------------------------
 
@@ -430,6 +466,17 @@ class AccordStore(BaseStore):
     ) -> VersionedItem | None:
         """The item, with its ``version``, or None if it does not exist."""
         return cast(VersionedItem | None, super().get(namespace, key, refresh_ttl=refresh_ttl))
+
+    async def aget(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        *,
+        refresh_ttl: bool | None = None,
+    ) -> VersionedItem | None:
+        """:meth:`get` from async code."""
+        item = await super().aget(namespace, key, refresh_ttl=refresh_ttl)
+        return cast(VersionedItem | None, item)
 
     def put(
         self,
@@ -449,8 +496,7 @@ class AccordStore(BaseStore):
         Without ``expect`` a new item is created; an existing one is handled
         as ``on_overwrite`` says. ``index`` is ignored (no semantic index).
         """
-        if ttl not in (NOT_PROVIDED, None):
-            raise NotImplementedError(_NO_TTL)
+        _check_ttl(ttl)
         _check_namespace(namespace)
         self._put(tuple(namespace), str(key), value, expect)
 
@@ -465,9 +511,9 @@ class AccordStore(BaseStore):
         expect: int | None = None,
     ) -> None:
         """:meth:`put` from async code."""
-        await asyncio.to_thread(
-            lambda: self.put(namespace, key, value, index, ttl=ttl, expect=expect)
-        )
+        _check_ttl(ttl)
+        _check_namespace(namespace)
+        await self._aput(tuple(namespace), str(key), value, expect)
 
     def delete(self, namespace: tuple[str, ...], key: str, *, expect: int | None = None) -> None:
         """Delete the item; nothing happens if it does not exist.
@@ -482,7 +528,8 @@ class AccordStore(BaseStore):
         self, namespace: tuple[str, ...], key: str, *, expect: int | None = None
     ) -> None:
         """:meth:`delete` from async code."""
-        await asyncio.to_thread(lambda: self.delete(namespace, key, expect=expect))
+        validate_op_namespace(GetOp(namespace, str(key)))
+        await self._adelete(tuple(namespace), str(key), expect)
 
     def update(
         self,
@@ -503,16 +550,7 @@ class AccordStore(BaseStore):
         _check_namespace(namespace)
         ns, k = tuple(namespace), str(key)
         akey = self.accord_key(ns, k)
-
-        def apply(stored: Any) -> dict[str, Any]:
-            now = _now()
-            if stored is None:
-                old, created = None, now
-            else:
-                old, created, _ = self._unwrap(akey, stored)
-            new = fn(None if old is None else dict(old))
-            return _envelope(_check_value(ns, k, new), created, now)
-
+        apply = self._updater(ns, k, fn, self._unwrap)
         doc = self.session().update(akey, apply, retries=retries)
         return self._item(ns, k, doc)
 
@@ -524,10 +562,51 @@ class AccordStore(BaseStore):
         *,
         retries: int = 8,
     ) -> VersionedItem:
-        """:meth:`update` from async code (``fn`` runs in the worker thread)."""
-        return await asyncio.to_thread(lambda: self.update(namespace, key, fn, retries=retries))
+        """:meth:`update` from async code (``fn`` runs on the event loop)."""
+        _check_namespace(namespace)
+        ns, k = tuple(namespace), str(key)
+        akey = self.accord_key(ns, k)
+        session = await self.asession()
+        times: tuple[str, str] | None = None
 
-    # --- implementation ----------------------------------------------------------------
+        def unwrap(akey: str, stored: Any) -> tuple[dict[str, Any], str, str]:
+            # ``fn`` runs inside the update loop, where nothing is awaited: a
+            # value that needs its history for its times asks for it first.
+            known = self._unwrap_known(akey, stored)
+            if known is not None:
+                return known
+            if times is None:
+                raise _NeedTimes
+            return stored, *times
+
+        while True:
+            try:
+                doc = await session.update(
+                    akey, self._updater(ns, k, fn, unwrap), retries=retries
+                )
+            except _NeedTimes:
+                times = await self._atimes_from_history(akey)
+                continue
+            return await self._aitem(ns, k, doc)
+
+    # --- the async face ----------------------------------------------------------------
+
+    async def astore(self) -> AsyncStore:
+        """The :class:`accord.aio.AsyncStore` the async methods run on.
+
+        Opened on first use over :attr:`store`: on PostgreSQL natively (its
+        own async connection pool on the same URL), on SQLite and memory
+        through the thread-offload adapter over the same backend. It shares
+        :attr:`store`'s sessions, hooks, guards and policy; :meth:`close`
+        (or :meth:`aclose`) closes it.
+        """
+        return await self._twin.get()
+
+    async def asession(self) -> AsyncSession:
+        """The :class:`accord.aio.AsyncSession` of the calling node (see ``agent``)."""
+        return (await self.astore()).session(self.agent_name())
+
+    # --- implementation (each rule once; the I/O of each face around it) ---------------
 
     def _get(self, namespace: tuple[str, ...], key: str) -> VersionedItem | None:
         akey = self.accord_key(namespace, key)
@@ -537,6 +616,14 @@ class AccordStore(BaseStore):
             return None
         return self._item(namespace, key, doc)
 
+    async def _aget(self, namespace: tuple[str, ...], key: str) -> VersionedItem | None:
+        akey = self.accord_key(namespace, key)
+        try:
+            doc = await (await self.asession()).read(akey)
+        except NotFound:
+            return None
+        return await self._aitem(namespace, key, doc)
+
     def _put(
         self,
         namespace: tuple[str, ...],
@@ -544,71 +631,91 @@ class AccordStore(BaseStore):
         value: Mapping[str, Any],
         expect: int | None,
     ) -> None:
-        _check_namespace(namespace)
-        value = _check_value(namespace, key, value)
-        akey = self.accord_key(namespace, key)
+        value, akey = self._put_args(namespace, key, value)
         session = self.session()
-        now = _now()
-        if expect is not None or self.on_overwrite == "last-write-wins":
-            created = self._created_at(akey, expect) or now
-            envelope = _envelope(value, created, now)
-            if expect is not None:
-                session.write(akey, envelope, expect=expect)
-            else:
-                session.write(akey, envelope, force=True)
+        if self._overwrites(expect):
+            envelope = self._overwrite_envelope(akey, value, expect, self.store.backend.get(akey))
+            session.write(akey, envelope, **_guard(expect))
             return
         try:
-            session.write(akey, _envelope(value, now, now))
+            session.write(akey, _new_envelope(value))
         except PreconditionRequired as exc:
-            raise PreconditionRequired(
-                f"{exc.message} In LangGraph terms: item {namespace!r} / {key!r} exists, and "
-                "this AccordStore refuses blind overwrites. Pass expect=item.version (from "
-                "store.get()) to store.put(), use store.update(namespace, key, fn), or open "
-                "AccordStore(..., on_overwrite='last-write-wins') to allow them (accord check "
-                "then reports the updates they lose).",
-                **exc._details,
-            ) from None
+            raise _refused_put(exc, namespace, key) from None
+
+    async def _aput(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: Mapping[str, Any],
+        expect: int | None,
+    ) -> None:
+        value, akey = self._put_args(namespace, key, value)
+        session = await self.asession()
+        if self._overwrites(expect):
+            rec = await session.store.backend.get(akey)
+            envelope = await self._aoverwrite_envelope(akey, value, expect, rec)
+            await session.write(akey, envelope, **_guard(expect))
+            return
+        try:
+            await session.write(akey, _new_envelope(value))
+        except PreconditionRequired as exc:
+            raise _refused_put(exc, namespace, key) from None
+
+    def _put_args(
+        self, namespace: tuple[str, ...], key: str, value: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], str]:
+        _check_namespace(namespace)
+        return _check_value(namespace, key, value), self.accord_key(namespace, key)
+
+    def _overwrites(self, expect: int | None) -> bool:
+        # A write over what may exist: versioned, or blind by policy; the
+        # item's creation time is carried over.
+        return expect is not None or self.on_overwrite == "last-write-wins"
+
+    def _overwrite_envelope(
+        self, akey: str, value: Mapping[str, Any], expect: int | None, rec: Record | None
+    ) -> dict[str, Any]:
+        now = _now()
+        stored = _carried(rec, expect)
+        created = None if stored is None else self._unwrap(akey, stored)[1]
+        return _envelope(value, created or now, now)
+
+    async def _aoverwrite_envelope(
+        self, akey: str, value: Mapping[str, Any], expect: int | None, rec: Record | None
+    ) -> dict[str, Any]:
+        now = _now()
+        stored = _carried(rec, expect)
+        created = None if stored is None else (await self._aunwrap(akey, stored))[1]
+        return _envelope(value, created or now, now)
 
     def _delete(self, namespace: tuple[str, ...], key: str, expect: int | None) -> None:
         akey = self.accord_key(namespace, key)
         session = self.session()
         if expect is not None:
             session.delete(akey, expect=expect)
-            return
-        if self.on_overwrite == "last-write-wins":
+        elif self.on_overwrite == "last-write-wins":
             with contextlib.suppress(NotFound):
                 session.delete(akey, force=True)
-            return
-        rec = self.store.backend.get(akey)
-        if rec is None or rec.deleted:
-            return
-        raise PreconditionRequired(
-            f"Refusing to delete the LangGraph item {namespace!r} / {key!r} (accord key {akey}, "
-            f"version {rec.version}, by {rec.author}) without a version: a blind delete can "
-            "erase a change you have not seen. Read it and call store.delete(namespace, key, "
-            "expect=item.version), or open AccordStore(..., on_overwrite='last-write-wins').",
-            key=akey,
-            current=rec.version,
-        )
+        else:
+            _refuse_delete(namespace, key, akey, self.store.backend.get(akey))
 
-    def _created_at(self, akey: str, expect: int | None) -> str | None:
-        # Only the creation time is carried over; this read records nothing
-        # and does not move the session's based_on, so a blind overwrite
-        # still shows the version its node really read.
-        rec = self.store.backend.get(akey)
-        if rec is None or rec.deleted or (expect is not None and rec.version != expect):
-            return None
-        stored = rec.value
-        if not isinstance(stored, dict):
-            return None
-        return self._unwrap(akey, stored)[1]
+    async def _adelete(self, namespace: tuple[str, ...], key: str, expect: int | None) -> None:
+        akey = self.accord_key(namespace, key)
+        session = await self.asession()
+        if expect is not None:
+            await session.delete(akey, expect=expect)
+        elif self.on_overwrite == "last-write-wins":
+            with contextlib.suppress(NotFound):
+                await session.delete(akey, force=True)
+        else:
+            _refuse_delete(namespace, key, akey, await session.store.backend.get(akey))
 
-    def _unwrap(self, akey: str, stored: Any) -> tuple[dict[str, Any], str, str]:
+    def _unwrap_known(self, akey: str, stored: Any) -> tuple[dict[str, Any], str, str] | None:
+        """The value and times of a stored item, or None if its times are in its history."""
         if _is_envelope(stored):
             return stored["value"], stored["created_at"], stored["updated_at"]
         if isinstance(stored, dict):
-            created, updated = self._times_from_history(akey)
-            return stored, created, updated
+            return None
         raise InvalidValue(
             f"{akey} holds {type(stored).__name__} data, not a LangGraph item (a JSON object). "
             f"Something other than AccordStore wrote it; move it out of the '{self.prefix}/' "
@@ -616,32 +723,71 @@ class AccordStore(BaseStore):
             key=akey,
         )
 
-    def _times_from_history(self, akey: str) -> tuple[str, str]:
-        # A plain JSON object written by another accord client: the history
-        # knows when it was created (after its last delete) and last changed.
-        updated: str | None = None
-        created: str | None = None
-        for event in self.store.backend.changes(akey):
+    def _unwrap(self, akey: str, stored: Any) -> tuple[dict[str, Any], str, str]:
+        known = self._unwrap_known(akey, stored)
+        if known is not None:
+            return known
+        return stored, *_times_of(self.store.backend.changes(akey))
+
+    async def _aunwrap(self, akey: str, stored: Any) -> tuple[dict[str, Any], str, str]:
+        known = self._unwrap_known(akey, stored)
+        if known is not None:
+            return known
+        return stored, *(await self._atimes_from_history(akey))
+
+    async def _atimes_from_history(self, akey: str) -> tuple[str, str]:
+        events: list[dict[str, Any]] = []
+        async for event in (await self.astore()).backend.changes(akey):
+            events.append(event)
             if event.get("op") == "delete":
                 break
-            time = str(event.get("time"))
-            updated = updated or time
-            created = time
-        fallback = _now()
-        return _iso_from_event(created) or fallback, _iso_from_event(updated) or fallback
+        return _times_of(events)
+
+    def _updater(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        fn: Callable[[dict[str, Any] | None], Mapping[str, Any]],
+        unwrap: Callable[[str, Any], tuple[dict[str, Any], str, str]],
+    ) -> Callable[[Any], dict[str, Any]]:
+        akey = self.accord_key(namespace, key)
+
+        def apply(stored: Any) -> dict[str, Any]:
+            now = _now()
+            if stored is None:
+                old, created = None, now
+            else:
+                old, created, _ = unwrap(akey, stored)
+            new = fn(None if old is None else dict(old))
+            return _envelope(_check_value(namespace, key, new), created, now)
+
+        return apply
 
     def _item(self, namespace: tuple[str, ...], key: str, doc: Doc) -> VersionedItem:
-        value, created, updated = self._unwrap(doc.key, doc.value)
-        return VersionedItem(
-            value=value,
-            key=key,
-            namespace=namespace,
-            created_at=datetime.fromisoformat(created),
-            updated_at=datetime.fromisoformat(updated),
-            version=doc.version,
-        )
+        return _item_of(namespace, key, doc, self._unwrap(doc.key, doc.value))
+
+    async def _aitem(self, namespace: tuple[str, ...], key: str, doc: Doc) -> VersionedItem:
+        return _item_of(namespace, key, doc, await self._aunwrap(doc.key, doc.value))
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
+        prefix, scan = self._search_scan(op)
+        found = [
+            (decoded, doc, self._unwrap(doc.key, doc.value))
+            for doc in self.session().scan(scan)
+            if (decoded := self._search_decode(prefix, doc)) is not None
+        ]
+        return _search_results(op, found)
+
+    async def _asearch(self, op: SearchOp) -> list[SearchItem]:
+        prefix, scan = self._search_scan(op)
+        found = [
+            (decoded, doc, await self._aunwrap(doc.key, doc.value))
+            for doc in await (await self.asession()).scan(scan)
+            if (decoded := self._search_decode(prefix, doc)) is not None
+        ]
+        return _search_results(op, found)
+
+    def _search_scan(self, op: SearchOp) -> tuple[tuple[str, ...], str]:
         if op.query is not None:
             raise UsageError(
                 "AccordStore has no semantic index, so search(query=...) is not supported. "
@@ -649,47 +795,42 @@ class AccordStore(BaseStore):
                 "semantic memories in a store configured with index=."
             )
         prefix = tuple(op.namespace_prefix)
-        scan = self.prefix + "/" + "".join(_encode_segment(label) + "/" for label in prefix)
-        found: list[SearchItem] = []
-        for doc in self.session().scan(scan):
-            decoded = self._decode(doc.key)
-            if decoded is None:
-                continue
-            namespace, key = decoded
-            if namespace[: len(prefix)] != prefix or not namespace:
-                continue
-            value, created, updated = self._unwrap(doc.key, doc.value)
-            if op.filter and not all(_compare(_field(value, k), v) for k, v in op.filter.items()):
-                continue
-            found.append(
-                VersionedSearchItem(
-                    namespace,
-                    key,
-                    value,
-                    datetime.fromisoformat(created),
-                    datetime.fromisoformat(updated),
-                    version=doc.version,
-                )
-            )
-        found.sort(key=lambda item: (item.namespace, item.key))
-        return found[op.offset : op.offset + op.limit]
+        return prefix, self.prefix + "/" + "".join(_encode_segment(lb) + "/" for lb in prefix)
+
+    def _search_decode(
+        self, prefix: tuple[str, ...], doc: Doc
+    ) -> tuple[tuple[str, ...], str] | None:
+        decoded = self._decode(doc.key)
+        if decoded is None or not decoded[0] or decoded[0][: len(prefix)] != prefix:
+            return None
+        return decoded
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
-        conditions = tuple(op.match_conditions or ())
+        # Listing reads keys, not items: straight from the backend, so it
+        # does not count as having read (and built on) every item.
+        records = self.store.backend.scan(self._list_scan(op))
+        return self._namespaces(op, records)
+
+    async def _alist_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        records = await (await self.astore()).backend.scan(self._list_scan(op))
+        return self._namespaces(op, records)
+
+    def _list_scan(self, op: ListNamespacesOp) -> str:
         # Narrow the scan to the literal labels a prefix condition starts with.
         literal: list[str] = []
-        for condition in conditions:
+        for condition in op.match_conditions or ():
             if condition.match_type == "prefix":
                 for label in condition.path:
                     if label == "*":
                         break
                     literal.append(label)
                 break
-        scan = self.prefix + "/" + "".join(_encode_segment(label) + "/" for label in literal)
+        return self.prefix + "/" + "".join(_encode_segment(label) + "/" for label in literal)
+
+    def _namespaces(self, op: ListNamespacesOp, records: Iterable[Record]) -> list[tuple[str, ...]]:
+        conditions = tuple(op.match_conditions or ())
         namespaces: set[tuple[str, ...]] = set()
-        # Listing reads keys, not items: straight from the backend, so it
-        # does not count as having read (and built on) every item.
-        for rec in self.store.backend.scan(scan):
+        for rec in records:
             decoded = self._decode(rec.key)
             if decoded is None or not decoded[0]:
                 continue
@@ -697,6 +838,135 @@ class AccordStore(BaseStore):
             if all(_matches(c, namespace) for c in conditions):
                 namespaces.add(namespace if op.max_depth is None else namespace[: op.max_depth])
         return sorted(namespaces)[op.offset : op.offset + op.limit]
+
+
+# --- the rules both faces share (no I/O) ---------------------------------------------
+
+def _step(op: Op) -> Any:
+    """What one LangGraph op asks for, checked: the decoding ``batch`` and
+    ``abatch`` share."""
+    validate_op_namespace(op)
+    if isinstance(op, GetOp):
+        return ("get", tuple(op.namespace), op.key)
+    if isinstance(op, SearchOp):
+        return ("search", op)
+    if isinstance(op, ListNamespacesOp):
+        return ("list", op)
+    if isinstance(op, PutOp):
+        if op.ttl is not None:
+            raise NotImplementedError(_NO_TTL)
+        if op.value is None:
+            return ("delete", tuple(op.namespace), op.key)
+        return ("put", tuple(op.namespace), op.key, op.value)
+    raise UsageError(f"Unknown LangGraph store operation {type(op).__name__}.")
+
+
+class _NeedTimes(Exception):
+    """Inside ``aupdate``'s loop: the item's times are in its history."""
+
+
+def _check_ttl(ttl: float | NotProvided | None) -> None:
+    if ttl not in (NOT_PROVIDED, None):
+        raise NotImplementedError(_NO_TTL)
+
+
+def _guard(expect: int | None) -> dict[str, Any]:
+    return {"expect": expect} if expect is not None else {"force": True}
+
+
+def _new_envelope(value: Mapping[str, Any]) -> dict[str, Any]:
+    now = _now()
+    return _envelope(value, now, now)
+
+
+def _carried(rec: Record | None, expect: int | None) -> dict[str, Any] | None:
+    # The stored item whose creation time an overwrite carries over. This
+    # read records nothing and does not move the session's based_on, so a
+    # blind overwrite still shows the version its node really read.
+    if rec is None or rec.deleted or (expect is not None and rec.version != expect):
+        return None
+    stored = rec.value
+    return stored if isinstance(stored, dict) else None
+
+
+def _refused_put(
+    exc: PreconditionRequired, namespace: tuple[str, ...], key: str
+) -> PreconditionRequired:
+    return PreconditionRequired(
+        f"{exc.message} In LangGraph terms: item {namespace!r} / {key!r} exists, and "
+        "this AccordStore refuses blind overwrites. Pass expect=item.version (from "
+        "store.get()) to store.put(), use store.update(namespace, key, fn), or open "
+        "AccordStore(..., on_overwrite='last-write-wins') to allow them (accord check "
+        "then reports the updates they lose).",
+        **exc._details,
+    )
+
+
+def _refuse_delete(
+    namespace: tuple[str, ...], key: str, akey: str, rec: Record | None
+) -> None:
+    if rec is None or rec.deleted:
+        return
+    raise PreconditionRequired(
+        f"Refusing to delete the LangGraph item {namespace!r} / {key!r} (accord key {akey}, "
+        f"version {rec.version}, by {rec.author}) without a version: a blind delete can "
+        "erase a change you have not seen. Read it and call store.delete(namespace, key, "
+        "expect=item.version), or open AccordStore(..., on_overwrite='last-write-wins').",
+        key=akey,
+        current=rec.version,
+    )
+
+
+def _times_of(events: Iterable[dict[str, Any]]) -> tuple[str, str]:
+    # A plain JSON object written by another accord client: its history
+    # (newest first) knows when it was created (after its last delete) and
+    # last changed.
+    updated: str | None = None
+    created: str | None = None
+    for event in events:
+        if event.get("op") == "delete":
+            break
+        time = str(event.get("time"))
+        updated = updated or time
+        created = time
+    fallback = _now()
+    return _iso_from_event(created) or fallback, _iso_from_event(updated) or fallback
+
+
+def _item_of(
+    namespace: tuple[str, ...], key: str, doc: Doc, unwrapped: tuple[dict[str, Any], str, str]
+) -> VersionedItem:
+    value, created, updated = unwrapped
+    return VersionedItem(
+        value=value,
+        key=key,
+        namespace=namespace,
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        version=doc.version,
+    )
+
+
+def _search_results(
+    op: SearchOp,
+    found: Iterable[tuple[tuple[tuple[str, ...], str], Doc, tuple[dict[str, Any], str, str]]],
+) -> list[SearchItem]:
+    out: list[SearchItem] = []
+    for (namespace, key), doc, (value, created, updated) in found:
+        if op.filter and not all(_compare(_field(value, k), v) for k, v in op.filter.items()):
+            continue
+        out.append(
+            VersionedSearchItem(
+                namespace,
+                key,
+                value,
+                datetime.fromisoformat(created),
+                datetime.fromisoformat(updated),
+                version=doc.version,
+            )
+        )
+    out.sort(key=lambda item: (item.namespace, item.key))
+    return out[op.offset : op.offset + op.limit]
 
 
 _NO_TTL = (

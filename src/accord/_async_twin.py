@@ -1,0 +1,158 @@
+"""The async face of a sync :class:`~accord.Store`, for the framework adapters.
+
+:class:`AsyncTwin` opens an :class:`accord.aio.AsyncStore` over the same
+store the first time async code asks for it, and shares the sync store's
+sessions (each agent's clocks and what it has read), hooks, guards and
+policy, so a framework that calls an adapter from both sync and async code
+records one history per agent, as if one face had been used:
+
+* PostgreSQL: a native :class:`~accord.backends.postgres_async.AsyncPostgresBackend`
+  on the same URL (its own ``AsyncConnectionPool``; no worker thread);
+* SQLite and memory: the thread-offload adapter over the very backend object
+  of the sync store (a second ``memory://`` store would be another store).
+
+The twin never closes the sync store's backend: :meth:`AsyncTwin.close`
+closes what the twin opened (the async pool, the worker threads), and the
+adapter closes the sync store if it opened it.
+
+A psycopg async pool belongs to the event loop it was opened on: when the
+adapter is used from a new loop (``asyncio.run`` twice), the twin of the old
+loop is dropped and a new one opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from ._store_async import AsyncStore
+from ._writepath_async import AsyncWritePath
+from .backends.base import AsyncBackend
+from .backends.thread import ThreadBackend
+from .store import Store
+
+__all__ = ["AsyncTwin"]
+
+
+class _BorrowedThreadBackend(ThreadBackend):
+    """The thread-offload adapter over a backend it does not own: closing it
+    stops its worker threads and leaves the backend open."""
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=False)
+
+
+def _native(store: Store) -> bool:
+    try:
+        from .backends.postgres import PostgresBackend
+    except ImportError:  # pragma: no cover - without psycopg
+        return False
+    return isinstance(store.backend, PostgresBackend)
+
+
+class AsyncTwin:
+    """The lazily opened async face of ``store`` (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._astore: AsyncStore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Task[AsyncStore]] | None = None
+
+    @property
+    def native(self) -> bool:
+        """True when the async face runs without worker threads (PostgreSQL)."""
+        return _native(self.store)
+
+    async def get(self) -> AsyncStore:
+        """The async store for the running event loop, opened on first use
+        (once: coroutines that ask while it opens wait for that one)."""
+        loop = asyncio.get_running_loop()
+        astore = self._astore
+        if astore is not None and (self._loop is loop or not self.native):
+            return astore
+        with self._lock:
+            opening = self._opening
+            if opening is None or opening[0] is not loop:
+                opening = self._opening = (loop, loop.create_task(self._install(loop)))
+        return await asyncio.shield(opening[1])
+
+    async def _install(self, loop: asyncio.AbstractEventLoop) -> AsyncStore:
+        try:
+            opened = await self._open()
+        finally:
+            with self._lock:
+                self._opening = None
+        with self._lock:
+            old, self._astore, self._loop = self._astore, opened, loop
+        if old is not None:
+            # The twin of a previous event loop: its pool's connections
+            # cannot be used (nor closed) from this one; its sync half can.
+            await asyncio.to_thread(_drop, old)
+        return opened
+
+    async def _open(self) -> AsyncStore:
+        store = self.store
+        backend: AsyncBackend
+        if self.native:
+            from .backends.postgres_async import AsyncPostgresBackend
+
+            backend = await AsyncPostgresBackend.open(store.backend.url)
+        else:
+            backend = _BorrowedThreadBackend(store.backend)
+        astore = AsyncStore(
+            backend,
+            max_value_size=store.max_value_size,
+            record_reads=store.record_reads,
+            idempotency_window=store.idempotency_window,
+        )
+        # One set of sessions, hooks, guards and policy for both faces: the
+        # async sessions are the sync store's sessions' twins.
+        astore.sync = store
+        astore.writes = AsyncWritePath(
+            backend,
+            max_value_size=store.max_value_size,
+            hooks=store.writes.hooks,
+            guards=store.writes.guards,
+        )
+        return astore
+
+    async def aclose(self) -> None:
+        """Close what the twin opened (not the sync store)."""
+        with self._lock:
+            astore, loop, self._astore, self._loop = self._astore, self._loop, None, None
+        if astore is None:
+            return
+        if loop is asyncio.get_running_loop() or not self.native:
+            await astore.close()
+        else:
+            await asyncio.to_thread(_drop, astore)
+
+    def close(self) -> None:
+        """Close what the twin opened, from sync code."""
+        with self._lock:
+            astore, loop, self._astore, self._loop = self._astore, self._loop, None, None
+        if astore is None:
+            return
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(astore.close())
+        else:
+            _drop(astore)
+
+
+def _drop(astore: AsyncStore) -> None:
+    # Without its event loop: stop the worker threads, or close the
+    # PostgreSQL twin's own sync backend (its async pool's connections go
+    # with their loop).
+    backend: Any = astore.backend
+    if isinstance(backend, _BorrowedThreadBackend):
+        backend.stop()
+    else:
+        backend._closed = True
+        backend.sync.close()
