@@ -179,9 +179,10 @@ def test_watch_sees_every_version_across_a_restart(server_back_up: None) -> None
     """8 writer processes update() their own key and a shared one while a
     watcher follows the prefix; the server stops in the middle and starts
     again once the watch has met the outage. The watcher's store gives up on
-    the server after half a second, so the watch itself meets BackendUnavailable, backs off and reads on from its
-    cursor; it sees every version 1..N of every key exactly once, in
-    order, before and after the restart."""
+    the server after half a second, so the watch itself meets
+    BackendUnavailable, backs off and reads on from its cursor; it sees
+    every version 1..N of every key exactly once, in order, before and
+    after the restart."""
     from .watch_helpers import (
         SHARED,
         Observed,
