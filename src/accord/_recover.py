@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import LeaseLost
+from .errors import LeaseLost, PreconditionFailed
 
 if TYPE_CHECKING:
     from .records import Record
@@ -34,6 +34,7 @@ __all__ = [
     "Overwritten",
     "accepted",
     "branch_written",
+    "discarded",
     "events",
     "forked",
     "lease_acquired",
@@ -147,6 +148,19 @@ class Overwritten:
     key: str
     branch_id: str
 
+    def error(self, read: str, idempotency_key: str) -> PreconditionFailed:
+        """The refusal, in a surface's words: how to ``read`` the branch, and the name
+        of its ``idempotency_key``."""
+        return PreconditionFailed(
+            f"Branch {self.branch_id} of {self.key} was written again after this call was "
+            "first made (its result was lost when the server stopped), and it does not hold "
+            "this call's value; nothing was written, so your later write stays. Read the "
+            f"branch ({read}) and, if this value is still wanted, write it with a new "
+            f"{idempotency_key}.",
+            key=self.key,
+            branch=self.branch_id,
+        )
+
 
 def branch_written(
     session: Session, key: str, branch_id: str, value: Any, since: int
@@ -165,6 +179,19 @@ def branch_written(
     if rec is not None and rec.revision > since:
         return Overwritten(key, branch_id)
     return None
+
+
+def discarded(session: Session, key: str, branch_id: str, since: int) -> bool:
+    """Whether the first attempt discarded the branch: it is discarded, and its record
+    changed after ``since`` (only its agent discards it, and only once)."""
+    branch = session.branch(key, branch_id)
+    rec = session.store.backend.get(branch.record_key)
+    return (
+        branch.agent == session.agent
+        and branch.status == "discarded"
+        and rec is not None
+        and rec.revision > since
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -877,15 +877,7 @@ class _Tools:
             found = _recover.branch_written(session, key, branch_id, _value(value, kind), since)
             if isinstance(found, _recover.Overwritten):
                 # Writing again would erase this agent's later write.
-                raise PreconditionFailed(
-                    f"Branch {branch_id} of {key} was written again after this call was first "
-                    "made (its result was lost when the server stopped), and it does not hold "
-                    "this call's value; nothing was written, so your later write stays. Read "
-                    "the branch (branch_read) and, if this value is still wanted, write it with "
-                    "a new idempotency_key.",
-                    key=key,
-                    branch=branch_id,
-                )
+                raise found.error("branch_read", "idempotency_key")
             return self._branch_out(found) if found is not None else None
 
         arguments = {"key": key, "branch_id": branch_id, "value": value, "kind": kind}
