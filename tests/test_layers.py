@@ -60,7 +60,8 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     ("backends", ("accord.backends",)),
     # The write path without a face: clocks (read from and written through a
     # backend) and the I/O-free core that issue 13 adds.
-    ("core", ("accord.clock", "accord._core")),
+    # The one write path (its commit, hooks and guards) is the core's I/O.
+    ("core", ("accord.clock", "accord._core", "accord._writepath")),
     # Recipes over the core (kazoo's recipes over its client): leases,
     # queues, branches, CRDT values; the manifest and its enforcement, which
     # the store installs as a guard.
@@ -68,7 +69,22 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     # The front door: Store and Session bind the strategies (as kazoo's
     # client binds its recipes) and run every call through one hook. The
     # async face and watch (issue 13) live here too.
-    ("session", ("accord.session", "accord.store", "accord.aio", "accord.watch")),
+    # (accord._session and accord._store are the async sources of
+    # accord.session and accord.store; accord._open opens a store by URL for
+    # both faces; accord._aio_strategies gives the strategies the async face.)
+    (
+        "session",
+        (
+            "accord.session",
+            "accord.store",
+            "accord._session",
+            "accord._store",
+            "accord._open",
+            "accord._aio_strategies",
+            "accord.aio",
+            "accord.watch",
+        ),
+    ),
     # What reads histories and manifests: the race checker, the plan, the
     # schedule explorer.
     ("analysis", ("accord.history", "accord.plan", "accord.explorer")),

@@ -87,6 +87,12 @@ class AgentClock:
             if count > self.vector.get(agent, 0):
                 self.vector[agent] = count
 
+    @property
+    def resumed(self) -> bool:
+        """True once the clock has continued from the store (or has nothing to
+        resume): :meth:`tick` then reads nothing."""
+        return self._resume is None
+
     def tick(self) -> tuple[int, dict[str, int]]:
         """Advance for a local event; returns (lamport, vector) after it."""
         with self._lock:

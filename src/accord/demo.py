@@ -518,7 +518,8 @@ def demo(strategy: str, store_url: str | None, show_plan: bool = False) -> None:
 
         render_demo_plan(Console(highlight=False))
         return
-    from .store import DEFAULT_URL, _backend_for
+    from ._open import DEFAULT_URL
+    from ._open import backend_for as _backend_for
 
     # Its own stderr console, like the CLI's: the demo is one of the CLI's
     # commands, so importing the CLI from here would close an import loop.

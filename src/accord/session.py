@@ -1,11 +1,14 @@
+# WARNING: generated from src/accord/_session_async.py by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """The front door: one agent's handle on a store.
 
 A :class:`Session` knows who the agent is, what it has read (so every write
 records ``based_on``, the version the agent built on), and its logical
-clocks. Every operation passes :meth:`Session._intercept`, the one point
-where policy (the manifest), history and test schedulers hook in.
+clocks. Every operation passes the store's hooks (``store.writes.intercept``),
+the one point where policy (the manifest), history and test schedulers hook in.
 
-The write path, in one place, decides what guards a write:
+What guards a write (the rules are in :mod:`accord._core.write`, the commit
+in ``store.writes``):
 
 * ``expect=v``: the store compares the key's version with ``v`` inside the
   same transaction that writes (optimistic concurrency);
@@ -19,88 +22,47 @@ The write path, in one place, decides what guards a write:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
-import threading
+import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import params
+from ._core.write import (
+    ABSENT,
+    MAX_VERSION,
+    Operation,
+    Seen,
+    backoff_delay,
+    check_args,
+    check_of,
+    check_replay,
+    check_update_args,
+    create_refused,
+    doc_of,
+    idempotency_record,
+    live_idempotency,
+    make_event,
+    needs_own_change,
+    not_found,
+    plan_write,
+    replayed_doc,
+    retries_exhausted,
+    unguarded_delete,
+)
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, encode_clock, stored_agent_clock
-from .diff import describe_change
-from .errors import (
-    Conflict,
-    IdempotencyMismatch,
-    InvalidValue,
-    NotFound,
-    PreconditionRequired,
-    RetriesExhausted,
-    UsageError,
-    call,
-    option,
-    var,
-)
-from .keys import has_surrogate, internal, validate_key
-from .records import (
-    NOW,
-    Append,
-    Compare,
-    Delete,
-    Doc,
-    Op,
-    Put,
-    Record,
-    TxnResult,
-    Value,
-    decode_value,
-    encode_value,
-    make_doc,
-)
+from .clock import AgentClock, decode_clock, stored_agent_clock
+from .errors import Conflict, NotFound
+from .keys import validate_key
+from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
     from .store import Store
     from .strategies.branch import Branch
-    from .strategies.lease import Lease
-    from .strategies.queue import Request
+    from .strategies.lease import Lease, LeaseSet
+    from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
     from .watch import WatchEvent
 
-_MAX_IDEM_LENGTH = 256
-# Versions count writes, so no key comes near this; the bound keeps a compared
-# version (and version + 1) inside every backend's 64-bit integers.
-MAX_VERSION = 2**62
-
-_ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "<absent>"})()
-"""What a session remembers as the value of a key it saw absent or deleted
-(None is a value: JSON null)."""
-_UNKNOWN: Any = type("_Unknown", (), {"__repr__": lambda self: "<unknown>"})()
-"""The value of a version this agent wrote in an earlier process."""
-_LOOKBACK = 256
-"""How many of a key's latest changes a new session looks through for its
-agent's own (a write naming no version, from a session that never saw the key)."""
-
-
-@dataclass
-class Operation:
-    """What an agent is about to do, as hooks see it.
-
-    Hooks (``Store.add_hook``) run before the operation touches the store and
-    may raise to refuse it. ``allow_blind`` may be set by a policy that lets
-    this agent write the key without ``expect`` (an owner, say).
-    """
-
-    session: Session
-    op: str
-    key: str
-    info: dict[str, Any] = field(default_factory=dict)
-    allow_blind: bool = False
-
-    @property
-    def agent(self) -> str:
-        return self.session.agent
+__all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]
 
 
 class Session:
@@ -120,46 +82,19 @@ class Session:
         # and the store's largest Lamport time), read once, at the first
         # event this session makes: happened-before holds across processes.
         self.clock = AgentClock(agent, resume=lambda: stored_agent_clock(store.backend, agent))
-        self._seen: dict[str, tuple[int, Any]] = {}
+        self.seen = Seen()
+        """What this agent has read or written, ``key -> (version, value)``:
+        a write names the version it built on from here."""
 
     def __repr__(self) -> str:
         return f"Session(agent={self.agent!r}, store={self.store.url!r})"
 
-    # --- interception ------------------------------------------------------
-
-    def _intercept(self, op: str, key: str, **info: Any) -> Operation:
-        operation = Operation(self, op, key, info)
-        for hook in self.store._hooks:
-            hook(operation)
-        return operation
-
-    def _check(self, op: str, key: str) -> None:
-        """Run the hooks for an operation that needs no answer from them."""
-        if self.store._hooks:
-            self._intercept(op, key)
-
-    def _remember(self, key: str, version: int, value: Any) -> None:
-        # One dict store: atomic, so threads sharing a session need no lock.
-        self._seen[key] = (version, value)
-
     def seen_version(self, key: str) -> int | None:
         """The version of ``key`` this agent last read or wrote, or None."""
-        entry = self._seen.get(key)
-        return None if entry is None else entry[0]
+        return self.seen.version(key)
 
-    def _last_change_by_agent(self, key: str) -> tuple[int, Any] | None:
-        """``(version, value)`` of this agent's latest change of ``key`` in the
-        store (value :data:`_ABSENT` for a delete, else :data:`_UNKNOWN`), or
-        None when none is among the key's last :data:`_LOOKBACK` changes."""
-        for i, ev in enumerate(self.store.backend.changes(key)):
-            if i >= _LOOKBACK:
-                break
-            version = ev.get("version")
-            if not isinstance(version, int):
-                continue  # a lease event that older stores list among the changes
-            if ev.get("agent") == self.agent:
-                return version, (_ABSENT if ev.get("op") == "delete" else _UNKNOWN)
-        return None
+    def _tick(self) -> tuple[int, dict[str, int]]:
+        return self.clock.tick()
 
     # --- reads -------------------------------------------------------------
 
@@ -173,20 +108,20 @@ class Session:
         """
         validate_key(key)
         store = self.store
-        if store._hooks:
-            self._intercept("read", key)
+        writes = store.writes
+        if writes.hooks:
+            writes.intercept(self, "read", key)
         backend = store.backend
-        read_live = None if store.record_reads else getattr(backend, "read_live", None)
-        if read_live is not None:
-            # A backend may hand over the row of a live key without building
-            # a Record first (the hot path of a read); absent or deleted keys
-            # take the general path below, which explains them.
-            row = read_live(key)
+        if not store.record_reads:
+            # The hot path of a read: the row of a live key, without a
+            # Record; absent or deleted keys take the general path below,
+            # which explains them.
+            row = backend.read_live(key)
             if row is not None:
                 kind, data, version, revision, author, lamport, clock_text = row
                 self.clock.observe(key, lamport, clock_text)
                 value = data.decode() if kind == "text" else decode_value(kind, data)
-                self._seen[key] = (version, value)
+                self.seen[key] = (version, value)
                 return make_doc(
                     key, value, version, revision, author, kind, lamport, decode_clock(clock_text)
                 )
@@ -195,26 +130,21 @@ class Session:
         started = backend.now() if store.record_reads else 0.0
         rec = backend.get(key)
         if rec is None or rec.deleted:
-            self._remember(key, 0 if rec is None else rec.version, _ABSENT)
-            if self.store.record_reads:
+            self.seen.remember(key, 0 if rec is None else rec.version, ABSENT)
+            if store.record_reads:
                 self._record_read(key, rec, started)
-            raise NotFound(
-                f"{key} does not exist"
-                + (f" (it was deleted at version {rec.version})" if rec is not None else "")
-                + f". Create it with {call('write', key, var('value'), expect=0)}.",
-                key=key,
-            )
+            raise not_found(key, rec)
         self.clock.observe(key, rec.lamport, rec.clock)
-        doc = self.store._doc(rec)
-        self._remember(key, rec.version, doc.value)
-        if self.store.record_reads:
+        doc = doc_of(rec)
+        self.seen.remember(key, rec.version, doc.value)
+        if store.record_reads:
             self._record_read(key, rec, started)
         return doc
 
     def _record_read(self, key: str, rec: Record | None, started: float) -> None:
-        lamport, vector = self.clock.tick()
+        lamport, vector = self._tick()
         version = 0 if rec is None or rec.deleted else rec.version
-        event = self._event("read", key, lamport, vector, check="none")
+        event = make_event(self.agent, "read", key, lamport, vector, check="none")
         event["version"] = version
         event["start"] = iso_time(started)
         if rec is not None and not rec.deleted:
@@ -233,8 +163,8 @@ class Session:
             if rec.key.startswith(RESERVED_PREFIX):
                 continue
             self.clock.observe(rec.key, rec.lamport, rec.clock)
-            doc = self.store._doc(rec)
-            self._remember(rec.key, rec.version, doc.value)
+            doc = doc_of(rec)
+            self.seen.remember(rec.key, rec.version, doc.value)
             out.append(doc)
         return out
 
@@ -264,7 +194,12 @@ class Session:
         from .watch import watch
 
         return watch(
-            self, key_or_prefix, since, prefix=prefix, timeout=timeout, stop=stop,
+            self,
+            key_or_prefix,
+            since,
+            prefix=prefix,
+            timeout=timeout,
+            stop=stop,
             retry_timeout=retry_timeout,
         )
 
@@ -294,10 +229,8 @@ class Session:
         the agent what changed and how to retry.
         """
         validate_key(key)
-        kind, data = self.store._encode(key, value)
-        return self._mutate(
-            "write", key, value, kind, data, expect, force, lease, idempotency_key, None
-        )
+        kind, data = self.store.writes.encode(key, value)
+        return self._mutate("write", key, value, kind, data, expect, force, lease, idempotency_key)
 
     def delete(
         self,
@@ -316,9 +249,7 @@ class Session:
         reused). Raises :class:`NotFound` if the key is absent.
         """
         validate_key(key)
-        doc = self._mutate(
-            "delete", key, None, "text", b"", expect, force, lease, idempotency_key, None
-        )
+        doc = self._mutate("delete", key, None, "text", b"", expect, force, lease, idempotency_key)
         return doc.version
 
     def _mutate(
@@ -332,143 +263,86 @@ class Session:
         force: bool,
         lease: Lease | int | None,
         idempotency_key: str | None,
-        extra: dict[str, Any] | None,
     ) -> Doc:
-        if expect is not None:
-            params.version(expect)
-            if expect > MAX_VERSION:
-                raise UsageError(
-                    f"{option('expect', expect)} is not a version any key can have (at most "
-                    f"{MAX_VERSION}). Read {key} and pass the version you read."
-                )
-        params.flag(force, "force")
-        if op == "delete" and expect == 0:
-            raise UsageError(
-                f"Refusing to delete {key} with {option('expect', 0)}: {option('expect', 0)} "
-                "means 'the key is absent', and an absent key has nothing to delete. Read it and "
-                f"delete with {option('expect', var('the version you read'))}."
-            )
-        store = self.store
+        """A session's write or delete: the rules are in ``_core.write``; this
+        does the reads they need and the commit (``store.writes``)."""
+        check_args(op, key, expect, force)
+        writes = self.store.writes
         allow_blind = False
-        if store._hooks:
-            allow_blind = self._intercept(
-                op, key, expect=expect, force=force, lease=lease, idempotency_key=idempotency_key
-            ).allow_blind
+        if writes.hooks:
+            operation = writes.intercept(
+                self,
+                op,
+                key,
+                expect=expect,
+                force=force,
+                lease=lease,
+                idempotency_key=idempotency_key,
+            )
+            allow_blind = operation.allow_blind
         idem = None
         if idempotency_key is not None:
-            idem = self._idempotency(op, key, kind, data, idempotency_key)
+            idem = idempotency_record(
+                self.agent, op, key, kind, data, idempotency_key, self.store.idempotency_window
+            )
+            writes.purge_idempotency()
             replay = self._replay(idem, key, value)
             if replay is not None:
                 return replay
-
-        compares: list[Compare] = []
+        fence: list[Compare] = []
         token: int | None = None
         if lease is not None:
-            from .strategies import lease as lease_mod
-
-            lease_compares, token = lease_mod.fence_compares(self, key, lease)
-            compares.extend(lease_compares)
-            check = "lease"
-        elif expect is not None:
-            check = "version"
-        elif force or allow_blind:
-            check = "none"
-        else:
-            check = "create"
+            fence, token = self._fence(key, lease)
+        check = check_of(expect, force, allow_blind, lease is not None)
         if op == "delete" and expect is None and check == "create":
-            raise PreconditionRequired(
-                f"Refusing to delete {key} without a guard. Read it and delete with "
-                f"{option('expect', var('the version you read'))}, hold its lease "
-                f"({call('acquire', key)}, then {call('delete', key, lease=var('lease'))}), or "
-                f"pass {option('force')} to delete blindly.",
-                key=key,
+            raise unguarded_delete(key)
+        seen_entry = self.seen.get(key)
+        if needs_own_change(check, expect, seen_entry):
+            seen_entry = writes.own_change(self.agent, key)
+        lamport, vector = self._tick()
+        plan = plan_write(
+            self.agent,
+            op,
+            key,
+            kind,
+            data,
+            check=check,
+            expect=expect,
+            force=force,
+            token=token,
+            seen_entry=seen_entry,
+            idempotency_key=idempotency_key,
+            idem_put=None if idem is None else (idem[0], idem[1]),
+            extra=None,
+            lamport=lamport,
+            vector=vector,
+        )
+        if plan.fast:
+            put = plan.success[0]
+            assert isinstance(put, Put) and plan.checked is not None
+            result = writes.commit_put(self, put, plan.checked, plan.failure)
+        else:
+            result = writes.commit(
+                self,
+                key,
+                plan.success,
+                compares=plan.compares,
+                failure=plan.failure,
+                token=token,
+                fence=fence,
             )
-        # The guards every write path carries (the lease exclusion, the
-        # queue's writer), in the write's own transaction, before the
-        # version: a write refused by a live lease is told about the lease.
-        guards = store._guards(self, key, token)
-        compares.extend(guards)
-        seen_entry = self._seen.get(key)
-        if seen_entry is None and expect is None and check in ("lease", "none"):
-            # A write that names no version, from a session that never saw
-            # the key (a new process: each CLI command is one): what this
-            # agent last knew of it is its own latest change in the store.
-            seen_entry = self._last_change_by_agent(key)
-        # The version the write is checked against: the one named, for a
-        # create none, and under a lease the one this agent last saw. A
-        # lease keeps others out only while it is live; a version written
-        # before the grant that this agent never saw must not be erased by
-        # it. An agent that never touched the key relies on the lease alone:
-        # every change since the grant was made under this lease.
-        checked = expect
-        if expect is None:
-            if check == "create":
-                checked = 0
-            elif check == "lease" and not force and seen_entry is not None:
-                checked = 0 if seen_entry[1] is _ABSENT else seen_entry[0]
-        if checked is not None:
-            compares.append(Compare(key, "version", "==", checked))
-        if op == "delete" and expect is None:
-            compares.append(Compare(key, "version", "!=", 0))
-
-        lamport, vector = self.clock.tick()
-        seen = None if seen_entry is None else seen_entry[0]
-        # based_on is what the agent built on: the version it named, or for a
-        # create the tombstone it saw (so the version chain stays unbroken),
-        # or for an unguarded write whatever it last read. That last case is
-        # what makes a lost update visible in the history.
-        if expect:
-            based_on: int | None = expect
-        elif expect == 0 or check == "create":
-            based_on = seen or 0
-        else:
-            based_on = seen
-        # The same fields, in the same order, as _event() (inlined: hot path).
-        event: dict[str, Any] = {
-            "agent": self.agent,
-            "op": op,
-            "key": key,
-            "based_on": based_on,
-            "check": "version" if check == "create" else check,
-            "outcome": "ok",
-            "lamport": lamport,
-            "clock": vector,
-            "lease": token,
-            "idem": idempotency_key,
-            "request": None,
-        }
-        if extra:
-            event.update(extra)
-        clock_text = encode_clock(vector)
-        success: list[Op]
-        if op == "delete":
-            success = [Delete(key, self.agent, lamport, clock_text, event=event)]
-        else:
-            success = [Put(key, kind, data, self.agent, lamport, clock_text, event=event)]
-        if idem is not None:
-            success.append(idem[1])
-            compares.append(Compare(idem[0], "expires", "<", NOW))
-        # The refusal is recorded as a conflict unless the compare that
-        # refused it says otherwise (its refusal: a lease's is "fenced").
-        failed = dict(event)
-        failed["outcome"] = "conflict"
-        if checked is not None and check != "create":
-            failed["expected"] = checked
-        put_if = None
-        if check == "version" and op == "write" and idem is None:
-            # The common optimistic write: a backend may offer it in fewer
-            # statements than the general txn() (same meaning).
-            put_if = getattr(store.backend, "put_if_version", None)
-        if put_if is not None:
-            result = put_if(success[0], expect, guards, [Append(failed)])
-        else:
-            result = store.backend.txn(compares, success, [Append(failed)])
         if not result.succeeded:
-            return self._refused(op, key, value, checked, check, lease, token, idem, result)
+            return self._refused(op, key, value, plan.checked, check, lease, token, idem, result)
         ev = result.events[0]
         version = ev["version"]
-        self._seen[key] = (version, value if op == "write" else _ABSENT)
+        self.seen[key] = (version, value if op == "write" else ABSENT)
         return make_doc(key, value, version, ev["rev"], self.agent, kind, lamport, vector)
+
+    def _fence(self, key: str, lease: Lease | int) -> tuple[list[Compare], int]:
+        """The compares that hold only while ``lease`` is ``key``'s live lease."""
+        from .strategies import lease as lease_mod
+
+        return lease_mod.fence_compares(self, key, lease)
 
     def _refused(
         self,
@@ -487,7 +361,8 @@ class Session:
             replay = self._replay(idem, key, value, records.get(idem[0]))
             if replay is not None:
                 return replay
-        self.store._explain_guard_failure(self, key, token, result)
+        writes = self.store.writes
+        writes.explain(self, key, token, result)
         failed = result.failed
         if check == "lease" and (failed is None or failed.key != key):
             from .strategies import lease as lease_mod
@@ -501,104 +376,12 @@ class Session:
         rec = records.get(key)
         current = 0 if rec is None or rec.deleted else rec.version
         if check == "create":
-            raise PreconditionRequired(
-                f"{key} already exists (version {current}, by {rec.author if rec else '?'}). "
-                "A write without an expected version only creates. Read it and write with "
-                f"{option('expect', current)}, use {call('update', key, var('fn'))}, hold its "
-                f"lease ({call('acquire', key)}), or pass {option('force')} to overwrite "
-                "blindly.",
-                key=key,
-                current=current,
-            )
+            raise create_refused(key, rec)
         if op == "delete" and current == 0 and expect is None:
             raise NotFound(f"{key} does not exist; there is nothing to delete.", key=key)
-        raise self._conflict(key, expect if expect is not None else 0, rec)
-
-    def _conflict(self, key: str, expected: int, rec: Record | None) -> Conflict:
-        current = 0 if rec is None or rec.deleted else rec.version
-        value = None if rec is None or rec.deleted else rec.value
-        writers = self.store._writers_between(key, expected, rec)
-        seen = self._seen.get(key)
-        if rec is not None and rec.deleted:
-            state = f"it was deleted (delete is version {rec.version})"
-        elif current == 0:
-            state = "it does not exist"
-        else:
-            state = f"it is at version {current}"
-        if expected == 0:
-            lead = f"Conflict on {key}: you wrote to create it ({option('expect', 0)}), but {state}"
-        else:
-            lead = f"Conflict on {key}: you wrote based on version {expected}, but {state}"
-        who = ", ".join(f"v{v} by {a}" for v, a in writers)
-        message = lead + (f" ({who})." if who else ".")
-        if current == 0:
-            message += (
-                f" Re-read it, and create it again with {option('expect', 0)} if it should exist."
-            )
-        else:
-            message += (
-                " Re-read it, apply your change on top, and write with "
-                f"{option('expect', current)}."
-            )
-        diff = ""
-        if (
-            seen is not None
-            and seen[0] == expected
-            and value is not None
-            and seen[1] is not None
-            and seen[1] is not _ABSENT
-            and seen[1] is not _UNKNOWN
-        ):
-            diff = describe_change(seen[1], value, f"v{expected}", f"v{current}")
-            message += f" Changed since version {expected}:\n{diff}"
-        elif value is not None and expected != 0:
-            message += f" (Version {expected}'s value is not known to this session, so no diff.)"
-        # The agent now knows the current version: the message carries it.
-        if rec is not None:
-            self._remember(key, rec.version, _ABSENT if rec.deleted else value)
-            self.clock.observe(key, rec.lamport, rec.clock)
-        return Conflict(
-            message,
-            key=key,
-            expected=expected,
-            current=current,
-            writers=writers,
-            value=value,
-            diff=diff,
-        )
+        raise writes.conflict(self, key, expect if expect is not None else 0, rec)
 
     # --- idempotency -------------------------------------------------------
-
-    def _idempotency(
-        self, op: str, key: str, kind: str, data: bytes, idem_key: str
-    ) -> tuple[str, Put, str]:
-        if (
-            not isinstance(idem_key, str)
-            or not idem_key
-            or len(idem_key) > _MAX_IDEM_LENGTH
-            or has_surrogate(idem_key)
-        ):
-            raise UsageError(
-                f"An idempotency key must be a non-empty string of at most {_MAX_IDEM_LENGTH} "
-                f"characters of Unicode text, not {idem_key!r}. Use one unique id per logical "
-                "change."
-            )
-        digest = hashlib.sha256()
-        for part in (op, key, kind):
-            digest.update(part.encode() + b"\0")
-        digest.update(data)
-        fingerprint = digest.hexdigest()
-        record_key = internal("idem", hashlib.sha256(idem_key.encode()).hexdigest())
-        payload = {"idem": idem_key, "op": op, "key": key, "fingerprint": fingerprint}
-        put = Put(
-            record_key,
-            "json",
-            json.dumps(payload).encode(),
-            self.agent,
-            ttl=self.store.idempotency_window,
-        )
-        self.store._maybe_purge_idempotency()
-        return record_key, put, fingerprint
 
     def _replay(
         self,
@@ -607,37 +390,24 @@ class Session:
         value: Value,
         rec: Record | None = None,
     ) -> Doc | None:
+        """The first call's result when ``idem``'s key was used already, else None."""
         record_key, _, fingerprint = idem
+        backend = self.store.backend
         if rec is None:
-            rec = self.store.backend.get(record_key)
+            rec = backend.get(record_key)
         if rec is None or rec.deleted:
             return None
-        if rec.expires is not None and rec.expires < self.store.backend.now():
+        now = backend.now() if rec.expires is not None else None
+        stored = live_idempotency(rec, now)
+        if stored is None:
             return None
-        stored = rec.value
-        idem_key = stored["idem"]
-        if stored["fingerprint"] != fingerprint:
-            raise IdempotencyMismatch(
-                f"Idempotency key {idem_key!r} was first used for a different change "
-                f"({stored['op']} of {stored['key']}). A replay must repeat the same call with "
-                "the same value; use a new idempotency key for a new change.",
-                idempotency_key=idem_key,
-            )
+        check_replay(stored, fingerprint)
         result = stored.get("result")
         if result is None:
             # The record and the write commit together, so the first call's
             # result is the write the record was committed with: find it.
-            result = self.store._idempotent_result(idem_key, key)
-        return Doc(
-            key=key,
-            value=value if stored["op"] == "write" else None,
-            version=result["version"],
-            revision=result["rev"],
-            author=result["agent"],
-            kind=rec.kind if stored["op"] != "write" else _kind_of(value),
-            lamport=result.get("lamport", 0),
-            clock=result.get("clock", {}),
-        )
+            result = self.store.writes.idempotent_result(stored["idem"], key)
+        return replayed_doc(stored, result, key, value, rec.kind)
 
     # --- read-modify-write -------------------------------------------------
 
@@ -659,14 +429,7 @@ class Session:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        if not callable(fn):
-            raise UsageError(
-                f"{call('update', key, var('fn'))} takes a function old_value -> new_value, "
-                f"not {fn!r}. Nothing was changed."
-            )
-        retries = params.count(retries, "retries")
-        backoff = params.seconds(backoff, "backoff", example="0.01")
-        max_backoff = params.seconds(max_backoff, "max_backoff", example="2")
+        retries, backoff, max_backoff = check_update_args(key, fn, retries, backoff, max_backoff)
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:
@@ -680,19 +443,9 @@ class Session:
             except Conflict as exc:
                 last = exc
                 if attempt < retries:
-                    # Full jitter (AWS, "Exponential Backoff and Jitter"): the
-                    # losers of one round spread out instead of colliding again.
-                    # The defaults were tuned on 8 processes hammering one key
-                    # of one SQLite file: none gives up (tests/test_sqlite_stress).
-                    time.sleep(random.uniform(0, min(max_backoff, backoff * 2**attempt)))
+                    time.sleep(backoff_delay(attempt, backoff, max_backoff))
         assert last is not None
-        raise RetriesExhausted(
-            f"{call('update', key, var('fn'))} lost {retries + 1} attempts in a row to other "
-            f"writers (last: {last.template.splitlines()[0]}). The key is hot: retry later, "
-            f"raise {option('retries', var('n'))}, or use a lease or a queue for it.",
-            key=key,
-            attempts=retries + 1,
-        )
+        raise retries_exhausted(key, retries, last)
 
     # --- strategies (recipes over the primitive) ---------------------------
 
@@ -738,16 +491,17 @@ class Session:
         wait: float = 10,
         mode: str = "exclusive",
         keepalive: bool = False,
-    ) -> Any:
+    ) -> LeaseSet:
         """Leases on several keys, taken in one canonical order (no deadlock).
 
         ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
         """
         from .strategies import lease as lease_mod
 
-        return lease_mod.acquire_all(
+        taken: LeaseSet = lease_mod.acquire_all(
             self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
         )
+        return taken
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
@@ -759,6 +513,9 @@ class Session:
         """Pending requests for ``key``, oldest first; claims the writer role.
 
         ``kwargs`` (``ttl``, ``role_wait``, ``stop``): see ``strategies.queue.requests``.
+        On the async face, ``async for req in session.requests(key)`` claims
+        the role at the first step; ``await session.requests(key)`` claims it
+        at once (:class:`NotWriter` there) and gives the iterator.
         """
         from .strategies import queue
 
@@ -809,44 +566,3 @@ class Session:
 
         found: list[Branch] = branch.branches(self.store, key, self)
         return found
-
-    # --- helpers -----------------------------------------------------------
-
-    def _event(
-        self,
-        op: str,
-        key: str | None,
-        lamport: int,
-        vector: dict[str, int],
-        *,
-        check: str = "none",
-        based_on: int | None = None,
-        lease: int | None = None,
-        idem: str | None = None,
-        request: str | None = None,
-        outcome: str = "ok",
-    ) -> dict[str, Any]:
-        """A history event of this agent; the backend adds rev, time, version."""
-        return {
-            "agent": self.agent,
-            "op": op,
-            "key": key,
-            "based_on": based_on,
-            "check": check,
-            "outcome": outcome,
-            "lamport": lamport,
-            "clock": vector,
-            "lease": lease,
-            "idem": idem,
-            "request": request,
-        }
-
-
-def _kind_of(value: Value) -> str:
-    try:
-        return encode_value(value)[0]
-    except InvalidValue:  # pragma: no cover - the value was stored once already
-        return "bytes"
-
-
-__all__ = ["Operation", "Session", "decode_clock"]

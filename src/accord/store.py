@@ -1,8 +1,11 @@
+# WARNING: generated from src/accord/_store_async.py by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """Open a store by URL, and the Store object agents share.
 
 ``accord.open()`` picks a backend from the URL scheme, as tooz picks a
 driver: ``memory://``, ``sqlite:///path`` and ``postgresql://...``. Without a
 URL it uses ``ACCORD_URL``, else the SQLite file ``./.accord/state.db``.
+``accord.aio.open()`` opens the same stores for asyncio.
 """
 
 from __future__ import annotations
@@ -15,36 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import params
+from ._core.write import Explain, Guard, Hook
+from ._open import DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_URL, backend_for
+from ._writepath import WritePath
 from .backends.base import Backend
-from .clock import decode_clock
-from .errors import (
-    BackendUnavailable,
-    InvalidValue,
-    UsageError,
-    ValueTooLarge,
-    argument,
-    call,
-    var,
-)
+from .errors import UsageError, call, var
 from .keys import has_surrogate, validate_prefix
-from .records import Compare, Doc, Event, Record, TxnResult, Value, decode_value, encode_value
-from .session import Operation, Session
+from .records import EVENT_FIELDS, Event
+from .session import Session
 
 if TYPE_CHECKING:
-    from .records import Put  # noqa: F401
-    from .strategies.branch import Branch, Merge
+    from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
 
-DEFAULT_URL = "sqlite:///.accord/state.db"
-DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
-DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
-
-Hook = Callable[[Operation], None]
-Guard = Callable[[Session, str, "int | None"], list[Compare]]
-"""``guard(session, key, token)``: compares for a write of ``key`` by
-``session``'s agent carrying the fencing token ``token`` (None without a lease)."""
-Explain = Callable[[Session, str, "int | None", TxnResult], None]
-"""``explain(session, key, token, result)``: raise the guard's own error when
-one of its compares refused the write (``result.failed``)."""
+__all__ = ["DEFAULT_URL", "Explain", "Guard", "Hook", "Store", "open"]
 
 
 def open(
@@ -69,25 +55,10 @@ def open(
 
     You *must* close the store (``store.close()`` or ``with``) when done.
     """
-    # Checked before anything is opened: a bad argument leaves no connection behind.
-    if clock is not None and not callable(clock):
-        raise UsageError(
-            f"clock must be a function returning seconds (such as time.time), not {clock!r}."
-        )
-    params.count(max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE))
-    params.flag(record_reads, "record_reads")
-    params.seconds(idempotency_window, "idempotency_window", above=True, example="86400")
-    manifest_path = manifest if manifest is not None else os.environ.get("ACCORD_MANIFEST")
-    policy = None
-    if manifest_path:
-        from .policy import load_policy
+    from ._open import prepare
 
-        policy = load_policy(manifest_path)
-        if url is None and policy.store_url:
-            url = policy.store_url
-    if url is None:
-        url = os.environ.get("ACCORD_URL") or DEFAULT_URL
-    backend = _backend_for(url, clock)
+    url, policy = prepare(url, manifest, max_value_size, record_reads, idempotency_window, clock)
+    backend = backend_for(url, clock)
     store = Store(
         backend,
         max_value_size=max_value_size,
@@ -99,80 +70,9 @@ def open(
     return store
 
 
-def _backend_for(url: str, clock: Callable[[], float] | None) -> Backend:
-    if not isinstance(url, str) or "://" not in url:
-        raise UsageError(
-            f"Unknown store URL {url!r}. Use memory://, sqlite:///path/state.db or "
-            "postgresql://user@host:5432/db."
-        )
-    scheme = url.split("://", 1)[0].lower()
-    _check_url_syntax(url, scheme)
-    if scheme == "memory":
-        from .backends.memory import MemoryBackend
-
-        if url.split("://", 1)[1]:
-            raise UsageError(
-                f"The memory store takes no name or options ({url!r}): every memory:// store "
-                "is new and empty, and lives as long as the process. Use memory://, or a "
-                "sqlite:///path/state.db store to share state between processes."
-            )
-        return MemoryBackend(url, clock=clock)
-    if clock is not None:
-        raise UsageError(
-            f"{argument('clock')} replaces the clock of memory:// stores only; open other "
-            "stores without it."
-        )
-    if scheme == "sqlite":
-        from .backends.sqlite import SQLiteBackend
-
-        return SQLiteBackend(url)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            from .backends.postgres import PostgresBackend
-        except ImportError as exc:
-            missing = (exc.name or "").split(".")[0]
-            package = {"psycopg": "psycopg", "psycopg_pool": "psycopg-pool"}.get(missing)
-            if package is None:
-                raise
-            raise BackendUnavailable(
-                f"The PostgreSQL backend needs the package {package!r}, which is not "
-                f"installed: pip install 'accord[postgres]' (it brings psycopg 3 and "
-                "psycopg-pool)."
-            ) from exc
-        backend: Backend = PostgresBackend(url)
-        return backend
-    raise UsageError(
-        f"Unknown store URL scheme {scheme!r} in {url!r}. Use memory://, "
-        "sqlite:///path/state.db or postgresql://user@host:5432/db."
-    )
-
-
-def _check_url_syntax(url: str, scheme: str) -> None:
-    """Refuse a URL that cannot be parsed at all, before any backend reads it."""
-    from urllib.parse import urlsplit
-
-    try:
-        urlsplit(url)
-    except ValueError as exc:
-        shown = url if scheme not in ("postgresql", "postgres") else _redacted(url)
-        raise UsageError(
-            f"Cannot parse the store URL {shown!r}: {exc}. Use memory://, "
-            "sqlite:///path/state.db or postgresql://user@host:5432/db (put an IPv6 host in "
-            "brackets, [::1], and percent-encode special characters in a password)."
-        ) from exc
-
-
-def _redacted(url: str) -> str:
-    """``url`` with whatever sits between '://' and the last '@' (the user and
-    any password) replaced, for messages about URLs that cannot be parsed."""
-    head, sep, rest = url.partition("://")
-    if "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{head}{sep}***@{rest.split('@')[-1]}"
-
-
 class Store:
-    """A versioned store shared by agents. Get one with :func:`accord.open`.
+    """A versioned store shared by agents. Get one with ``accord.open()``
+    (``await accord.aio.open()`` for the async face).
 
     A Store and its sessions may be used from several threads at once.
     """
@@ -196,19 +96,23 @@ class Store:
             hint="It is how long an idempotency key is remembered.",
         )
         self.backend = backend
-        self.max_value_size = max_value_size
         self.record_reads = params.flag(record_reads, "record_reads")
         self.idempotency_window = idempotency_window
-        self.policy: Any = None
-        self._hooks: list[Hook] = []
-        self._guard_fns: list[tuple[Guard, Explain]] = []
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        self._idem_writes = 0
+        self.policy: Any = None
+        """The manifest's policy this store enforces (``Policy.install``), or None."""
+        self.writes = WritePath(backend, max_value_size=max_value_size)
+        """The one write path of this store: its hooks, guards and commit."""
         # The lease guard first: a write refused by a live lease and by
         # something else is told about the lease, which it must wait out.
         __import__("accord.strategies.lease", fromlist=["install"]).install(self)
         __import__("accord.strategies.queue", fromlist=["install"]).install(self)
+
+    @property
+    def max_value_size(self) -> int:
+        """The largest value, in bytes, this store accepts."""
+        return self.writes.max_value_size
 
     @property
     def url(self) -> str:
@@ -257,64 +161,22 @@ class Store:
 
     def add_hook(self, hook: Hook) -> None:
         """Run ``hook(operation)`` before every session operation; it may raise."""
-        self._hooks.append(hook)
+        self.writes.add_hook(hook)
 
     def add_guard(self, guard: Guard, explain: Explain) -> None:
         """Add compares to every write of an agent key, on every write path.
 
         ``guard(session, key, token)`` returns the compares; every path that
         writes or deletes a key (a session's write and delete, a queue
-        writer's accept and group decision, a merge commit) puts them in the
-        write's own transaction. ``token`` is the fencing token the write
-        carries (None without a lease). When a write is refused,
+        writer's accept and group decision, a merge commit) commits through
+        ``store.writes.commit``, which puts them in the write's own
+        transaction. ``token`` is the fencing token the write carries (None
+        without a lease). When a write is refused,
         ``explain(session, key, token, result)`` runs before the path's own
         explanation and raises the guard's error if one of its compares is
         what refused it (``result.failed``).
         """
-        self._guard_fns.append((guard, explain))
-
-    def _guards(self, session: Session, key: str, token: int | None = None) -> list[Compare]:
-        """The compares every write of ``key`` carries (see :meth:`add_guard`)."""
-        out: list[Compare] = []
-        for guard, _ in self._guard_fns:
-            out.extend(guard(session, key, token))
-        return out
-
-    def _explain_guard_failure(
-        self, session: Session, key: str, token: int | None, result: TxnResult
-    ) -> None:
-        for _, explain in self._guard_fns:
-            explain(session, key, token, result)
-
-    # --- values --------------------------------------------------------------
-
-    def _encode(self, key: str, value: Value) -> tuple[str, bytes]:
-        try:
-            kind, data = encode_value(value)
-        except InvalidValue:
-            raise
-        if len(data) > self.max_value_size:
-            raise ValueTooLarge(
-                f"The value for {key} is {len(data):,} bytes, over this store's limit of "
-                f"{self.max_value_size:,} bytes; nothing was written. Split it across several "
-                f"keys, or open the store with a larger limit ({argument('max_value_size')}).",
-                key=key,
-                size=len(data),
-                limit=self.max_value_size,
-            )
-        return kind, data
-
-    def _doc(self, rec: Record) -> Doc:
-        return Doc(
-            key=rec.key,
-            value=decode_value(rec.kind, rec.data),
-            version=rec.version,
-            revision=rec.revision,
-            author=rec.author,
-            kind=rec.kind,
-            lamport=rec.lamport,
-            clock=decode_clock(rec.clock),
-        )
+        self.writes.add_guard(guard, explain)
 
     # --- history -------------------------------------------------------------
 
@@ -323,7 +185,7 @@ class Store:
         since = params.count(since, "since", example="0")
         if key is not None:
             validate_prefix(key)
-        return (Event.from_dict(data) for data in self.backend.history(since=since, key=key))
+        return _events(self.backend.history(since=since, key=key))
 
     def export_history(self, path: str | os.PathLike[str], *, since: int = 0) -> int:
         """Write the history as JSONL (see docs/history.md); returns the count."""
@@ -339,41 +201,6 @@ class Store:
     def revision(self) -> int:
         """The store revision now (strictly increasing)."""
         return self.backend.revision()
-
-    def _writers_between(
-        self, key: str, expected: int, rec: Record | None
-    ) -> list[tuple[int, str]]:
-        """(version, agent) of each committed change after ``expected``, oldest first."""
-        if rec is None:
-            return []
-        out: list[tuple[int, str]] = []
-        for ev in self.backend.changes(key):
-            version = ev.get("version")
-            if not isinstance(version, int):
-                continue  # a lease event, which older stores listed among the changes
-            if version <= expected or len(out) >= 20:
-                break
-            out.append((version, ev["agent"]))
-        out.reverse()
-        return out
-
-    def _idempotent_result(self, idem_key: str, key: str) -> dict[str, Any]:
-        for ev in self.backend.changes(key):
-            if ev.get("idem") == idem_key:
-                return ev
-        raise BackendUnavailable(
-            f"The idempotency record of {idem_key!r} exists but its write is missing from the "
-            "history; the store is damaged."
-        )
-
-    def _maybe_purge_idempotency(self) -> None:
-        # Expired idempotency records are ignored on read; purging them now and
-        # then keeps the table small without a background thread.
-        with self._lock:
-            self._idem_writes += 1
-            due = self._idem_writes % 512 == 1
-        if due:
-            self.backend.purge_expired(".accord/idem/", self.backend.now())
 
     # --- branches (isolated copies) -------------------------------------------
 
@@ -398,9 +225,12 @@ class Store:
         return branch.merge(self, key, branches, resolve=resolve, agent=agent)
 
 
-def _ordered(data: dict[str, Any]) -> dict[str, Any]:
-    from .records import EVENT_FIELDS
+def _events(source: Iterator[dict[str, Any]]) -> Iterator[Event]:
+    for data in source:
+        yield Event.from_dict(data)
 
+
+def _ordered(data: dict[str, Any]) -> dict[str, Any]:
     out = {name: data.get(name) for name in EVENT_FIELDS}
     for name, value in data.items():
         if name not in out:

@@ -18,7 +18,7 @@ What an async face (``async for event in asession.watch(...)``) must do is
 :func:`watch` with awaits, reusing :class:`WatchState` as is:
 
 1. check its arguments with :func:`WatchState.open` (it raises the same
-   errors), run the session's hooks once (``_check("watch", target)``);
+   errors), run the session's hooks once (``store.writes.check(session, "watch", target)``);
 2. a pass: ``head = await backend.revision()``; ``state.begin()``; then
    per page: ``await backend.history(*state.read_args())``, give it to
    :meth:`WatchState.take` (the changes to hand out, and whether the pass
@@ -26,7 +26,7 @@ What an async face (``async for event in asession.watch(...)``) must do is
    :meth:`WatchState.keys_to_read` names, given to ``state.read(records)``;
    hand out ``state.event(ev, records)`` for each change, in order (a
    handed-out value is a read: ``session.clock.observe`` and
-   ``session._remember`` it);
+   ``session.seen.remember`` it);
    ``state.handed_out()``. After the last page, ``state.caught_up(head)``;
 3. wait with ``await backend.wait(*state.wait_args(), timeout=slice)``
    (PostgreSQL: the LISTEN connection on the loop), never longer than
@@ -344,7 +344,7 @@ def watch(
         )
     now = backend.revision() if since is None else 0
     state = WatchState.open(key_or_prefix, since, prefix, now)
-    session._check("watch", state.target)
+    session.store.writes.check(session, "watch", state.target)
     return _run(session, backend, state, timeout, stop, retry_timeout)
 
 
@@ -390,7 +390,7 @@ def _run(
                     rec = records[event.key]
                     assert rec is not None
                     session.clock.observe(rec.key, rec.lamport, rec.clock)
-                    session._remember(rec.key, rec.version, event.value)
+                    session.seen.remember(rec.key, rec.version, event.value)
                 yield event
             state.handed_out()
             if changes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import operator
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import call, var
@@ -46,6 +46,10 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+LiveRow = tuple[str, bytes, int, int, str, int, str]
+"""A live key's ``(kind, data, version, revision, author, lamport, clock)``."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What a storage engine must offer accord.
@@ -53,6 +57,9 @@ class Backend(Protocol):
     ``spans_processes`` and ``spans_hosts`` state where the backend can be
     shared: memory spans neither, SQLite spans processes on one machine,
     PostgreSQL spans hosts.
+
+    The backends subclass it, so :meth:`read_live` and
+    :meth:`put_if_version` have working defaults built on the other methods.
     """
 
     url: str
@@ -101,11 +108,105 @@ class Backend(Protocol):
     def now(self) -> float:
         """The store's clock, in seconds since the epoch. Every TTL uses it."""
 
+    # --- with defaults: a backend may offer them faster ----------------------
+
+    def read_live(self, key: str) -> LiveRow | None:
+        """``(kind, data, version, revision, author, lamport, clock)`` of a live key.
+
+        None when the key is absent or deleted (then :meth:`get` tells
+        which). The hot path of ``Session.read``; the default builds it from
+        :meth:`get`, a backend may read the row without building a Record.
+        """
+        rec = self.get(key)
+        if rec is None or rec.deleted:
+            return None
+        return rec.kind, rec.data, rec.version, rec.revision, rec.author, rec.lamport, rec.clock
+
+    def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """The common optimistic write: ``txn([*guards, Compare(put.key,
+        "version", "==", expect)], [put], failure)``.
+
+        Same meaning as that call, with one difference in the result: when
+        the write succeeds, ``records`` may be empty. The default is that
+        call; a backend may do it in fewer statements (see
+        :func:`short_put` for the shape the SQLite and PostgreSQL backends
+        take a short path for).
+        """
+        return self.txn(put_if_compares(put.key, expect, guards), [put], failure)
+
     def purge_expired(self, prefix: str, before: float) -> int:
         """Remove live records under ``prefix`` whose ``expires`` < ``before``."""
 
     def close(self) -> None:
         """Release connections; the backend is unusable afterwards."""
+
+
+class AsyncBackend(Protocol):
+    """:class:`Backend` for asyncio: the same methods, awaited.
+
+    ``history`` and ``changes`` are async iterators. Any sync backend
+    becomes one through :class:`accord.backends.thread.ThreadBackend`, which
+    runs each call in a worker thread (SQLite and memory: sqlite3 blocks).
+    """
+
+    url: str
+
+    async def get(self, key: str) -> Record | None:
+        """See :meth:`Backend.get`."""
+
+    async def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        """See :meth:`Backend.scan`."""
+
+    async def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """See :meth:`Backend.txn`."""
+
+    def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Backend.history`."""
+
+    def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Backend.changes`."""
+
+    async def revision(self) -> int:
+        """See :meth:`Backend.revision`."""
+
+    async def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+    ) -> int:
+        """See :meth:`Backend.wait`; waits without blocking the event loop."""
+
+    async def now(self) -> float:
+        """See :meth:`Backend.now`."""
+
+    async def purge_expired(self, prefix: str, before: float) -> int:
+        """See :meth:`Backend.purge_expired`."""
+
+    async def close(self) -> None:
+        """See :meth:`Backend.close`."""
+
+    async def read_live(self, key: str) -> LiveRow | None:
+        """See :meth:`Backend.read_live`."""
+
+    async def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """See :meth:`Backend.put_if_version`."""
 
 
 # --- shared logic ----------------------------------------------------------

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from ..records import Compare, Op, Record, TxnResult
-from .base import first_failure, occupies, plan_ops, slot_range, touched_keys
+from .base import Backend, first_failure, occupies, plan_ops, slot_range, touched_keys
 
 
-class MemoryBackend:
+class MemoryBackend(Backend):
     """Dicts behind one lock; ``wait`` uses a condition variable."""
 
     spans_processes: ClassVar[bool] = False

@@ -51,6 +51,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -75,6 +76,7 @@ from ..records import (
 )
 from .base import (
     CLOSED,
+    Backend,
     _stamp,
     iso_time,
     paged_history,
@@ -130,7 +132,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
     )
 
 
-class PostgresBackend:
+class PostgresBackend(Backend):
     """A store in one schema of a PostgreSQL database, shared across hosts.
 
     URL: ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME&...]``
@@ -728,6 +730,29 @@ class PostgresBackend:
         else goes through :meth:`txn`. The transaction token is kept in the
         event row (see ``accord_put_if``).
         """
+        plan = self._put_if_plan(put, expect, guards, failure)
+        if plan is None:
+            return self.txn(put_if_compares(put.key, expect, guards), [put], failure)
+        attempts = 0
+
+        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            # Only a repeat can find its token already used.
+            nonlocal attempts
+            attempts += 1
+            cur = conn.cursor(binary=True)
+            args = (plan.token, attempts > 1, *plan.params)
+            return cur.execute(self._sql_put_if, args).fetchall()
+
+        rows = self._run(go, "writing", write=True)
+        self._maybe_sweep_tokens()
+        return self._put_if_result(rows, plan, put, expect, guards, failure)
+
+    def _put_if_plan(
+        self, put: Put, expect: int, guards: Sequence[Compare], failure: Sequence[Op]
+    ) -> _PutIf | None:
+        """The parameters of one ``accord_put_if`` call, or None when the write
+        does not have the short path's shape (then it is a :meth:`txn`).
+        Shared with the async backend."""
         event = put.event
         key = put.key
         short = (
@@ -742,7 +767,7 @@ class PostgresBackend:
             )
         )
         if not short or event is None:
-            return self.txn(put_if_compares(key, expect, guards), [put], failure)
+            return None
         failed = failure[0].event if failure else None
         vacant = guards[0] if guards and guards[0].target == "vacant" else None
         holders = guards[1:] if vacant is not None else guards
@@ -751,8 +776,6 @@ class PostgresBackend:
             refused = dict(failed)
             refused["outcome"] = vacant.refusal
         hash_ = value_hash(put.data)
-        # The token as text (the function casts it): cheaper than a UUID object.
-        token = f"{_token_int():032x}"
         params = (
             key,
             expect,
@@ -776,26 +799,31 @@ class PostgresBackend:
             None if vacant is None or not isinstance(vacant.value, str) else vacant.value,
             None if refused is None else _dumps_short_event(refused),
         )
-        attempts = 0
+        # The token as text (the function casts it): cheaper than a UUID object.
+        token = f"{_token_int():032x}"
+        keys = list(dict.fromkeys([key, *(g.key for g in holders)]))
+        return _PutIf(token, params, hash_, event, keys)
 
-        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            # Only a repeat can find its token already used.
-            nonlocal attempts
-            attempts += 1
-            cur = conn.cursor(binary=True)
-            return cur.execute(self._sql_put_if, (token, attempts > 1, *params)).fetchall()
-
-        rows = self._run(go, "writing", write=True)
+    def _put_if_result(
+        self,
+        rows: list[tuple[Any, ...]],
+        plan: _PutIf,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare],
+        failure: Sequence[Op],
+    ) -> TxnResult:
+        """The TxnResult of an ``accord_put_if`` call's rows."""
         ok, rev1, now, replay = rows[-1][10], rows[-1][12], rows[-1][13], rows[-1][14]
-        self._maybe_sweep_tokens()
         if ok:
             # A first attempt that committed (a replay) reports the same way.
             if replay:
                 self.replayed += 1
-            out = _stamp(event, rev1, iso_time(now), expect + 1, expect, hash_)
+            out = _stamp(plan.event, rev1, iso_time(now), expect + 1, expect, plan.hash)
             return TxnResult(True, rev1, {}, [out])
-        keys = list(dict.fromkeys([key, *(g.key for g in holders)]))
-        return self._finish(rows, keys, put_if_compares(key, expect, guards), [put], failure)
+        return self._finish(
+            rows, plan.keys, put_if_compares(put.key, expect, guards), [put], failure
+        )
 
     def _replay_before(
         self, current: dict[str, Record | None], ops: Sequence[Op], before_text: str
@@ -949,6 +977,17 @@ class PostgresBackend:
 
 
 # --- helpers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PutIf:
+    """One ``accord_put_if`` call: its token and parameters, and what reads its result."""
+
+    token: str
+    params: tuple[Any, ...]
+    hash: str
+    event: dict[str, Any]
+    keys: list[str]
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

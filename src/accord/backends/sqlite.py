@@ -41,6 +41,7 @@ from ..records import (
 )
 from .base import (
     CLOSED,
+    Backend,
     first_failure,
     iso_time,
     paged_history,
@@ -200,7 +201,7 @@ def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
 
 
-class SQLiteBackend:
+class SQLiteBackend(Backend):
     """One SQLite file, one connection per thread."""
 
     spans_processes: ClassVar[bool] = True

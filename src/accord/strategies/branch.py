@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._core.write import make_event
 from ..clock import encode_clock
 from ..errors import (
     BackendUnavailable,
@@ -170,7 +171,7 @@ class Branch:
         """
         self._check_owner("write")
         store = self._store
-        kind, data = store._encode(self.key, value)
+        kind, data = store.writes.encode(self.key, value)
         if kind != self.kind:
             raise InvalidValue(
                 f"Branch {self.id} of {self.key} holds {self.kind} (the key's kind), not {kind}: "
@@ -269,7 +270,7 @@ def fork(session: Session, key: str) -> Branch:
     """
     validate_key(key)
     store = session.store
-    session._intercept("fork", key)
+    session.store.writes.intercept(session, "fork", key)
     try:
         doc = session.read(key)
     except NotFound as exc:
@@ -278,7 +279,7 @@ def fork(session: Session, key: str) -> Branch:
             f"{call('write', key, var('value'), expect=0)}, then fork it.",
             key=key,
         ) from exc
-    kind, data = store._encode(key, doc.value)
+    kind, data = store.writes.encode(key, doc.value)
     branch_id = "b-" + uuid.uuid4().hex[:12]
     meta = {
         "id": branch_id,
@@ -291,8 +292,15 @@ def fork(session: Session, key: str) -> Branch:
         "created": store.backend.now(),
     }
     lamport, vector = session.clock.tick()
-    event = session._event(
-        "fork", key, lamport, vector, check="none", based_on=doc.version, request=branch_id
+    event = make_event(
+        session.agent,
+        "fork",
+        key,
+        lamport,
+        vector,
+        check="none",
+        based_on=doc.version,
+        request=branch_id,
     )
     event["version"] = doc.version
     ops: list[Put | Append] = [
@@ -333,9 +341,7 @@ def branches(store: Store, key: str, session: Session | None = None) -> list[Bra
     return [_branch_from(store, rec, session) for _, _, rec in found]
 
 
-def get_branch(
-    store: Store, key: str, branch_id: str, session: Session | None = None
-) -> Branch:
+def get_branch(store: Store, key: str, branch_id: str, session: Session | None = None) -> Branch:
     """The branch ``branch_id`` of ``key`` (open or closed); :class:`NotFound` if none.
 
     The handle acts as ``session``'s agent (None: it may read but not write).
@@ -447,15 +453,16 @@ class Merge:
             name = rec.value["agent"] if rec is not None and not rec.deleted else "merge"
         session = store.session(name)
         key = self.key
-        kind, data = store._encode(key, self.value)
+        kind, data = store.writes.encode(key, self.value)
         if kind != self._kind:
             raise InvalidValue(
                 f"The merged value of {key} is {kind}, but the key holds {self._kind}."
             )
-        session._intercept("merge", key, branches=list(self.branch_ids))
+        session.store.writes.intercept(session, "merge", key, branches=list(self.branch_ids))
         lamport, vector = session.clock.tick()
         clock_text = encode_clock(vector)
-        event = session._event(
+        event = make_event(
+            session.agent,
             "merge",
             key,
             lamport,
@@ -466,10 +473,10 @@ class Merge:
         )
         event["branches"] = list(self.branch_ids)
         event["base"] = self.base_version
-        # The guards of every write path (a live lease on the key refuses
-        # the commit), then the version the merge was computed against.
-        compares = store._guards(session, key)
-        compares.append(Compare(key, "version", "==", self.current_version))
+        # The version the merge was computed against; the write path adds
+        # the guards of every write (a live lease on the key refuses the
+        # commit) in front of it.
+        compares = [Compare(key, "version", "==", self.current_version)]
         # The key exists at current_version (merge() checked), so the write
         # makes it current_version + 1; each branch records that it went
         # there, in the same transaction that writes the value.
@@ -488,22 +495,24 @@ class Merge:
             compares.append(Compare(bkey, "version", "==", version))
         failed = dict(event)
         failed["outcome"] = "conflict"
-        result = store.backend.txn(
-            compares,
+        result = store.writes.commit(
+            session,
+            key,
             [Put(key, kind, data, session.agent, lamport, clock_text, event=event), *closing],
-            [Append(failed)],
+            compares=compares,
+            failure=[Append(failed)],
         )
         if not result.succeeded:
-            store._explain_guard_failure(session, key, None, result)
+            store.writes.explain(session, key, None, result)
             for branch_id, version in self._branch_versions.items():
                 bkey = branch_prefix(key) + branch_id
                 rec = result.records.get(bkey)
                 if rec is None or rec.deleted or rec.version != version:
                     raise _branch_moved(key, branch_id, rec)
             rec = result.records.get(key)
-            raise session._conflict(key, self.current_version, rec)
+            raise session.store.writes.conflict(session, key, self.current_version, rec)
         ev = result.events[0]
-        session._remember(key, ev["version"], self.value)
+        session.seen.remember(key, ev["version"], self.value)
         return Doc(
             key=key,
             value=self.value,

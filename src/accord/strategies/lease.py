@@ -65,6 +65,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .. import params
+from .._core.write import make_event
 from ..errors import (
     AccordError,
     Deadlock,
@@ -120,6 +121,16 @@ _MAX_SLEEP = 1.0  # a lost wake-up costs at most this much latency, never correc
 # enqueue finds every deadlock; the slow re-check is a safety net.
 _DEADLOCK_RECHECK = 5.0
 _SPIN_LIMIT = 10_000  # compare-and-swap retries before we call the store broken
+CANCEL_LATENCY = 0.05
+"""Longest a cancellable acquire sleeps before it looks at its ``cancel`` event."""
+
+
+class LeaseCancelled(AccordError):
+    """An acquire given up through its ``cancel`` event; nothing is held.
+
+    Internal to ``accord.aio``, which turns it back into the caller's
+    ``asyncio.CancelledError``.
+    """
 
 
 # --- layout -------------------------------------------------------------------
@@ -545,7 +556,7 @@ class Lease(_ReleasedOnExit):
                     token=self.token,
                 )
             session = self.session
-            session._intercept("lease_release", self.key, token=self.token)
+            session.store.writes.intercept(session, "lease_release", self.key, token=self.token)
             backend = session.store.backend
             hk = self.record_key
             for _ in range(_SPIN_LIMIT):
@@ -722,7 +733,7 @@ def status(store: Store, key: str) -> LeaseStatus:
 def _lease_event(
     session: Session, op: str, key: str, token: int | None, lamport: int, vector: dict[str, int]
 ) -> dict[str, Any]:
-    event = session._event(op, key, lamport, vector, check="lease", lease=token)
+    event = make_event(session.agent, op, key, lamport, vector, check="lease", lease=token)
     # The version/prev/hash a backend fills in would describe the internal
     # lease record, not the key: say plainly that there are none.
     event.update(version=None, prev=None, hash=None)
@@ -738,6 +749,7 @@ def acquire(
     mode: str = "exclusive",
     keepalive: bool = False,
     on_wait: Any = None,
+    cancel: threading.Event | None = None,
 ) -> Lease:
     """Acquire a lease on ``key``, waiting up to ``wait`` seconds in line.
 
@@ -748,15 +760,18 @@ def acquire(
     (the request leaves the line; nothing is held), and :class:`Deadlock`
     when waiting would close a cycle of agents waiting for each other.
     ``on_wait(position)`` is called with the request's place in line (1 =
-    next) whenever it changes while waiting.
+    next) whenever it changes while waiting. Setting ``cancel`` gives up
+    the wait (within :data:`CANCEL_LATENCY` seconds): the request leaves the
+    line and :class:`LeaseCancelled` is raised (``accord.aio`` uses it for a
+    cancelled ``acquire``).
     """
     validate_key(key)
     ttl = _check_ttl(ttl)
     wait = _check_wait(wait)
     mode_ = _check_mode(mode)
     params.flag(keepalive, "keepalive")
-    session._intercept("lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
-    lease = _Acquirer(session, key, ttl, wait, mode_, on_wait).run()
+    session.store.writes.intercept(session, "lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
+    lease = _Acquirer(session, key, ttl, wait, mode_, on_wait, cancel).run()
     if keepalive:
         lease.start_keepalive()
     return lease
@@ -766,7 +781,14 @@ class _Acquirer:
     """One acquire call: the loop that takes a ticket, waits, and is granted."""
 
     def __init__(
-        self, session: Session, key: str, ttl: float, wait: float, mode: Mode, on_wait: Any
+        self,
+        session: Session,
+        key: str,
+        ttl: float,
+        wait: float,
+        mode: Mode,
+        on_wait: Any,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.session = session
         self.backend = session.store.backend
@@ -775,6 +797,7 @@ class _Acquirer:
         self.wait = wait
         self.mode = mode
         self.on_wait = on_wait
+        self.cancel = cancel
         self.qttl = _queue_ttl(ttl)
         self.ticket: int | None = None
         self.ticket_data = b""
@@ -801,6 +824,8 @@ class _Acquirer:
     def _loop(self) -> Lease:
         agent = self.session.agent
         for _ in range(_SPIN_LIMIT * 10):
+            if self.cancel is not None and self.cancel.is_set():
+                raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
             since = self.backend.revision()
             state = _scan(self.backend, self.key)
             now = self.backend.now()
@@ -839,7 +864,7 @@ class _Acquirer:
             # blocker's deadline passes, our ticket needs refreshing, or wait
             # runs out.
             nearest = self._nearest(blockers)
-            timeout = min(left, _MAX_SLEEP)
+            timeout = min(left, _MAX_SLEEP if self.cancel is None else CANCEL_LATENCY)
             if nearest.expires is not None:
                 timeout = min(timeout, max(0.0, nearest.expires - now) + 0.001)
             refresh_in = (mine.expires or now) - now - self.qttl / 2
@@ -1559,7 +1584,7 @@ def _end_of(store: Store, key: str, token: int) -> str:
 
 def _expire_event(session: Session, key: str, e: _Entry) -> dict[str, Any]:
     """The lease_expire event of a lapsed grant, recorded by whoever notices."""
-    event = session._event("lease_expire", key, 0, {}, check="lease", lease=e.number)
+    event = make_event(session.agent, "lease_expire", key, 0, {}, check="lease", lease=e.number)
     event.update(
         agent=e.agent,
         mode=e.mode,

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import params
+from .._core.write import make_event
 from ..clock import encode_clock
 from ..errors import (
     AccordError,
@@ -570,8 +571,8 @@ def submit(
     store = session.store
     change_kind, stored_change, raw = _encode_change(change)
     if len(raw) > store.max_value_size:
-        store._encode(key, change)  # raises ValueTooLarge with the usual message
-    session._intercept("submit", key, change=change, idempotency_key=idempotency_key)
+        store.writes.encode(key, change)  # raises ValueTooLarge with the usual message
+    store.writes.intercept(session, "submit", key, change=change, idempotency_key=idempotency_key)
     digest = hashlib.sha256(f"{key}\0{change_kind}\0".encode() + raw).hexdigest()
     if idempotency_key is not None:
         if (
@@ -602,7 +603,8 @@ def submit(
     }
     lamport, vector = session.clock.tick()
     clock_text = encode_clock(vector)
-    event = session._event(
+    event = make_event(
+        session.agent,
         "submit",
         key,
         lamport,
@@ -733,7 +735,7 @@ def requests(
     ttl = _check_role_ttl(ttl)
     role_wait = params.seconds(role_wait, "role_wait", example="0")
     _check_stop(stop)
-    session._intercept("requests", key)
+    session.store.writes.intercept(session, "requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     return _iterate(session, key, role, timeout, stop)
 
@@ -887,7 +889,7 @@ def accept(
     store = session.store
     backend = store.backend
     key = stored.key
-    kind, data = store._encode(key, new_value)
+    kind, data = store.writes.encode(key, new_value)
     if expect is None:
         expect = request.base_version
     if expect is None:
@@ -901,7 +903,7 @@ def accept(
             )
     else:
         params.version(expect)
-    session._intercept("accept", key, request=stored.id, expect=expect)
+    session.store.writes.intercept(session, "accept", key, request=stored.id, expect=expect)
     base_version = expect
     if expect == 0:
         # A re-create continues the version chain from a tombstone.
@@ -910,8 +912,15 @@ def accept(
     version = base_version + 1
     lamport, vector = session.clock.tick()
     clock_text = encode_clock(vector)
-    event = session._event(
-        "accept", key, lamport, vector, check="queue", based_on=expect, request=stored.id
+    event = make_event(
+        session.agent,
+        "accept",
+        key,
+        lamport,
+        vector,
+        check="queue",
+        based_on=expect,
+        request=stored.id,
     )
     decided = _stored_dict(stored)
     decided.update(
@@ -922,24 +931,24 @@ def accept(
         value=base64.b64encode(data).decode("ascii") if kind == "bytes" else data.decode("utf-8"),
     )
     rkey, pkey, wkey = request_key(stored.id), pending_prefix(key) + stored.id, role_key(key)
-    compares = [
-        # The guards of every write path (a live lease on the key refuses
-        # the accept); the queue's own guard is among them.
-        *store._guards(session, key),
-        Compare(wkey, "holder", "==", session.agent),
-        Compare(pkey, "version", "!=", 0),
-        Compare(key, "version", "==", expect),
-    ]
-    # One transaction: the value, the end of the pending record and the
-    # request's new status commit together or not at all. A crash cannot
-    # leave a request applied but still pending (applied twice later) or
-    # marked accepted but never written.
-    result = backend.txn(
-        compares,
+    # One transaction on the one write path (which adds the guards every
+    # write carries: a live lease on the key refuses the accept, and the
+    # queue's own guard is among them): the value, the end of the pending
+    # record and the request's new status commit together or not at all. A
+    # crash cannot leave a request applied but still pending (applied twice
+    # later) or marked accepted but never written.
+    result = store.writes.commit(
+        session,
+        key,
         [
             Put(key, kind, data, session.agent, lamport, clock_text, event=event),
             Delete(pkey, purge=True),
             Put(rkey, "json", _json_bytes(decided), session.agent, lamport, clock_text),
+        ],
+        compares=[
+            Compare(wkey, "holder", "==", session.agent),
+            Compare(pkey, "version", "!=", 0),
+            Compare(key, "version", "==", expect),
         ],
     )
     if not result.succeeded:
@@ -955,7 +964,7 @@ def accept(
         lamport=lamport,
         clock=vector,
     )
-    session._remember(key, doc.version, new_value)
+    session.seen.remember(key, doc.version, new_value)
     role.head = None
     return replace(stored, status="accepted", outcome=doc, decided_by=session.agent)
 
@@ -981,10 +990,11 @@ def reject(session: Session, request: Request, reason: str) -> Request:
     role, stored = _prepare_decision(session, request, "reject")
     store = session.store
     key = stored.key
-    session._intercept("reject", key, request=stored.id)
+    session.store.writes.intercept(session, "reject", key, request=stored.id)
     lamport, vector = session.clock.tick()
     clock_text = encode_clock(vector)
-    event = session._event(
+    event = make_event(
+        session.agent,
         "reject",
         key,
         lamport,
@@ -1054,7 +1064,7 @@ def _refused(
         # A live lease on the key: the decision waits until it ends.
         outcome = failed.refusal or "fenced"
         try:
-            store._explain_guard_failure(session, key, None, result)
+            store.writes.explain(session, key, None, result)
         except AccordError as exc:
             error = exc
         else:  # pragma: no cover - a vacant compare is always explained
@@ -1064,7 +1074,7 @@ def _refused(
     else:
         assert expect is not None
         rec = records.get(key)
-        error = session._conflict(key, expect, rec)
+        error = session.store.writes.conflict(session, key, expect, rec)
     refusal = dict(event)
     refusal["outcome"] = outcome
     store.backend.txn([], [Append(refusal)])
@@ -1134,7 +1144,7 @@ def serve(
     batch = params.count(batch, "batch", minimum=1, example="64")
     if limit == 0:
         return 0
-    session._intercept("requests", key)
+    session.store.writes.intercept(session, "requests", key)
     role = _claim(session, key, ttl=ttl, wait=role_wait)
     store = session.store
     backend = store.backend
@@ -1203,14 +1213,14 @@ def _decide_group(
     else:
         value = current.value
         expect = version = current.version
-    session._remember(key, expect, value)
+    session.seen.remember(key, expect, value)
     if current is not None:
         session.clock.observe(key, current.lamport, current.clock)
     wkey = role_key(key)
+    # The role and the version the group was decided on; the write path
+    # adds the guards of every write (a live lease on the key refuses the
+    # group) in front of them.
     compares = [
-        # The guards of every write path (a live lease on the key refuses
-        # the group), then the role and the version the group was decided on.
-        *store._guards(session, key),
         Compare(wkey, "holder", "==", session.agent),
         Compare(key, "version", "==", expect),
     ]
@@ -1231,7 +1241,8 @@ def _decide_group(
         decided_data["decided_by"] = session.agent
         if isinstance(result, Reject):
             decided_data.update(status="rejected", reason=str(result.reason))
-            event = session._event(
+            event = make_event(
+                session.agent,
                 "reject",
                 key,
                 lamport,
@@ -1243,8 +1254,9 @@ def _decide_group(
             )
             ops.append(Append(event))
         else:
-            kind, data = store._encode(key, result)
-            event = session._event(
+            kind, data = store.writes.encode(key, result)
+            event = make_event(
+                session.agent,
                 "accept",
                 key,
                 lamport,
@@ -1283,7 +1295,7 @@ def _decide_group(
     # One transaction for the whole group: every request's value, status and
     # the end of its pending record commit together, so a crash leaves each
     # request either fully decided or still pending.
-    result = backend.txn(compares, ops)
+    result = store.writes.commit(session, key, ops, compares=compares)
     if not result.succeeded:
         wrec = result.records.get(wkey)
         if wrec is not None and not wrec.deleted and wrec.author != session.agent:
@@ -1292,8 +1304,8 @@ def _decide_group(
         if result.failed is not None and result.failed.target == "vacant":
             # A live lease on the key: nothing of the group was applied; the
             # error says who holds it and how long.
-            store._explain_guard_failure(session, key, None, result)
+            store.writes.explain(session, key, None, result)
         return -1, failure
-    session._remember(key, version, value)
+    session.seen.remember(key, version, value)
     role.head = None
     return decided, failure

@@ -1,0 +1,630 @@
+"""Leases, queues and branches on the async face.
+
+The strategies run on the session's sync twin in worker threads (the
+store's thread-offload backend); these classes give their results the
+async face: ``async with`` for leases, ``await request.wait()``, ``await
+branch.write(...)``. Cancellation is safe: a cancelled :func:`acquire`
+leaves the line (and releases a lease granted meanwhile); a cancelled
+``wait`` stops waiting within a second and holds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from . import params
+from .backends.base import CLOSED
+from .errors import BackendUnavailable, LeaseLost, Timeout, UsageError, call
+from .records import Doc, Value
+from .strategies import lease as lease_mod
+from .strategies import queue as queue_mod
+from .strategies.branch import Branch, Merge
+from .strategies.lease import Lease, LeaseSet
+from .strategies.queue import Request
+
+if TYPE_CHECKING:
+    from ._session_async import AsyncSession
+    from ._store_async import AsyncStore
+    from .watch import WatchEvent
+
+T = TypeVar("T")
+
+WAIT_CHUNK = 1.0
+"""Longest one thread-offloaded wait of :meth:`AsyncRequest.wait` lasts: a
+cancelled wait frees its worker thread within this many seconds."""
+
+
+async def _finish(future: asyncio.Future[T], undo: Callable[[T], None]) -> T:
+    """Await ``future`` (a call running in a worker thread); if the caller is
+    cancelled meanwhile, wait for the call to end and ``undo`` its result in
+    a thread, then let the cancellation through."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            result = await future
+            await asyncio.to_thread(undo, result)
+        raise
+
+
+# --- leases -------------------------------------------------------------------------
+
+
+class _AsyncReleasedOnExit:
+    async def release(self) -> None:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            await self.release()
+        except LeaseLost:
+            if exc_type is None:
+                raise
+
+
+class AsyncLease(_AsyncReleasedOnExit):
+    """A granted lease, on the async face: ``async with await session.lease(key):``.
+
+    The same lease as :class:`accord.Lease` (``sync``); its calls that touch
+    the store are awaited. You *must* end it: ``await lease.release()``,
+    leave the ``async with`` block, or let it expire.
+    """
+
+    def __init__(self, session: AsyncSession, lease: Lease) -> None:
+        self.session = session
+        self.sync = lease
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    @property
+    def key(self) -> str:
+        return self.sync.key
+
+    @property
+    def token(self) -> int:
+        """The fencing token: strictly increasing per key."""
+        return self.sync.token
+
+    @property
+    def mode(self) -> str:
+        return self.sync.mode
+
+    @property
+    def agent(self) -> str:
+        return self.sync.agent
+
+    @property
+    def ttl(self) -> float:
+        return self.sync.ttl
+
+    @property
+    def expires(self) -> float:
+        return self.sync.expires
+
+    @property
+    def record_key(self) -> str:
+        return self.sync.record_key
+
+    @property
+    def keepalive(self) -> bool:
+        return self.sync.keepalive
+
+    @property
+    def lost(self) -> bool:
+        return self.sync.lost
+
+    async def remaining(self) -> float:
+        """Seconds left before the deadline, on the store's clock (may be negative)."""
+        return await asyncio.to_thread(self.sync.remaining)
+
+    async def held(self) -> bool:
+        """Ask the store whether this is still a live lease of this agent."""
+        return await asyncio.to_thread(lambda: self.sync.held)
+
+    async def renew(self, ttl: float | None = None) -> float:
+        """See :meth:`accord.Lease.renew`."""
+        return await asyncio.to_thread(self.sync.renew, ttl)
+
+    async def ensure_held(self) -> None:
+        """See :meth:`accord.Lease.ensure_held`."""
+        await asyncio.to_thread(self.sync.ensure_held)
+
+    async def start_keepalive(self) -> None:
+        """See :meth:`accord.Lease.start_keepalive` (a background thread renews it)."""
+        await asyncio.to_thread(self.sync.start_keepalive)
+
+    async def release(self) -> None:
+        """See :meth:`accord.Lease.release`. Runs to its end even if cancelled."""
+        await asyncio.shield(asyncio.to_thread(self.sync.release))
+
+
+class AsyncLeaseSet(_AsyncReleasedOnExit):
+    """Leases on several keys (``session.lease_all``), on the async face."""
+
+    def __init__(self, session: AsyncSession, leases: LeaseSet) -> None:
+        self.session = session
+        self.sync = leases
+        self._leases = [AsyncLease(session, lease) for lease in leases]
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    def __getitem__(self, key: str) -> AsyncLease:
+        for lease in self._leases:
+            if lease.key == key:
+                return lease
+        self.sync[key]  # raises the sync face's error
+        raise KeyError(key)  # pragma: no cover
+
+    def __iter__(self) -> Iterator[AsyncLease]:
+        return iter(self._leases)
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.sync
+
+    @property
+    def keys(self) -> list[str]:
+        return self.sync.keys
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return self.sync.tokens
+
+    async def renew(self, ttl: float | None = None) -> None:
+        await asyncio.to_thread(self.sync.renew, ttl)
+
+    async def ensure_held(self) -> None:
+        await asyncio.to_thread(self.sync.ensure_held)
+
+    async def release(self) -> None:
+        await asyncio.shield(asyncio.to_thread(self.sync.release))
+
+
+L = TypeVar("L", AsyncLease, AsyncLeaseSet)
+
+
+class Leasing(Generic[L]):
+    """What ``session.lease(...)`` returns on the async face: ``async with
+    session.lease(key) as lease:`` acquires on entry and releases on exit;
+    ``lease = await session.lease(key)`` just acquires."""
+
+    def __init__(self, acquire: Callable[[], Awaitable[L]]) -> None:
+        self._acquire: Callable[[], Awaitable[L]] = acquire
+        self._lease: L | None = None
+
+    def __await__(self) -> Generator[Any, None, L]:
+        return self._acquire().__await__()
+
+    async def __aenter__(self) -> L:
+        self._lease = await self._acquire()
+        return self._lease
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self._lease is not None
+        await self._lease.__aexit__(exc_type, exc, tb)
+
+
+def _release_quietly(lease: Lease | LeaseSet) -> None:
+    with contextlib.suppress(Exception):
+        lease.release()
+
+
+async def acquire(
+    session: AsyncSession,
+    key: str,
+    *,
+    ttl: float,
+    wait: float,
+    mode: str,
+    keepalive: bool,
+) -> AsyncLease:
+    """``session.acquire`` on the async face; a cancelled call leaves the line."""
+    cancel = threading.Event()
+    twin = session.sync
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(
+        None,
+        lambda: lease_mod.acquire(
+            twin, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive, cancel=cancel
+        ),
+    )
+    try:
+        lease = await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # Leave the line: the acquirer sees the event within CANCEL_LATENCY,
+        # gives up its ticket and raises; a grant that won the race is
+        # released. Either way nothing is held when the cancellation goes on.
+        cancel.set()
+        with contextlib.suppress(BaseException):
+            granted = await future
+            await asyncio.to_thread(_release_quietly, granted)
+        raise
+    return AsyncLease(session, lease)
+
+
+async def acquire_all(
+    session: AsyncSession,
+    keys: Sequence[str],
+    *,
+    ttl: float,
+    wait: float,
+    mode: str,
+    keepalive: bool,
+) -> AsyncLeaseSet:
+    """``session.lease_all`` on the async face; a cancelled call releases what it took."""
+    twin = session.sync
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(
+        None,
+        lambda: twin.lease_all(keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive),
+    )
+    taken: LeaseSet = await _finish(future, _release_quietly)
+    return AsyncLeaseSet(session, taken)
+
+
+# --- queue ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncRequest(Request):
+    """A change request (``session.submit``), on the async face.
+
+    A :class:`accord.Request` (same fields, compares equal to it), whose
+    :meth:`wait` and :meth:`refresh` are awaited.
+    """
+
+    _astore: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, store: AsyncStore, request: Request) -> AsyncRequest:
+        values = {f.name: getattr(request, f.name) for f in fields(Request)}
+        values["_store"] = store.sync
+        return cls(**values, _astore=store)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the plain Request it is (its store does not travel).
+        return self.sync.__reduce__()
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to the sync face's Request with the same fields.
+        if isinstance(other, Request):
+            return bool(self.sync == sync_request(other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.sync)
+
+    @property
+    def sync(self) -> Request:
+        """This request as an :class:`accord.Request` of the store's sync twin."""
+        values = {f.name: getattr(self, f.name) for f in fields(Request)}
+        return Request(**values)
+
+    async def refresh(self) -> AsyncRequest:  # type: ignore[override]
+        """This request as the store has it now (a new object)."""
+        return AsyncRequest.of(self._astore, await asyncio.to_thread(self.sync.refresh))
+
+    async def wait(self, timeout: float = 30) -> AsyncRequest:  # type: ignore[override]
+        """Wait until the writer decides; return the decided request.
+
+        Raises :class:`Timeout` if nothing was decided within ``timeout``
+        seconds (the request stays pending). Cancelling the wait changes
+        nothing in the store; its worker thread is free within a second.
+        """
+        timeout = params.seconds(timeout, "timeout", example="30")
+        store = self._astore
+        backend = store.backend
+        rkey = queue_mod.request_key(self.id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            since = await backend.revision()
+            current = await asyncio.to_thread(queue_mod.get_request, store.sync, self.id)
+            if not current.pending:
+                return AsyncRequest.of(store, current)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise Timeout(
+                    f"Request {self.id} for {self.key} is still pending after "
+                    f"{timeout:g}s: its writer has not decided it yet. Wait again, or check "
+                    f"that a writer serves {self.key}: its writer takes requests with "
+                    f"{call('session.requests', self.key)}.",
+                    request=self.id,
+                    key=self.key,
+                )
+            await backend.wait([rkey], [], since, min(left, WAIT_CHUNK))
+
+
+def sync_request(request: AsyncRequest | Request) -> Request:
+    """The :class:`accord.Request` behind ``request``."""
+    if isinstance(request, AsyncRequest):
+        return request.sync
+    return request
+
+
+class Requests:
+    """``session.requests(key)`` on the async face: pending requests, oldest first.
+
+    ``await`` it to claim the writer role at once (the sync face claims at
+    the call), or iterate it with ``async for`` (claims at the first step).
+    Each step runs in a worker thread.
+    """
+
+    def __init__(self, session: AsyncSession, key: str, **kwargs: Any) -> None:
+        self._session = session
+        self._key = key
+        self._kwargs = kwargs
+        self._steps: Iterator[Request] | None = None
+
+    async def _claim(self) -> Requests:
+        if self._steps is None:
+            twin = self._session.sync
+            self._steps = await asyncio.to_thread(
+                lambda: iter(twin.requests(self._key, **self._kwargs))
+            )
+        return self
+
+    def __await__(self) -> Generator[Any, None, Requests]:
+        return self._claim().__await__()
+
+    def __aiter__(self) -> Requests:
+        return self
+
+    async def __anext__(self) -> AsyncRequest:
+        await self._claim()
+        steps = self._steps
+        assert steps is not None
+        item = await asyncio.to_thread(next, steps, None)
+        if item is None:
+            raise StopAsyncIteration
+        return AsyncRequest.of(self._session.store, item)
+
+
+# --- branches ------------------------------------------------------------------------
+
+
+class AsyncBranch:
+    """A private copy of a key (``session.fork``), on the async face."""
+
+    def __init__(self, store: AsyncStore, branch: Branch) -> None:
+        self.store = store
+        self.sync = branch
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    def __getattr__(self, name: str) -> Any:
+        # id, key, base_version, agent, kind, record_key: the sync Branch's.
+        if name.startswith("_") or name in ("read", "write", "discard", "status"):
+            raise AttributeError(name)
+        return getattr(self.sync, name)
+
+    async def status(self) -> str:
+        """``open``, ``merged`` or ``discarded``, as the store has it now."""
+        return await asyncio.to_thread(lambda: self.sync.status)
+
+    async def read(self) -> Value:
+        """The branch's value."""
+        return await asyncio.to_thread(self.sync.read)
+
+    async def write(self, value: Value) -> None:
+        """Replace the branch's value (see :meth:`accord.Branch.write`)."""
+        await asyncio.to_thread(self.sync.write, value)
+
+    async def discard(self) -> None:
+        """Close the branch without merging it."""
+        await asyncio.to_thread(self.sync.discard)
+
+
+class AsyncMerge:
+    """The result of ``await store.merge(...)``: commit it with ``await merge.commit()``."""
+
+    def __init__(self, store: AsyncStore, merge: Merge) -> None:
+        self.store = store
+        self.sync = merge
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    def __getattr__(self, name: str) -> Any:
+        # value, conflicts, clean, report(), base_version, ...: the sync Merge's.
+        if name.startswith("_") or name == "commit":
+            raise AttributeError(name)
+        return getattr(self.sync, name)
+
+    async def commit(self, agent: str | None = None) -> Doc:
+        """Write the merged value and close the merged branches, atomically."""
+        return await asyncio.to_thread(self.sync.commit, agent)
+
+
+
+# --- watch ---------------------------------------------------------------------------
+
+
+def watch(
+    session: AsyncSession,
+    key_or_prefix: str,
+    since: int | None = None,
+    *,
+    prefix: bool = False,
+    timeout: float | None = None,
+    stop: Any = None,
+    retry_timeout: float = 30.0,
+) -> Watching:
+    """``session.watch`` on the async face: :func:`accord.watch.watch` with
+    awaits, on the same :class:`~accord.watch.WatchState` (so the same
+    events, in the same order, none skipped, none twice). Arguments are
+    checked at the call; the store is first read at the first step. ``stop``
+    is an ``asyncio.Event`` or a ``threading.Event``. Cancelling the ``async
+    for`` loses nothing: resume with the revision of the last event taken."""
+    from . import watch as watch_mod
+
+    if timeout is not None:
+        timeout = params.seconds(timeout, "timeout", example="30")
+    retry_timeout = params.seconds(retry_timeout, "retry_timeout", example="30")
+    if stop is not None and not (hasattr(stop, "is_set") and callable(stop.is_set)):
+        raise UsageError(
+            f"stop must be an asyncio.Event or a threading.Event (or None), not {stop!r}. "
+            "Nothing was changed."
+        )
+    # Checked now (a start of 0 stands in for "the revision now" until it is
+    # read: at ``await``, else at the first step).
+    watch_mod.WatchState.open(key_or_prefix, 0 if since is None else since, prefix, 0)
+    return Watching(session, key_or_prefix, since, prefix, timeout, stop, retry_timeout)
+
+
+class Watching:
+    """What ``session.watch(...)`` returns on the async face: ``async for`` it.
+
+    With ``since=None`` the watch starts at the store revision when it is
+    first read: ``await session.watch(key)`` reads it at once (as the sync
+    call does) and gives the iterator; a bare ``async for`` reads it at its
+    first step.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        target: str,
+        since: int | None,
+        prefix: bool,
+        timeout: float | None,
+        stop: Any,
+        retry_timeout: float,
+    ) -> None:
+        self._args = (session, target, since, prefix, timeout, stop, retry_timeout)
+        self._steps: AsyncIterator[WatchEvent] | None = None
+
+    async def _open(self) -> Watching:
+        if self._steps is None:
+            session, target, since, prefix, timeout, stop, retry_timeout = self._args
+            if since is None:
+                since = await session.store.backend.revision()
+            self._steps = _watch(session, target, since, prefix, timeout, stop, retry_timeout)
+        return self
+
+    def __await__(self) -> Generator[Any, None, Watching]:
+        return self._open().__await__()
+
+    def __aiter__(self) -> Watching:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        await self._open()
+        assert self._steps is not None
+        return await self._steps.__anext__()
+
+    async def aclose(self) -> None:
+        """End the watch (what leaving an ``async for`` early does, at once)."""
+        if self._steps is not None:
+            aclose = getattr(self._steps, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _watch(
+    session: AsyncSession,
+    target: str,
+    since: int,
+    prefix: bool,
+    timeout: float | None,
+    stop: Any,
+    retry_timeout: float,
+) -> AsyncIterator[WatchEvent]:
+    from .watch import STOP_POLL, WAIT_SLICE, WatchState, backoff, unavailable
+
+    backend = session.store.backend
+    loop = asyncio.get_running_loop()
+    state = WatchState.open(target, since, prefix, 0)
+    await session.store.writes.check(session, "watch", state.target)
+    quiet_since = loop.time()  # the idle timeout counts from the last change
+    failed_at: float | None = None
+    attempt = 0
+
+    async def retry(exc: BackendUnavailable) -> None:
+        nonlocal failed_at, attempt
+        if exc.template == CLOSED:
+            raise exc
+        moment = loop.time()
+        if failed_at is None:
+            failed_at = moment
+        waited = moment - failed_at
+        if waited >= retry_timeout:
+            raise unavailable(state, exc, waited) from exc
+        await asyncio.sleep(min(backoff(attempt), retry_timeout - waited))
+        attempt += 1
+
+    while True:
+        if stop is not None and stop.is_set():
+            return
+        # One pass: the history page by page from the position, each page's
+        # changes handed out before the next is read.
+        try:
+            head = await backend.revision()
+        except BackendUnavailable as exc:
+            await retry(exc)
+            continue
+        state.begin()
+        done = False
+        while not done:
+            try:
+                after, key, limit = state.read_args()
+                page = [ev async for ev in backend.history(after, key, limit)]
+                changes, done = state.take(page)
+                records = {k: await backend.get(k) for k in state.keys_to_read(changes)}
+                state.read(records)
+            except BackendUnavailable as exc:
+                await retry(exc)
+                break
+            failed_at, attempt = None, 0
+            for ev in changes:
+                event = state.event(ev, records)
+                if event.kind == "write" and not event.superseded:
+                    # Handing out a value is a read (happened-before, based_on).
+                    rec = records[event.key]
+                    assert rec is not None
+                    session.clock.observe(rec.key, rec.lamport, rec.clock)
+                    session.seen.remember(rec.key, rec.version, event.value)
+                yield event
+            state.handed_out()
+            if changes:
+                quiet_since = loop.time()
+        if not done:
+            continue  # the store went away: a new pass, from the position
+        state.caught_up(head)
+        read_at = loop.time()
+        # Wait for a change (a hint), then read the history again; read it
+        # again anyway every WAIT_SLICE, in case a hint was lost.
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            moment = loop.time()
+            left = read_at + WAIT_SLICE - moment
+            if left <= 0:
+                break
+            if timeout is not None:
+                idle = timeout - (moment - quiet_since)
+                if idle <= 0:
+                    return
+                left = min(left, idle)
+            if stop is not None:
+                left = min(left, STOP_POLL)
+            keys, prefixes, mark = state.wait_args()
+            try:
+                if await backend.wait(keys, prefixes, mark, left) > mark:
+                    break
+            except BackendUnavailable as exc:
+                await retry(exc)
+                break

@@ -1,0 +1,296 @@
+"""Open a store by URL, and the Store object agents share.
+
+``accord.open()`` picks a backend from the URL scheme, as tooz picks a
+driver: ``memory://``, ``sqlite:///path`` and ``postgresql://...``. Without a
+URL it uses ``ACCORD_URL``, else the SQLite file ``./.accord/state.db``.
+``accord.aio.open()`` opens the same stores for asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio  # ASYNC-ONLY
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import params
+from ._core.write import Explain, Guard, Hook
+from ._open import DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_URL, backend_for
+from ._session_async import AsyncSession
+from ._writepath_async import AsyncWritePath
+from .backends.base import AsyncBackend
+from .errors import UsageError, call, var
+from .keys import has_surrogate, validate_prefix
+from .records import EVENT_FIELDS, Event
+
+if True:  # ASYNC
+    from .backends.base import Backend
+    from .store import Store
+
+if TYPE_CHECKING:
+    if True:  # ASYNC
+        from ._aio_strategies import AsyncBranch, AsyncMerge
+    else:
+        from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
+
+__all__ = ["DEFAULT_URL", "AsyncStore", "Explain", "Guard", "Hook", "open"]
+
+
+async def open(
+    url: str | None = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    record_reads: bool = False,
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+    clock: Callable[[], float] | None = None,
+) -> AsyncStore:
+    """Open the store at ``url`` and return a :class:`AsyncStore`.
+
+    ``url`` defaults to ``ACCORD_URL``, else ``sqlite:///.accord/state.db``.
+    ``manifest`` (or ``ACCORD_MANIFEST``) names an accord.toml whose policy
+    the store enforces. ``max_value_size`` (bytes, default 16 MiB) refuses
+    larger values with :class:`ValueTooLarge`. ``record_reads`` appends a
+    history event for every read (off by default, so reads stay reads).
+    ``idempotency_window`` is how long, in seconds, an idempotency key is
+    remembered (default 24 hours). ``clock`` replaces the store clock of the
+    memory backend (simulation only).
+
+    You *must* close the store (``store.close()`` or ``with``) when done.
+    """
+    from ._open import prepare
+
+    url, policy = prepare(url, manifest, max_value_size, record_reads, idempotency_window, clock)
+    if True:  # ASYNC
+        from ._open import async_backend_for
+
+        backend = await async_backend_for(url, clock)
+    else:
+        backend = backend_for(url, clock)
+    store = AsyncStore(
+        backend,
+        max_value_size=max_value_size,
+        record_reads=record_reads,
+        idempotency_window=idempotency_window,
+    )
+    if policy is not None:
+        policy.install(store)
+    return store
+
+
+class AsyncStore:
+    """A versioned store shared by agents. Get one with ``accord.open()``
+    (``await accord.aio.open()`` for the async face).
+
+    A Store and its sessions may be used from several threads at once.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncBackend,
+        *,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        record_reads: bool = False,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+    ) -> None:
+        max_value_size = params.count(
+            max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE)
+        )
+        idempotency_window = params.seconds(
+            idempotency_window,
+            "idempotency_window",
+            above=True,
+            example="86400",
+            hint="It is how long an idempotency key is remembered.",
+        )
+        self.backend = backend
+        self.record_reads = params.flag(record_reads, "record_reads")
+        self.idempotency_window = idempotency_window
+        self._sessions: dict[str, AsyncSession] = {}
+        self._lock = threading.Lock()
+        if True:  # ASYNC
+            twin = getattr(backend, "sync", None)
+            if not isinstance(twin, Backend):
+                raise UsageError(
+                    "An AsyncStore needs an async backend that names its sync twin "
+                    f"(.sync); open one with {call('accord.aio.open', var('url'))}."
+                )
+            # The sync twin over the same store: the strategies (leases,
+            # queues, branches) run there, in worker threads, and both faces
+            # share one set of hooks and guards.
+            self.sync = Store(
+                twin,
+                max_value_size=max_value_size,
+                record_reads=record_reads,
+                idempotency_window=idempotency_window,
+            )
+            self.writes = AsyncWritePath(
+                backend,
+                max_value_size=max_value_size,
+                hooks=self.sync.writes.hooks,
+                guards=self.sync.writes.guards,
+            )
+        else:
+            self.policy: Any = None
+            """The manifest's policy this store enforces (``Policy.install``), or None."""
+            self.writes = AsyncWritePath(backend, max_value_size=max_value_size)
+            """The one write path of this store: its hooks, guards and commit."""
+            # The lease guard first: a write refused by a live lease and by
+            # something else is told about the lease, which it must wait out.
+            __import__("accord.strategies.lease", fromlist=["install"]).install(self)
+            __import__("accord.strategies.queue", fromlist=["install"]).install(self)
+
+    if True:  # ASYNC
+
+        @property
+        def policy(self) -> Any:
+            """The manifest's policy this store enforces (``Policy.install``), or
+            None; the sync twin enforces the same one."""
+            return self.sync.policy
+
+        @policy.setter
+        def policy(self, policy: Any) -> None:
+            self.sync.policy = policy
+
+    @property
+    def max_value_size(self) -> int:
+        """The largest value, in bytes, this store accepts."""
+        return self.writes.max_value_size
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({self.url!r})"
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the backend's connections. The store is unusable afterwards."""
+        await self.backend.close()
+
+    # --- sessions and hooks --------------------------------------------------
+
+    def session(self, agent: str) -> AsyncSession:
+        """The session of ``agent`` (one per agent name and store object).
+
+        Agent names are 1 to 128 characters without control characters. A
+        store opened with a manifest that lists agents refuses unknown ones
+        with :class:`PolicyViolation`.
+        """
+        if (
+            not isinstance(agent, str)
+            or not agent.strip()
+            or len(agent) > 128
+            or any(ord(c) < 32 for c in agent)
+            or has_surrogate(agent)
+        ):
+            raise UsageError(
+                f"Invalid agent name {agent!r}: use 1 to 128 printable characters, such as "
+                f"'agent-a'. Set it with {call('store.session', var('name'))}."
+            )
+        if self.policy is not None:
+            self.policy.check_agent(agent)
+        with self._lock:
+            session = self._sessions.get(agent)
+            if session is None:
+                session = self._sessions[agent] = AsyncSession(self, agent)
+            return session
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook(operation)`` before every session operation; it may raise."""
+        self.writes.add_hook(hook)
+
+    def add_guard(self, guard: Guard, explain: Explain) -> None:
+        """Add compares to every write of an agent key, on every write path.
+
+        ``guard(session, key, token)`` returns the compares; every path that
+        writes or deletes a key (a session's write and delete, a queue
+        writer's accept and group decision, a merge commit) commits through
+        ``store.writes.commit``, which puts them in the write's own
+        transaction. ``token`` is the fencing token the write carries (None
+        without a lease). When a write is refused,
+        ``explain(session, key, token, result)`` runs before the path's own
+        explanation and raises the guard's error if one of its compares is
+        what refused it (``result.failed``).
+        """
+        self.writes.add_guard(guard, explain)
+
+    # --- history -------------------------------------------------------------
+
+    def history(self, key: str | None = None, since: int = 0) -> AsyncIterator[Event]:
+        """Every history event with revision > ``since``, oldest first."""
+        since = params.count(since, "since", example="0")
+        if key is not None:
+            validate_prefix(key)
+        return _events(self.backend.history(since=since, key=key))
+
+    async def export_history(self, path: str | os.PathLike[str], *, since: int = 0) -> int:
+        """Write the history as JSONL (see docs/history.md); returns the count."""
+        since = params.count(since, "since", example="0")
+        count = 0
+        target = Path(path)
+        with target.open("w", encoding="utf-8") as out:
+            async for data in self.backend.history(since=since):
+                out.write(json.dumps(_ordered(data), separators=(", ", ": ")) + "\n")
+                count += 1
+        return count
+
+    async def revision(self) -> int:
+        """The store revision now (strictly increasing)."""
+        return await self.backend.revision()
+
+    # --- branches (isolated copies) -------------------------------------------
+
+    async def branches(self, key: str) -> list[AsyncBranch]:
+        """Every open branch of ``key``."""
+        if True:  # ASYNC
+            from ._aio_strategies import AsyncBranch
+
+            return [AsyncBranch(self, b) for b in await asyncio.to_thread(self.sync.branches, key)]
+        else:
+            from .strategies import branch
+
+            found: list[Branch] = branch.branches(self, key)
+            return found
+
+    async def merge(
+        self,
+        key: str,
+        branches: Sequence[AsyncBranch],
+        resolve: Callable[..., Any] | None = None,
+        *,
+        agent: str | None = None,
+    ) -> AsyncMerge:
+        """Merge ``branches`` of ``key`` against their common base."""
+        if True:  # ASYNC
+            from ._aio_strategies import AsyncMerge
+
+            sides = [b.sync for b in branches]
+            merged = await asyncio.to_thread(self.sync.merge, key, sides, resolve, agent=agent)
+            return AsyncMerge(self, merged)
+        else:
+            from .strategies import branch
+
+            return branch.merge(self, key, branches, resolve=resolve, agent=agent)
+
+
+async def _events(source: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Event]:
+    async for data in source:
+        yield Event.from_dict(data)
+
+
+def _ordered(data: dict[str, Any]) -> dict[str, Any]:
+    out = {name: data.get(name) for name in EVENT_FIELDS}
+    for name, value in data.items():
+        if name not in out:
+            out[name] = value
+    return out

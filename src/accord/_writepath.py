@@ -1,0 +1,188 @@
+# WARNING: generated from src/accord/_writepath_async.py by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
+"""The one write path: every strategy that writes an agent key commits here.
+
+A session's write and delete, a queue writer's accept and group decision,
+and a merge commit all build their ops, then call :meth:`WritePath.commit`,
+which puts the store's guards (the lease exclusion, the queue's writer,
+anything added with ``Store.add_guard``) in the write's own transaction;
+:meth:`WritePath.commit_put` takes the backend's ``put_if_version`` short
+path for the common optimistic write. The rules themselves (what a write
+compares, what a refusal means) live in :mod:`accord._core.write`, without
+I/O; this module does the reads and the commit around them.
+
+One ``WritePath`` belongs to one store (``store.writes``). Hooks and
+guards are plain functions, shared by both faces of a store: they are given
+the sync session (an async session's ``sync`` twin), and on the async face
+the ones that may read the store (hooks, a guard's explanation) run in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ._core.write import (
+    ABSENT,
+    LOOKBACK,
+    Actor,
+    Explain,
+    Guard,
+    Guards,
+    Hook,
+    Operation,
+    conflict_error,
+    encode,
+    own_change_in,
+    take_writer,
+)
+from .backends.base import Backend
+from .errors import BackendUnavailable, Conflict
+from .records import Compare, Op, Put, Record, TxnResult, Value
+
+
+def twin(actor: Any) -> Any:
+    """The sync session hooks and guards are given (the session itself)."""
+    return actor
+
+
+class WritePath:
+    """Hooks, guards and the commit of every write of an agent key on one store."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_value_size: int,
+        hooks: list[Hook] | None = None,
+        guards: Guards | None = None,
+    ) -> None:
+        self.backend = backend
+        self.max_value_size = max_value_size
+        self.hooks: list[Hook] = [] if hooks is None else hooks
+        self.guards = Guards() if guards is None else guards
+        self._lock = threading.Lock()
+        self._idem_writes = 0
+
+    # --- before the write -----------------------------------------------------
+
+    def add_hook(self, hook: Hook) -> None:
+        self.hooks.append(hook)
+
+    def add_guard(self, guard: Guard, explain: Explain) -> None:
+        self.guards.add(guard, explain)
+
+    def intercept(self, actor: Any, op: str, key: str, **info: Any) -> Operation:
+        """Run every hook on an operation (policy, history, test schedulers)."""
+        operation = Operation(twin(actor), op, key, info)
+        for hook in self.hooks:
+            hook(operation)
+        return operation
+
+    def check(self, actor: Any, op: str, key: str) -> None:
+        """Run the hooks for an operation that needs no answer from them."""
+        if self.hooks:
+            self.intercept(actor, op, key)
+
+    def encode(self, key: str, value: Value) -> tuple[str, bytes]:
+        """``(kind, data)`` of ``value`` within this store's size limit."""
+        return encode(key, value, self.max_value_size)
+
+    # --- the commit -----------------------------------------------------------
+
+    def commit(
+        self,
+        actor: Any,
+        key: str,
+        success: Sequence[Op],
+        *,
+        compares: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+        token: int | None = None,
+        fence: Sequence[Compare] = (),
+    ) -> TxnResult:
+        """Commit a write of ``key``: ``fence``, then the guards, then ``compares``.
+
+        ``token`` is the fencing token the write carries (None without a
+        lease); ``fence`` its compares (they come first: a write under a
+        dead lease is told about its lease). On a refusal the caller reads
+        the result: :meth:`explain` first where the guards' errors come
+        before its own.
+        """
+        guards = self.guards.compares(twin(actor), key, token)
+        return self.backend.txn([*fence, *guards, *compares], success, failure)
+
+    def commit_put(self, actor: Any, put: Put, expect: int, failure: Sequence[Op]) -> TxnResult:
+        """Commit the common optimistic write: ``put`` if its key is at version
+        ``expect``, with the guards; the same as :meth:`commit` with that one
+        compare, which a backend may do in fewer statements
+        (``put_if_version``)."""
+        guards = self.guards.compares(twin(actor), put.key, None)
+        return self.backend.put_if_version(put, expect, guards, failure)
+
+    def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
+        """Raise the error of the guard whose compare refused ``result``, if any."""
+        for explain in self.guards.explainers(twin(actor), key, token, result.failed):
+            explain(actor, key, token, result)
+
+    # --- reading a refusal ----------------------------------------------------
+
+    def writers_between(self, key: str, expected: int, rec: Record | None) -> list[tuple[int, str]]:
+        """(version, agent) of each committed change after ``expected``, oldest first."""
+        out: list[tuple[int, str]] = []
+        if rec is None:
+            return out
+        for ev in self.backend.changes(key):
+            if take_writer(out, ev, expected):
+                break
+        out.reverse()
+        return out
+
+    def conflict(self, actor: Actor, key: str, expected: int, rec: Record | None) -> Conflict:
+        """The :class:`Conflict` for ``actor``'s write of ``key`` based on ``expected``.
+
+        The agent now knows the current version (the message carries it), so
+        it is remembered, and the record's clock observed.
+        """
+        writers = self.writers_between(key, expected, rec)
+        error = conflict_error(key, expected, rec, writers, actor.seen.get(key))
+        if rec is not None:
+            actor.seen.remember(key, rec.version, ABSENT if rec.deleted else rec.value)
+            actor.clock.observe(key, rec.lamport, rec.clock)
+        return error
+
+    def idempotent_result(self, idem_key: str, key: str) -> dict[str, Any]:
+        """The event of the write committed with the idempotency key ``idem_key``."""
+        for ev in self.backend.changes(key):
+            if ev.get("idem") == idem_key:
+                return ev
+        raise BackendUnavailable(
+            f"The idempotency record of {idem_key!r} exists but its write is missing from the "
+            "history; the store is damaged."
+        )
+
+    def purge_idempotency(self) -> None:
+        """Now and then, remove expired idempotency records.
+
+        They are ignored on read; purging them every 512th keyed write keeps
+        the table small without a background thread.
+        """
+        with self._lock:
+            self._idem_writes += 1
+            due = self._idem_writes % 512 == 1
+        if due:
+            self.backend.purge_expired(".accord/idem/", self.backend.now())
+
+    def own_change(self, agent: str, key: str) -> tuple[int, Any] | None:
+        """``agent``'s latest change of ``key`` among the key's last :data:`LOOKBACK`."""
+        walked = 0
+        for ev in self.backend.changes(key):
+            found = own_change_in(agent, ev)
+            if found is not None:
+                return found
+            walked += 1  # noqa: SIM113, RUF100 (the async source has no enumerate)
+            if walked >= LOOKBACK:
+                break
+        return None

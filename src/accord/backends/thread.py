@@ -1,0 +1,136 @@
+"""Any sync :class:`~accord.backends.base.Backend` as an ``AsyncBackend``.
+
+SQLite (sqlite3 blocks) and the memory backend have no async driver: this
+adapter runs each of their calls in a worker thread of its own pool, so the
+event loop never blocks on them. A call that waits (``wait``) holds one
+worker while it waits; the pool is sized for that (``max_workers``).
+
+``history`` and ``changes`` are read in pages, each page by one call in one
+thread: a backend's cursor never moves between threads (the SQLite backend
+keeps one connection per thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..records import Compare, Op, Put, Record, TxnResult
+from .base import HISTORY_PAGE, AsyncBackend, Backend, LiveRow
+
+T = TypeVar("T")
+
+DEFAULT_WORKERS = 32
+"""Worker threads per adapter: enough for many agents waiting at once."""
+
+
+class ThreadBackend(AsyncBackend):
+    """Run a sync backend's calls in worker threads. ``sync`` is the backend."""
+
+    def __init__(self, backend: Backend, *, max_workers: int = DEFAULT_WORKERS) -> None:
+        self.sync = backend
+        self.url = backend.url
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="accord-aio")
+        self._closed = False
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            # The backend is closed too: its own error says so, at once.
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (sync code over :attr:`sync`) in a worker thread."""
+        return await self._run(fn, *args)
+
+    async def get(self, key: str) -> Record | None:
+        return await self._run(self.sync.get, key)
+
+    async def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        return await self._run(self.sync.scan, prefix, limit)
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        return await self._run(self.sync.txn, compares, success, failure)
+
+    async def put_if_version(
+        self,
+        put: Put,
+        expect: int,
+        guards: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        return await self._run(self.sync.put_if_version, put, expect, guards, failure)
+
+    async def read_live(self, key: str) -> LiveRow | None:
+        return await self._run(self.sync.read_live, key)
+
+    async def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        seen = 0
+        while True:
+            want = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - seen)
+            if want <= 0:
+                return
+            page = await self._run(_page, self.sync.history, since, key, want)
+            for event in page:
+                yield event
+            if len(page) < want:
+                return
+            since = page[-1]["rev"]
+            seen += len(page)
+
+    async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        # Newest first, and readers usually stop early: small pages first,
+        # each read from the start of a new iterator in one thread.
+        start, size = 0, 32
+        while True:
+            page = await self._run(_slice, self.sync.changes, key, start, start + size)
+            for event in page:
+                yield event
+            if len(page) < size:
+                return
+            start += size
+            size *= 4
+
+    async def revision(self) -> int:
+        return await self._run(self.sync.revision)
+
+    async def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+    ) -> int:
+        return await self._run(self.sync.wait, keys, prefixes, since, timeout)
+
+    async def now(self) -> float:
+        return await self._run(self.sync.now)
+
+    async def purge_expired(self, prefix: str, before: float) -> int:
+        return await self._run(self.sync.purge_expired, prefix, before)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self._run(self.sync.close)
+        finally:
+            self._closed = True
+            self._pool.shutdown(wait=False)
+
+
+def _page(
+    history: Callable[..., Any], since: int, key: str | None, want: int
+) -> list[dict[str, Any]]:
+    return list(history(since=since, key=key, limit=want))
+
+
+def _slice(
+    changes: Callable[[str], Any], key: str, start: int, stop: int
+) -> list[dict[str, Any]]:
+    return list(itertools.islice(changes(key), start, stop))
