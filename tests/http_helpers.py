@@ -51,13 +51,15 @@ class Server:
     log: Path | None = None
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    module: str = "accord"  # run as python -m MODULE serve ... (a test's wrapper)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "accord", "serve", "--port", str(self.port),
+        args = [sys.executable, "-m", self.module, "serve", "--port", str(self.port),
                 "--store", self.store_url, *self.extra]
         if self.manifest:
             args += ["--manifest", self.manifest]
@@ -65,7 +67,8 @@ class Server:
         if self.log is not None:
             out = self.log.open("ab")
         try:
-            self.proc = subprocess.Popen(args, env=server_env(), stdout=out, stderr=out)
+            self.proc = subprocess.Popen(args, env=server_env(**self.env), stdout=out,
+                                         stderr=out)
         finally:
             if self.log is not None:
                 out.close()  # the child keeps its own descriptor

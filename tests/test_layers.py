@@ -90,7 +90,11 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     ("analysis", ("accord.history", "accord.plan", "accord.explorer")),
     # What the servers share over a Session: credentials, the rules for
     # branch ids and merge resolutions, replayed answers (issue 12).
-    ("services", ("accord.remote", "accord.credentials", "accord.replay")),
+    # What a call that died in the crash window did (_recover).
+    (
+        "services",
+        ("accord.remote", "accord.credentials", "accord.replay", "accord._recover"),
+    ),
     # The public names: accord/__init__.py re-exports, nothing else.
     ("api", ("accord",)),
     # Faces for people, programs and frameworks. They import anything below,

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .. import credentials
+from .. import _recover, credentials
 from ..errors import (
     AccordError,
     NotFound,
@@ -126,10 +126,18 @@ def _response(out: Out, replayed: bool = False) -> Response:
 
 @dataclass
 class Call:
-    """What a route's work gets: the agent's session and the idempotency key to pass on."""
+    """What a route's work gets: the agent's session and the idempotency key to pass on.
+
+    ``since`` is set when an earlier attempt with the request's Idempotency-Key
+    died before its response was kept: the store revision that attempt began
+    at. A route whose operation the library's own idempotency does not cover
+    then looks in the store (:mod:`accord._recover`) for what that attempt did,
+    and answers with it instead of doing it again.
+    """
 
     session: Session
     idempotency_key: str | None
+    since: int | None = None
 
 
 # --- the shapes of results -------------------------------------------------------
@@ -348,7 +356,11 @@ class _Api:
                     replayed = True
                     return Out(got.status, got.headers, got.body)
                 claim = got
-            ctx = Call(session, idem.session_key(agent, key) if key is not None else None)
+            ctx = Call(
+                session,
+                idem.session_key(agent, key) if key is not None else None,
+                claim.since if claim is not None and claim.retry else None,
+            )
             try:
                 with credentials.presenting(presented):
                     out = work(ctx)
@@ -519,6 +531,12 @@ class _Api:
         def work(ctx: Call) -> Out:
             from ..strategies import lease as lease_mod
 
+            if ctx.since is not None:
+                # The first attempt's lease, while it is live (a second one would
+                # queue behind it).
+                held = _recover.lease_acquired(ctx.session, key, ctx.since, mode)
+                if held is not None:
+                    return _json(201, _lease_out(held))
             granted = lease_mod.acquire(ctx.session, key, ttl=ttl, wait=_check_wait(wait),
                                         mode=mode)
             return _json(201, _lease_out(granted))
@@ -530,6 +548,10 @@ class _Api:
         def work(ctx: Call) -> Out:
             from ..strategies import lease as lease_mod
 
+            if ctx.since is not None:
+                renewed = _recover.lease_renewed(ctx.session, key, token, ctx.since)
+                if renewed is not None:
+                    return _json(200, _lease_out(renewed))
             held = lease_mod.from_token(ctx.session, key, token)
             held.renew(ttl)
             return _json(200, _lease_out(held))
@@ -540,7 +562,9 @@ class _Api:
         def work(ctx: Call) -> Out:
             from ..strategies import lease as lease_mod
 
-            lease_mod.from_token(ctx.session, key, token).release()
+            if ctx.since is None or not _recover.lease_released(ctx.session, key, token,
+                                                                ctx.since):
+                lease_mod.from_token(ctx.session, key, token).release()
             return _json(200, {"key": key, "token": token, "released": True})
 
         return await self.call(request, work, mutating=True)
@@ -613,6 +637,12 @@ class _Api:
                     key=req.key,
                     request=request_id,
                 )
+            if ctx.since is not None:
+                # Accepted by this agent with this value on top of `expect`: the
+                # first attempt's decision (a request is decided once).
+                decided = _recover.accepted(ctx.session, req, value, expect)
+                if decided is not None:
+                    return _json(200, _request_out(decided))
             return _json(200, _request_out(ctx.session.accept(req, value, expect=expect)))
 
         return await self.value_call(request, work, "The new value")
@@ -637,6 +667,10 @@ class _Api:
                     "the submitter can act on."
                 )
             req = queue.get_request(self.store, request_id)
+            if ctx.since is not None:
+                decided = _recover.rejected(ctx.session, req, reason)
+                if decided is not None:
+                    return _json(200, _request_out(decided))
             return _json(200, _request_out(ctx.session.reject(req, reason)))
 
         return await self.call(request, work, body=body, mutating=True)
@@ -652,13 +686,21 @@ class _Api:
 
     async def fork(self, request: Request, key: str) -> Response:
         def work(ctx: Call) -> Out:
-            branch = ctx.session.fork(key)
+            forked = _recover.forked(ctx.session, key, ctx.since) if ctx.since is not None else None
+            branch = forked if forked is not None else ctx.session.fork(key)
             return _json(201, _branch_out(branch))
 
         return await self.call(request, work, mutating=True)
 
     async def branch_write(self, request: Request, key: str, branch_id: str) -> Response:
         def work(ctx: Call, value: Any) -> Out:
+            if ctx.since is not None:
+                found = _recover.branch_written(ctx.session, key, branch_id, value, ctx.since)
+                if isinstance(found, _recover.Overwritten):
+                    # Writing again would erase this agent's later write.
+                    raise found.error(f"GET /v1/branches/{key}", "Idempotency-Key")
+                if found is not None:
+                    return _json(200, _branch_out(found))
             branch = ctx.session.branch(key, branch_id)
             branch.write(value)
             return _json(200, _branch_out(branch))
@@ -667,8 +709,9 @@ class _Api:
 
     async def branch_discard(self, request: Request, key: str, branch_id: str) -> Response:
         def work(ctx: Call) -> Out:
-            branch = ctx.session.branch(key, branch_id)
-            branch.discard()
+            if ctx.since is None or not _recover.discarded(ctx.session, key, branch_id,
+                                                           ctx.since):
+                ctx.session.branch(key, branch_id).discard()
             return _json(200, {"key": key, "branch_id": branch_id, "status": "discarded"})
 
         return await self.call(request, work, mutating=True)
@@ -689,6 +732,26 @@ class _Api:
                         "\"b-2\"], \"prefer\": \"b-1\", \"resolutions\": {\"where\": \"side\"}} "
                         f"(every field optional): {str(exc).splitlines()[0]}"
                     ) from None
+            if ctx.since is not None:
+                # The commit and the closing of its branches are one transaction:
+                # a merge of this agent with these branches is the first attempt's.
+                found = _recover.merged(ctx.session, key, ctx.since, spec.branches)
+                if found is not None:
+                    found_kind, found_wire = _recover.merged_value(found)
+                    return _json(200, {
+                        "key": key,
+                        "committed": True,
+                        "clean": True,
+                        "version": found.version,
+                        "value": found_wire,
+                        "kind": found_kind,
+                        "base_version": found.base_version,
+                        "current_version": found.current_version,
+                        "branches": found.branches,
+                        "conflicts": [],
+                        "resolved": 0,
+                        "message": found.message(),
+                    }, {"ETag": etag(found.version)})
             merged, doc = merge_branches(ctx.session, key, spec.branches, spec.prefer,
                                          spec.resolutions)
             kind, wire = to_wire(merged.value)

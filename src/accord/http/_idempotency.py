@@ -14,10 +14,12 @@ sees the same memory. What this module adds is HTTP's part:
   flight, 422 when the key was first used for another request.
 
 The server may die between the operation's commit and keeping its answer.
-The claim then lapses after its deadline and a retry runs the request again;
-writes, deletes and submissions pass a key derived from the same
-Idempotency-Key to accord's own idempotency (which commits with the write),
-so that run applies nothing twice and answers as the first did.
+The claim then lapses after its deadline and a retry takes it over; writes,
+deletes and submissions pass a key derived from the same Idempotency-Key to
+accord's own idempotency (which commits with the write), so that run applies
+nothing twice and answers as the first did. The other routes get the revision
+the first attempt began at (``Call.since``) and look in the store for what it
+did (:mod:`accord._recover`).
 """
 
 from __future__ import annotations

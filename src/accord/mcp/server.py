@@ -37,12 +37,11 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from accord import replay
+from accord import _recover, replay
 from accord.errors import (
     AccordError,
     IdempotencyMismatch,
     InvalidValue,
-    LeaseLost,
     NotFound,
     PolicyViolation,
     PreconditionFailed,
@@ -416,15 +415,6 @@ class _Tools:
         except Exception as exc:  # the claim lapses at its deadline instead
             logger.error("releasing the idempotency_key of %s failed", tool, exc_info=exc)
 
-    def _events(self, key: str, since: int, op: str, agent: str) -> list[dict[str, Any]]:
-        """The history events ``op`` of ``agent`` on ``key`` after revision ``since``."""
-        return [
-            event
-            for event in self.store.backend.history(since=since, key=key)
-            if event.get("op") == op and event.get("key") == key
-            and event.get("agent") == agent and event.get("outcome", "ok") == "ok"
-        ]
-
     # --- reading ---------------------------------------------------------------
 
     def read(self, key: str, ctx: Context) -> Annotated[CallToolResult, DocOut]:
@@ -580,17 +570,8 @@ class _Tools:
         def recover(session: Session, since: int) -> LeaseOut | None:
             # The first attempt was granted a lease after its claim: while that
             # lease is live it is the answer (a second one would queue behind it).
-            from accord.strategies import lease as lease_mod
-
-            for event in self._events(key, since, "lease_acquire", session.agent):
-                if event.get("lease") is None:
-                    continue  # a wait that ended without a lease
-                try:
-                    held = lease_mod.from_token(session, key, int(event["lease"]))
-                except LeaseLost:
-                    return None  # it lapsed or was released: take a new one
-                return _lease_out(held) if held.mode == mode else None
-            return None
+            held = _recover.lease_acquired(session, key, since, mode)
+            return _lease_out(held) if held is not None else None
 
         arguments = {"key": key, "ttl": ttl, "wait": wait, "mode": mode}
         hold = min(max(wait, 0.0), MAX_WAIT) if math.isfinite(wait) else 0.0
@@ -619,16 +600,10 @@ class _Tools:
             return _lease_out(held)
 
         def recover(session: Session, since: int) -> LeaseOut | None:
-            from accord.strategies import lease as lease_mod
-
-            for event in self._events(key, since, "lease_renew", session.agent):
-                if event.get("lease") == token:
-                    # Renewed by the first attempt: answer with the lease as it is,
-                    # and the TTL that renewal gave it.
-                    held = lease_mod.from_token(session, key, token)
-                    held.ttl = float(event.get("ttl") or held.ttl)
-                    return _lease_out(held)
-            return None
+            # Renewed by the first attempt: answer with the lease as it is, and
+            # the TTL that renewal gave it.
+            held = _recover.lease_renewed(session, key, token, since)
+            return _lease_out(held) if held is not None else None
 
         arguments = {"key": key, "token": token, "ttl": ttl}
         return self.mutate("lease_renew", ctx, arguments, idempotency_key, body,
@@ -648,9 +623,8 @@ class _Tools:
             return ReleaseOut(key=key, token=token)
 
         def recover(session: Session, since: int) -> ReleaseOut | None:
-            for event in self._events(key, since, "lease_release", session.agent):
-                if event.get("lease") == token:
-                    return ReleaseOut(key=key, token=token)
+            if _recover.lease_released(session, key, token, since):
+                return ReleaseOut(key=key, token=token)
             return None
 
         arguments = {"key": key, "token": token}
@@ -802,17 +776,9 @@ class _Tools:
         def recover(session: Session, since: int) -> RequestOut | None:
             # Accepted by this agent with this value on top of `expect`: that is
             # the first attempt's decision (a request is decided once).
-            request = self._request_of(key, request_id)
-            outcome = request.outcome
-            if (
-                request.accepted
-                and request.decided_by == session.agent
-                and isinstance(outcome, Doc)
-                and outcome.version == expect + 1
-                and outcome.value == _value(value, kind)
-            ):
-                return _request_out(request)
-            return None
+            request = _recover.accepted(session, self._request_of(key, request_id),
+                                        _value(value, kind), expect)
+            return _request_out(request) if request is not None else None
 
         arguments = {"key": key, "request_id": request_id, "value": value, "expect": expect,
                      "kind": kind}
@@ -834,14 +800,8 @@ class _Tools:
             return _request_out(session.reject(self._request_of(key, request_id), reason))
 
         def recover(session: Session, since: int) -> RequestOut | None:
-            request = self._request_of(key, request_id)
-            if (
-                request.rejected
-                and request.decided_by == session.agent
-                and request.reason == reason
-            ):
-                return _request_out(request)
-            return None
+            request = _recover.rejected(session, self._request_of(key, request_id), reason)
+            return _request_out(request) if request is not None else None
 
         arguments = {"key": key, "request_id": request_id, "reason": reason}
         return self.mutate("reject", ctx, arguments, idempotency_key, body, recover=recover)
@@ -876,13 +836,8 @@ class _Tools:
             return self._branch_out(branch)
 
         def recover(session: Session, since: int) -> BranchOut | None:
-            from accord.strategies.branch import get_branch
-
-            for event in self._events(key, since, "fork", session.agent):
-                branch_id = event.get("request")
-                if isinstance(branch_id, str):
-                    return self._branch_out(get_branch(self.store, key, branch_id))
-            return None
+            branch = _recover.forked(session, key, since)
+            return self._branch_out(branch) if branch is not None else None
 
         return self.mutate("fork", ctx, {"key": key}, idempotency_key, body, recover=recover)
 
@@ -919,24 +874,11 @@ class _Tools:
             return self._branch_out(branch)
 
         def recover(session: Session, since: int) -> BranchOut | None:
-            branch = session.branch(key, branch_id)
-            if branch.read() == _value(value, kind):
-                return self._branch_out(branch)  # the first attempt wrote it
-            rec = self.store.backend.get(branch.record_key)
-            if rec is not None and rec.revision > since:
-                # Only its agent writes a branch: a later write of this agent's
-                # replaced the value, whether or not the first attempt wrote it.
-                # Writing again would erase that later write.
-                raise PreconditionFailed(
-                    f"Branch {branch_id} of {key} was written again after this call was first "
-                    "made (its result was lost when the server stopped), and it does not hold "
-                    "this call's value; nothing was written, so your later write stays. Read "
-                    "the branch (branch_read) and, if this value is still wanted, write it with "
-                    "a new idempotency_key.",
-                    key=key,
-                    branch=branch_id,
-                )
-            return None
+            found = _recover.branch_written(session, key, branch_id, _value(value, kind), since)
+            if isinstance(found, _recover.Overwritten):
+                # Writing again would erase this agent's later write.
+                raise found.error("branch_read", "idempotency_key")
+            return self._branch_out(found) if found is not None else None
 
         arguments = {"key": key, "branch_id": branch_id, "value": value, "kind": kind}
         return self.mutate("branch_write", ctx, arguments, idempotency_key, body,
@@ -993,35 +935,24 @@ class _Tools:
             )
 
         def recover(session: Session, since: int) -> MergeOut | None:
-            # The commit and the closing of its branches are one transaction:
-            # a merge event of this agent with these branches is the first
-            # attempt's commit.
-            for event in self._events(key, since, "merge", session.agent):
-                merged_ids = list(event.get("branches") or [])
-                if branch_ids and sorted(merged_ids) != sorted(branch_ids):
-                    continue
-                version = int(event["version"])
-                rec = self.store.backend.get(key)
-                current = rec is not None and not rec.deleted and rec.version == version
-                kind, wire = to_wire(rec.value) if current and rec is not None else (
-                    rec.kind if rec is not None else "text", None)
-                return MergeOut(
-                    key=key,
-                    committed=True,
-                    clean=True,
-                    version=version,
-                    value=wire,
-                    kind=kind,
-                    base_version=int(event.get("base") or 0),
-                    current_version=int(event.get("based_on") or 0),
-                    branches=merged_ids,
-                    conflicts=[],
-                    resolved=0,
-                    message=f"Merged {len(merged_ids)} branches of {key}. Committed as version "
-                    f"{version} (by the first attempt of this call, whose result was lost)."
-                    + ("" if current else f" {key} moved on since: read it for its value."),
-                )
-            return None
+            found = _recover.merged(session, key, since, branch_ids)
+            if found is None:
+                return None
+            kind, wire = _recover.merged_value(found)
+            return MergeOut(
+                key=key,
+                committed=True,
+                clean=True,
+                version=found.version,
+                value=wire,
+                kind=kind,
+                base_version=found.base_version,
+                current_version=found.current_version,
+                branches=found.branches,
+                conflicts=[],
+                resolved=0,
+                message=found.message(),
+            )
 
         arguments = {"key": key, "branch_ids": branch_ids, "prefer": prefer,
                      "resolutions": resolutions}
