@@ -196,7 +196,7 @@ class WatchState:
             prefix = True
         else:
             validate_key(target)
-        start = now if since is None else params.count(since, "since", example="0")
+        start = now if since is None else params.count(since, "since", maximum=2**62, example="0")
         return cls(target, start, prefix)
 
     # --- what to read and wait on -------------------------------------------

@@ -379,3 +379,8 @@ def test_a_key_read_at_a_later_version_is_not_read_again_in_the_pass() -> None:
     page3, _ = state.take([_ev(30, "p/a", 30)])
     assert state.keys_to_read(page3) == ["p/a"]
     assert state.event(page3[0], {"p/a": rec}).value == 30
+
+
+def test_a_revision_past_the_stores_range_is_a_usage_error(store: Any) -> None:
+    with pytest.raises(accord.UsageError, match="at most"):
+        store.session("w").watch("k", since=10**20, timeout=0)
