@@ -62,7 +62,7 @@ from __future__ import annotations
 import asyncio  # ASYNC-ONLY
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, Self
 
 from .. import params
@@ -87,7 +87,6 @@ from .._core.lease import (
 )
 from .._writepath_async import AsyncWritePath
 from ..backends.base import AsyncBackend
-from ..clock import AgentClock
 from ..errors import AccordError, Fenced, LeaseHeld, LeaseLost, UsageError, call, var
 from ..keys import validate_key
 from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult
@@ -123,8 +122,8 @@ __all__ = [
 
 
 class LeaseStore(Protocol):
-    """What leases need of a store: its backend and its one write path
-    (``AsyncStore`` has both)."""
+    """What leases need of a store: its backend, its one write path and its
+    sleep (``AsyncStore`` has them)."""
 
     @property
     def backend(self) -> AsyncBackend: ...
@@ -132,35 +131,30 @@ class LeaseStore(Protocol):
     @property
     def writes(self) -> AsyncWritePath: ...
 
+    @property
+    def sleep(self) -> Callable[[float], Any]: ...
+
 
 class LeaseSession(Protocol):
-    """What leases need of a session: its agent, its clocks and its store
-    (``AsyncSession`` has them)."""
+    """What leases need of a session: its agent, its store, and its clocks'
+    tick for each event it makes (``AsyncSession`` has them)."""
 
     @property
     def agent(self) -> str: ...
 
     @property
-    def clock(self) -> AgentClock: ...
-
-    @property
     def store(self) -> LeaseStore: ...
+
+    async def _tick(self) -> tuple[int, dict[str, int]]:
+        """Advance the agent's clocks for an event (the first tick resumes
+        them from the store, with the session's own reads)."""
+        ...
 
 
 class GuardedStore(Protocol):
     """A store that takes guards (``AsyncStore.add_guard``)."""
 
     def add_guard(self, guard: Any, explain: Any) -> None: ...
-
-
-async def _tick(session: LeaseSession) -> tuple[int, dict[str, int]]:
-    clock = session.clock
-    if True:  # ASYNC
-        if not clock.resumed:
-            # The first tick resumes the agent's clocks from the store (a
-            # read, made by the clock itself): off the loop, once.
-            return await asyncio.to_thread(clock.tick)
-    return clock.tick()
 
 
 async def _scan(backend: AsyncBackend, key: str) -> State:
@@ -323,7 +317,7 @@ class AsyncLease(_ReleasedOnExit):
                     token=self.token,
                 )
             session = self.session
-            lamport, vector = await _tick(session)
+            lamport, vector = await session._tick()
             event = core.lease_event(
                 self.agent, "lease_renew", self.key, self.token, lamport, vector
             )
@@ -400,7 +394,7 @@ class AsyncLease(_ReleasedOnExit):
                     break
                 wake = core.grantable_after(state, now, {hk})
                 ring_compares, ring_ops = core.ring(wake, now)
-                lamport, vector = await _tick(session)
+                lamport, vector = await session._tick()
                 event = core.lease_event(
                     self.agent, "lease_release", self.key, self.token, lamport, vector
                 )
@@ -503,7 +497,8 @@ class AsyncLease(_ReleasedOnExit):
     async def _keepalive_loop(self) -> None:
         while True:
             if True:  # ASYNC
-                await asyncio.sleep(self.ttl / 3)
+                # The store's sleep: a simulation's virtual clock runs it.
+                await self.session.store.sleep(self.ttl / 3)
             else:
                 if self._stop.wait(self.ttl / 3):
                     return
@@ -772,7 +767,7 @@ class _Acquirer:
                 "ttl": self.ttl,
             }
         )
-        lamport, vector = await _tick(session)
+        lamport, vector = await session._tick()
         event = core.lease_event(agent, "lease_acquire", self.key, token, lamport, vector)
         waited = now - (self.started if self.started is not None else now)
         event.update(mode=self.mode, ttl=self.ttl, ticket=self.ticket, waited=round(waited, 6))
@@ -895,7 +890,7 @@ class _Acquirer:
                     *ring_ops,
                 ]
                 if extra is not None:
-                    lamport, vector = await _tick(session)
+                    lamport, vector = await session._tick()
                     event = core.lease_event(
                         agent, "lease_acquire", self.key, None, lamport, vector
                     )

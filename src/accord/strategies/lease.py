@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, Self
 
 from .. import params
@@ -89,7 +89,6 @@ from .._core.lease import (
 )
 from .._writepath import WritePath
 from ..backends.base import Backend
-from ..clock import AgentClock
 from ..errors import AccordError, Fenced, LeaseHeld, LeaseLost, UsageError, call, var
 from ..keys import validate_key
 from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult
@@ -125,8 +124,8 @@ __all__ = [
 
 
 class LeaseStore(Protocol):
-    """What leases need of a store: its backend and its one write path
-    (``Store`` has both)."""
+    """What leases need of a store: its backend, its one write path and its
+    sleep (``Store`` has them)."""
 
     @property
     def backend(self) -> Backend: ...
@@ -134,30 +133,30 @@ class LeaseStore(Protocol):
     @property
     def writes(self) -> WritePath: ...
 
+    @property
+    def sleep(self) -> Callable[[float], Any]: ...
+
 
 class LeaseSession(Protocol):
-    """What leases need of a session: its agent, its clocks and its store
-    (``Session`` has them)."""
+    """What leases need of a session: its agent, its store, and its clocks'
+    tick for each event it makes (``Session`` has them)."""
 
     @property
     def agent(self) -> str: ...
 
     @property
-    def clock(self) -> AgentClock: ...
-
-    @property
     def store(self) -> LeaseStore: ...
+
+    def _tick(self) -> tuple[int, dict[str, int]]:
+        """Advance the agent's clocks for an event (the first tick resumes
+        them from the store, with the session's own reads)."""
+        ...
 
 
 class GuardedStore(Protocol):
     """A store that takes guards (``Store.add_guard``)."""
 
     def add_guard(self, guard: Any, explain: Any) -> None: ...
-
-
-def _tick(session: LeaseSession) -> tuple[int, dict[str, int]]:
-    clock = session.clock
-    return clock.tick()
 
 
 def _scan(backend: Backend, key: str) -> State:
@@ -305,7 +304,7 @@ class Lease(_ReleasedOnExit):
                     token=self.token,
                 )
             session = self.session
-            lamport, vector = _tick(session)
+            lamport, vector = session._tick()
             event = core.lease_event(
                 self.agent, "lease_renew", self.key, self.token, lamport, vector
             )
@@ -377,7 +376,7 @@ class Lease(_ReleasedOnExit):
                     break
                 wake = core.grantable_after(state, now, {hk})
                 ring_compares, ring_ops = core.ring(wake, now)
-                lamport, vector = _tick(session)
+                lamport, vector = session._tick()
                 event = core.lease_event(
                     self.agent, "lease_release", self.key, self.token, lamport, vector
                 )
@@ -693,7 +692,7 @@ class _Acquirer:
                 "ttl": self.ttl,
             }
         )
-        lamport, vector = _tick(session)
+        lamport, vector = session._tick()
         event = core.lease_event(agent, "lease_acquire", self.key, token, lamport, vector)
         waited = now - (self.started if self.started is not None else now)
         event.update(mode=self.mode, ttl=self.ttl, ticket=self.ticket, waited=round(waited, 6))
@@ -814,7 +813,7 @@ class _Acquirer:
                     *ring_ops,
                 ]
                 if extra is not None:
-                    lamport, vector = _tick(session)
+                    lamport, vector = session._tick()
                     event = core.lease_event(
                         agent, "lease_acquire", self.key, None, lamport, vector
                     )
