@@ -649,13 +649,14 @@ class _Acquirer:
     # --- the loop ----------------------------------------------------------------
 
     async def run(self) -> AsyncLease:
-        granted = False
         try:
-            lease = await self._loop()
-            granted = True
-            return lease
-        finally:
-            if not granted and self.ticket is not None:
+            return await self._loop()
+        except GeneratorExit:
+            # The coroutine is being closed, not cancelled: its event loop is
+            # gone, so nothing can be awaited. The ticket lapses by itself.
+            raise
+        except BaseException:
+            if self.ticket is not None:
                 # Leaving the line (timeout, deadlock, cancel, interrupt):
                 # free our place and wake whoever can go now.
                 if True:  # ASYNC
@@ -663,6 +664,7 @@ class _Acquirer:
                     await asyncio.shield(self._abandon(None))
                 else:
                     self._abandon(None)
+            raise
 
     def _given_up(self) -> bool:
         return self.stopped or (self.cancel is not None and self.cancel.is_set())
