@@ -599,7 +599,11 @@ class _Acquirer:
         for _ in range(SPIN_LIMIT * 10):
             if self._given_up():
                 raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
-            since = self.backend.revision()
+            # The revision a wait starts from must be read before the scan
+            # it decides on (a change between them would be missed). Only a
+            # waiter with a ticket waits: an acquire free at once (or one
+            # that joins the line now) does not read it.
+            since = 0 if self.ticket is None else self.backend.revision()
             state = _scan(self.backend, self.key)
             now = self.backend.now()
             if self.started is None:
