@@ -40,6 +40,10 @@ class ThreadBackend(AsyncBackend):
         self.sync = backend
         self.url = backend.url
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="accord-aio")
+        # A clock that is only a function of this process (SQLite's, the
+        # memory backend's) is read inline: a worker hop would cost more
+        # than the reading, and a lease reads it on every turn.
+        self._inline_clock = bool(getattr(backend, "clock_in_process", False))
         self._closed = False
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -128,6 +132,8 @@ class ThreadBackend(AsyncBackend):
                 return revision
 
     async def now(self) -> float:
+        if self._inline_clock:
+            return self.sync.now()
         return await self._run(self.sync.now)
 
     async def purge_expired(self, prefix: str, before: float) -> int:
