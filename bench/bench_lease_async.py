@@ -136,7 +136,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> None:
             print(
                 f"{name:10} hot key, {args.agents} agents: sync (threads) {srate:8,.0f} grants/s"
                 f" ({sthreads} threads)   async (coroutines) {arate:8,.0f} grants/s"
-                f" ({athreads} threads)   async/sync {arate / srate:.2f}"
+                f" ({athreads} threads)   async/sync {arate / srate if srate else float('nan'):.2f}"
             )
             final = await astore.session("check").read("hot")
             print(f"{name:10} counter {final.value} (every counted grant added 1, and more after)")
