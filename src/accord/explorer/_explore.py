@@ -445,6 +445,9 @@ def _make_strategy(o: _Options, strategy: str | Strategy) -> Strategy:
 
 
 def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outcome:
+    # The store history goes with every finding (the timeline draws it); the
+    # checker reads it only when the schedule ran to its end.
+    history = world.history()
     if run.outcome == "failed":
         exc = run.error
         assert exc is not None
@@ -453,20 +456,19 @@ def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outc
         text = str(exc).strip()
         who = "The workflow" if run.failed_agent == "main" else f"Agent {run.failed_agent!r}"
         msg = f"{who} raised {cls.__name__}" + (f": {text}" if text else ".")
-        return _Outcome(index, run, "exception", sig, msg)
+        return _Outcome(index, run, "exception", sig, msg, history)
     if run.outcome == "deadlock":
         assert run.deadlock is not None
-        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe())
+        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe(), history)
     if run.outcome == "livelock":
         msg = (
             f"The schedule did not finish within {max_steps:,} steps: agents keep going "
             "without finishing (a livelock, e.g. retrying for ever against each other), or "
             "the workflow needs more steps than that (pass max_steps=)."
         )
-        return _Outcome(index, run, "livelock", ("livelock",), msg)
+        return _Outcome(index, run, "livelock", ("livelock",), msg, history)
     if run.outcome == "pruned":
         return _Outcome(index, run, None, None, "pruned")
-    history = world.history()
     if history:
         from ..history.check import check
 
