@@ -294,17 +294,35 @@ def test_a_strategy_not_native_yet_is_refused_by_name(no_threads: None) -> None:
         store = native()
         a = store.session("agent-a")
         await a.write("doc", 1)
-        with pytest.raises(accord.UsageError, match=r"acquire\(\) does not run yet"):
-            await a.acquire("doc", ttl=5)
-        with pytest.raises(accord.UsageError, match=r"submit\(\)"):
+        with pytest.raises(accord.UsageError, match=r"submit\(\) does not run yet"):
             await a.submit("doc", "change")
         with pytest.raises(accord.UsageError, match=r"fork\(\)"):
             await a.fork("doc")
-        with pytest.raises(accord.UsageError, match=r"write\(lease=\)"):
-            await a.write("doc", 2, lease=7)
         with pytest.raises(accord.UsageError, match=r"store.branches\(\)"):
             await store.branches("doc")
         assert (await a.read("doc")).value == 1
+
+    asyncio.run(main())
+
+
+def test_leases_run_natively_on_a_store_with_no_twin(no_threads: None) -> None:
+    """Leases are native on the async face: granted, fenced, explained
+    (LeaseHeld, by the awaited explanation) and released in the loop."""
+
+    async def main() -> None:
+        store = native()
+        a, b = store.session("agent-a"), store.session("agent-b")
+        await a.write("doc", 1)
+        async with a.lease("doc", ttl=5) as lease:
+            assert lease.token == 1
+            await a.write("doc", 2, lease=lease)
+            with pytest.raises(accord.LeaseHeld, match="agent-a holds an exclusive lease"):
+                await b.write("doc", 3, expect=2)
+            with pytest.raises(accord.LeaseTimeout):
+                await b.acquire("doc", wait=0)
+        with pytest.raises(accord.Fenced, match="token 1"):
+            await a.write("doc", 4, lease=lease.token)
+        assert (await a.read("doc")).value == 2
 
     asyncio.run(main())
 

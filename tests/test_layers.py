@@ -180,8 +180,6 @@ ALLOWED_UPWARD: Mapping[tuple[str, str], str] = {
     ("accord.strategies.branch", "accord.session"): "type-only: fork(session), Branch._session",
     ("accord.strategies.branch", "accord.store"): "type-only: Branch._store",
     ("accord.strategies.crdt", "accord.session"): "type-only: SharedText(session, key)",
-    ("accord.strategies.lease", "accord.session"): "type-only: Lease(session, ...)",
-    ("accord.strategies.lease", "accord.store"): "type-only: status(store), install(store)",
     ("accord.strategies.queue", "accord.session"): "type-only: the writer role per Session",
     ("accord.strategies.queue", "accord.store"): "type-only: Request._store, install(store)",
     # The manifest is a hook on the Store that checks a Session's Operation;

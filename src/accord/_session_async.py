@@ -11,7 +11,7 @@ in ``store.writes``):
 * ``expect=v``: the store compares the key's version with ``v`` inside the
   same transaction that writes (optimistic concurrency);
 * ``lease=lease``: the store checks that the lease is the key's live lease
-  (fencing), see :mod:`accord.strategies.lease`;
+  (fencing), see :mod:`accord.strategies._lease_async`;
 * ``force=True``: an explicit blind write, recorded with ``check: none``;
 * nothing: create-only. A write to an existing key with no guard is refused
   with :class:`PreconditionRequired`, because a blind write is how updates
@@ -56,14 +56,14 @@ from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode
 
 if TYPE_CHECKING:
     from ._store_async import AsyncStore
+    from .strategies._lease_async import AsyncLease, AsyncLeaseSet
     from .watch import WatchEvent
 
     if True:  # ASYNC
-        from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
+        from ._aio_strategies import AsyncBranch, AsyncRequest, Leasing
         from .session import Session
     else:
         from .strategies.branch import Branch
-        from .strategies.lease import Lease, LeaseSet
         from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
 
 __all__ = ["MAX_VERSION", "AsyncSession", "Operation", "decode_clock"]
@@ -424,14 +424,9 @@ class AsyncSession:
 
     async def _fence(self, key: str, lease: AsyncLease | int) -> tuple[list[Compare], int]:
         """The compares that hold only while ``lease`` is ``key``'s live lease."""
-        from .strategies import lease as lease_mod
+        from .strategies import _lease_async as lease_mod
 
-        if True:  # ASYNC
-            twin = self._twin("write(lease=)")
-            held = lease if isinstance(lease, int) else getattr(lease, "sync", lease)
-            return await asyncio.to_thread(lease_mod.fence_compares, twin, key, held)
-        else:
-            return lease_mod.fence_compares(self, key, lease)
+        return await lease_mod.fence_compares(self, key, lease)
 
     async def _refused(
         self,
@@ -454,15 +449,9 @@ class AsyncSession:
         await writes.explain(self, key, token, result)
         failed = result.failed
         if check == "lease" and (failed is None or failed.key != key):
-            from .strategies import lease as lease_mod
+            from .strategies import _lease_async as lease_mod
 
-            if True:  # ASYNC
-                held = getattr(lease, "sync", lease)
-                error = await asyncio.to_thread(
-                    lease_mod.fenced_error, self._twin("write(lease=)"), key, held, records
-                )
-            else:
-                error = lease_mod.fenced_error(self, key, lease, records)
+            error = await lease_mod.fenced_error(self, key, lease, records)
             # A live lease of ours with the version check failing: the key
             # moved after the version this session saw (a conflict, not a
             # fence); anything else is the lease's own refusal.
@@ -558,20 +547,14 @@ class AsyncSession:
     ) -> AsyncLease:
         """Acquire a lease on ``key``; you *must* release it (or let it expire).
 
-        See :mod:`accord.strategies.lease`. Raises :class:`LeaseTimeout` if it
+        See :mod:`accord.strategies._lease_async`. Raises :class:`LeaseTimeout` if it
         is not granted within ``wait`` seconds.
         """
-        if True:  # ASYNC
-            from . import _aio_strategies as _strategies
+        from .strategies import _lease_async as lease_mod
 
-            self._twin("acquire()")
-            return await _strategies.acquire(
-                self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-        else:
-            from .strategies import lease as lease_mod
-
-            return lease_mod.acquire(self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
+        return await lease_mod.acquire(
+            self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     if True:  # ASYNC
 
@@ -606,7 +589,7 @@ class AsyncSession:
             wait: float = 10,
             mode: str = "exclusive",
             keepalive: bool = False,
-        ) -> Lease:
+        ) -> AsyncLease:
             """A lease as a context manager: ``with session.lease(key) as lease:``.
 
             Leaving the block releases it, and raises :class:`LeaseLost` if the
@@ -627,20 +610,11 @@ class AsyncSession:
 
         ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
         """
-        if True:  # ASYNC
-            from . import _aio_strategies as _strategies
+        from .strategies import _lease_async as lease_mod
 
-            self._twin("lease_all()")
-            return await _strategies.acquire_all(
-                self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-        else:
-            from .strategies import lease as lease_mod
-
-            taken: LeaseSet = lease_mod.acquire_all(
-                self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-            return taken
+        return await lease_mod.acquire_all(
+            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     async def submit(
         self, key: str, change: Any, *, idempotency_key: str | None = None

@@ -148,6 +148,12 @@ class AsyncStore:
                     hooks=self.sync.writes.hooks,
                     guards=self.sync.writes.guards,
                 )
+                # The lease exclusion is native on this face: its explanation
+                # is awaited with the async session (the sync face keeps the
+                # one its Store installed; the guard is the same function).
+                from .strategies import _lease_async
+
+                self.add_guard(_lease_async.guard, _lease_async.explain)
             else:
                 self._policy: Any = None
                 self.writes = AsyncWritePath(backend, max_value_size=max_value_size)
@@ -181,12 +187,12 @@ class AsyncStore:
             """The lease and queue guards of a store with no sync twin.
 
             The lease exclusion's explanation reads the store: here it is
-            native (:func:`_explain_lease`). The queue's reads only the
-            refused result, so its plain function runs inline.
+            native (``strategies._lease_async.explain``). The queue's reads
+            only the refused result, so its plain function runs inline.
             """
-            from .strategies import lease, queue
+            from .strategies import _lease_async, queue
 
-            self.add_guard(lease.guard, _explain_lease)
+            self.add_guard(_lease_async.guard, _lease_async.explain)
             self.add_guard(queue.guard, queue.explain)
 
         def needs_twin(self, what: str) -> Store:
@@ -356,34 +362,6 @@ if True:  # ASYNC
     class NotNativeYet(UsageError):
         """A strategy that still needs the store's sync twin, on a store with
         none (transitional: it goes once the strategy is native)."""
-
-    async def _explain_lease(session: Any, key: str, token: int | None, result: Any) -> None:
-        """``lease.explain``, native: raise :class:`LeaseHeld` when the lease
-        exclusion's compare refused a write of ``key``."""
-        from .strategies import lease
-
-        prefix = lease._held_prefix(key)
-        failed = result.failed
-        if failed is not None and not (failed.target == "vacant" and failed.key == prefix):
-            return
-        backend = session.store.backend
-        now = await backend.now()
-        exempt = None if token is None else lease._held_key(key, token)
-        base = lease._prefix(key)
-        live = []
-        for rec in await backend.scan(base):
-            entry = lease._decode(rec, rec.key[len(base) :])
-            if (
-                entry is not None
-                and entry.kind == "held"
-                and entry.live(now)
-                and entry.record_key != exempt
-            ):
-                live.append(entry)
-        live.sort(key=lambda e: e.number)
-        if not live and failed is None:
-            return  # the backend cannot say, and no lease is live now: not ours to explain
-        raise lease.held_error(session, key, live, now)
 
 else:
 

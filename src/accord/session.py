@@ -508,10 +508,7 @@ class Session:
         """
         from .strategies import lease as lease_mod
 
-        taken: LeaseSet = lease_mod.acquire_all(
-            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-        )
-        return taken
+        return lease_mod.acquire_all(self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
 
     def submit(self, key: str, change: Any, *, idempotency_key: str | None = None) -> Request:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
