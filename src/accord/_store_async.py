@@ -8,7 +8,6 @@ URL it uses ``ACCORD_URL``, else the SQLite file ``./.accord/state.db``.
 
 from __future__ import annotations
 
-import asyncio  # ASYNC-ONLY
 import json
 import os
 import threading
@@ -31,10 +30,7 @@ if True:  # ASYNC
     from .store import Store
 
 if TYPE_CHECKING:
-    if True:  # ASYNC
-        from ._aio_strategies import AsyncBranch, AsyncMerge
-    else:
-        from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
+    from .strategies._branch_async import AsyncBranch, AsyncMerge
 
 __all__ = ["DEFAULT_URL", "AsyncStore", "Explain", "Guard", "Hook", "open"]
 
@@ -252,15 +248,9 @@ class AsyncStore:
 
     async def branches(self, key: str) -> list[AsyncBranch]:
         """Every open branch of ``key``."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncBranch
+        from .strategies import _branch_async
 
-            return [AsyncBranch(self, b) for b in await asyncio.to_thread(self.sync.branches, key)]
-        else:
-            from .strategies import branch
-
-            found: list[Branch] = branch.branches(self, key)
-            return found
+        return await _branch_async.branches(self, key)
 
     async def merge(
         self,
@@ -271,16 +261,9 @@ class AsyncStore:
         agent: str | None = None,
     ) -> AsyncMerge:
         """Merge ``branches`` of ``key`` against their common base."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncMerge
+        from .strategies import _branch_async
 
-            sides = [b.sync for b in branches]
-            merged = await asyncio.to_thread(self.sync.merge, key, sides, resolve, agent=agent)
-            return AsyncMerge(self, merged)
-        else:
-            from .strategies import branch
-
-            return branch.merge(self, key, branches, resolve=resolve, agent=agent)
+        return await _branch_async.merge(self, key, branches, resolve=resolve, agent=agent)
 
 
 async def _events(source: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Event]:

@@ -450,6 +450,19 @@ def guard_compares(policy_named: str | None, key: str, agent: str) -> list[Compa
     return [cached]
 
 
+def guard(session: Any, key: str, token: int | None = None) -> list[Compare]:
+    """Compares added to every direct write of ``key`` (see ``Store.add_guard``).
+
+    A key whose writer role exists (or that the manifest gives a queue
+    writer) may be written directly only by that writer. The compare is
+    inside the write's own transaction, so a takeover cannot slip between
+    the check and the write. One function for both faces (it does no I/O):
+    a store whose two faces share their guards registers it once, with an
+    explanation of each kind.
+    """
+    return guard_compares(policy_writer(session.store, key), key, session.agent)
+
+
 def guard_refusal(
     policy_named: str | None, key: str, agent: str, result: TxnResult
 ) -> NotWriter | None:

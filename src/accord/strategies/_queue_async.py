@@ -43,7 +43,7 @@ import contextlib
 import threading  # noqa: F401, RUF100 (the sync face's stop=)
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Generator  # noqa: F401, RUF100
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,7 +65,7 @@ from .._core.queue import (
     encode_change,
     fenced,
     fingerprint,
-    guard_compares,
+    guard,
     guard_refusal,
     held_by_other,
     json_bytes,
@@ -136,8 +136,16 @@ if True:  # ASYNC
     frees its worker within this many seconds."""
 
 
+if True:  # ASYNC
+    # An AsyncRequest is a Request (the sync face's class, which this module
+    # generates): the same fields, equal to it, pickled as it.
+    from .queue import Request as RequestBase
+else:
+    from .._core.queue import RequestView as RequestBase
+
+
 @dataclass(frozen=True, slots=True, eq=False)
-class AsyncRequest(RequestView):
+class AsyncRequest(RequestBase):
     """A change request for ``key``, as submitted and as decided.
 
     ``status`` is ``"pending"``, ``"accepted"`` or ``"rejected"``.
@@ -162,55 +170,79 @@ class AsyncRequest(RequestView):
     idempotency_key: str | None = None
     base: Doc | None = field(default=None, compare=False)
     base_version: int | None = field(default=None, compare=False)
-    _store: AsyncStoreLike | None = field(default=None, repr=False, compare=False)
+    _store: Any = field(default=None, repr=False, compare=False)
+    """The store the request came from (None once it crossed a process)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Requests cross process boundaries (a result queue, a pool); the
         # store they came from does not: re-attach with get_request().
         if True:  # ASYNC
-            # Pickled as the plain (sync) Request it is.
-            from .queue import Request
-
-            return (Request, plain_fields(self))
+            return (RequestBase, plain_fields(self))
         else:
             return (AsyncRequest, plain_fields(self))
 
-    async def refresh(self) -> AsyncRequest:
-        """This request as the store has it now (a new object)."""
-        if self._store is None:
-            raise not_attached()
-        return await get_request(self._store, self.id)
+    if True:  # ASYNC
 
-    async def wait(self, timeout: float = 30) -> AsyncRequest:
-        """Wait until the writer decides; return the decided request.
+        async def refresh(self) -> AsyncRequest:  # type: ignore[override]
+            """This request as the store has it now (a new object)."""
+            return await _refresh(self)
 
-        ``status`` is then ``"accepted"`` with the written :class:`Doc` as
-        ``outcome``, or ``"rejected"`` with the reason. Raises
-        :class:`Timeout` if nothing was decided within ``timeout`` seconds
-        (the request stays pending; wait again or give up). The time is the
-        store's clock. Cancelling the wait changes nothing in the store.
-        """
-        if self._store is None:
-            raise not_attached()
-        timeout = params.seconds(timeout, "timeout", example="30")
-        store = self._store
-        backend = store.backend
-        rkey = request_key(self.id)
-        deadline: float | None = None
-        while True:
-            since = await backend.revision()
-            current = await get_request(store, self.id)
-            if not current.pending:
-                return current
-            now = await backend.now()
-            if deadline is None:
-                deadline = now + timeout
-            left = deadline - now
-            if left <= 0:
-                raise still_pending(self, timeout)
-            if True:  # ASYNC
-                left = min(left, WAIT_CHUNK)
-            await backend.wait([rkey], [], since, left)
+        async def wait(self, timeout: float = 30) -> AsyncRequest:  # type: ignore[override]
+            """Wait until the writer decides; return the decided request.
+
+            Raises :class:`Timeout` if nothing was decided within ``timeout``
+            seconds of the store's clock (the request stays pending).
+            Cancelling the wait changes nothing in the store; on SQLite its
+            worker thread is free within a second.
+            """
+            return await _wait(self, timeout)
+
+    else:
+
+        def refresh(self) -> AsyncRequest:
+            """This request as the store has it now (a new object)."""
+            return _refresh(self)
+
+        def wait(self, timeout: float = 30) -> AsyncRequest:
+            """Block until the writer decides; return the decided Request.
+
+            ``status`` is then ``"accepted"`` with the written :class:`Doc` as
+            ``outcome``, or ``"rejected"`` with the reason. Raises
+            :class:`Timeout` if nothing was decided within ``timeout`` seconds
+            of the store's clock (the request stays pending; wait again or
+            give up).
+            """
+            return _wait(self, timeout)
+
+
+async def _refresh(request: AsyncRequest) -> AsyncRequest:
+    if request._store is None:
+        raise not_attached()
+    return await get_request(request._store, request.id)
+
+
+async def _wait(request: AsyncRequest, timeout: float) -> AsyncRequest:
+    if request._store is None:
+        raise not_attached()
+    timeout = params.seconds(timeout, "timeout", example="30")
+    store: AsyncStoreLike = request._store
+    backend = store.backend
+    rkey = request_key(request.id)
+    deadline: float | None = None
+    while True:
+        since = await backend.revision()
+        current = await get_request(store, request.id)
+        if not current.pending:
+            return current
+        now = await backend.now()
+        if deadline is None:
+            deadline = now + timeout
+        left = deadline - now
+        if left <= 0:
+            raise still_pending(request, timeout)
+        if True:  # ASYNC
+            left = min(left, WAIT_CHUNK)
+        await backend.wait([rkey], [], since, left)
 
 
 def _request(
@@ -354,17 +386,6 @@ async def retire(session: AsyncSessionLike, key: str) -> None:
 
 
 # --- the guard on direct writes -----------------------------------------------------
-
-
-def guard(session: AsyncSessionLike, key: str, token: int | None = None) -> list[Compare]:
-    """Compares added to every direct write of ``key`` (see ``AsyncStore.add_guard``).
-
-    A key whose writer role exists (or that the manifest gives a queue
-    writer) may be written directly only by that writer. The compare is
-    inside the write's own transaction, so a takeover cannot slip between
-    the check and the write.
-    """
-    return guard_compares(policy_writer(session.store, key), key, session.agent)
 
 
 async def explain(
@@ -541,6 +562,45 @@ async def requests(
     await session.store.writes.intercept(session, "requests", key)
     role = await _claim(session, key, ttl=ttl, wait=role_wait)
     return _iterate(session, key, role, timeout, stop)
+
+
+if True:  # ASYNC
+
+    class Requests:
+        """``session.requests(key)`` on the async face: pending requests, oldest first.
+
+        ``await`` it to claim the writer role at once (the sync face claims at
+        the call), or iterate it with ``async for`` (claims at the first
+        step). Cancelling a step (or leaving the ``async for``) changes
+        nothing in the store; the role lapses unless the writer serves again.
+        """
+
+        def __init__(self, session: AsyncSessionLike, key: str, **kwargs: Any) -> None:
+            self._session = session
+            self._key = key
+            self._kwargs = kwargs
+            self._steps: AsyncGenerator[AsyncRequest, None] | None = None
+
+        async def _claim(self) -> Requests:
+            if self._steps is None:
+                self._steps = await requests(self._session, self._key, **self._kwargs)
+            return self
+
+        def __await__(self) -> Generator[Any, None, Requests]:
+            return self._claim().__await__()
+
+        def __aiter__(self) -> Requests:
+            return self
+
+        async def __anext__(self) -> AsyncRequest:
+            await self._claim()
+            assert self._steps is not None
+            return await self._steps.__anext__()
+
+        async def aclose(self) -> None:
+            """End the iteration (what leaving an ``async for`` early does)."""
+            if self._steps is not None:
+                await self._steps.aclose()
 
 
 async def _iterate(

@@ -46,7 +46,7 @@ import contextlib
 import threading  # noqa: F401, RUF100 (the sync face's stop=)
 import uuid
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator  # noqa: F401, RUF100
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -68,7 +68,7 @@ from .._core.queue import (
     encode_change,
     fenced,
     fingerprint,
-    guard_compares,
+    guard,
     guard_refusal,
     held_by_other,
     json_bytes,
@@ -132,9 +132,11 @@ __all__ = [
     "writer_of",
 ]
 
+from .._core.queue import RequestView as RequestBase
+
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Request(RequestView):
+class Request(RequestBase):
     """A change request for ``key``, as submitted and as decided.
 
     ``status`` is ``"pending"``, ``"accepted"`` or ``"rejected"``.
@@ -159,7 +161,8 @@ class Request(RequestView):
     idempotency_key: str | None = None
     base: Doc | None = field(default=None, compare=False)
     base_version: int | None = field(default=None, compare=False)
-    _store: StoreLike | None = field(default=None, repr=False, compare=False)
+    _store: Any = field(default=None, repr=False, compare=False)
+    """The store the request came from (None once it crossed a process)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Requests cross process boundaries (a result queue, a pool); the
@@ -168,38 +171,46 @@ class Request(RequestView):
 
     def refresh(self) -> Request:
         """This request as the store has it now (a new object)."""
-        if self._store is None:
-            raise not_attached()
-        return get_request(self._store, self.id)
+        return _refresh(self)
 
     def wait(self, timeout: float = 30) -> Request:
-        """Wait until the writer decides; return the decided request.
+        """Block until the writer decides; return the decided Request.
 
         ``status`` is then ``"accepted"`` with the written :class:`Doc` as
         ``outcome``, or ``"rejected"`` with the reason. Raises
         :class:`Timeout` if nothing was decided within ``timeout`` seconds
-        (the request stays pending; wait again or give up). The time is the
-        store's clock. Cancelling the wait changes nothing in the store.
+        of the store's clock (the request stays pending; wait again or
+        give up).
         """
-        if self._store is None:
-            raise not_attached()
-        timeout = params.seconds(timeout, "timeout", example="30")
-        store = self._store
-        backend = store.backend
-        rkey = request_key(self.id)
-        deadline: float | None = None
-        while True:
-            since = backend.revision()
-            current = get_request(store, self.id)
-            if not current.pending:
-                return current
-            now = backend.now()
-            if deadline is None:
-                deadline = now + timeout
-            left = deadline - now
-            if left <= 0:
-                raise still_pending(self, timeout)
-            backend.wait([rkey], [], since, left)
+        return _wait(self, timeout)
+
+
+def _refresh(request: Request) -> Request:
+    if request._store is None:
+        raise not_attached()
+    return get_request(request._store, request.id)
+
+
+def _wait(request: Request, timeout: float) -> Request:
+    if request._store is None:
+        raise not_attached()
+    timeout = params.seconds(timeout, "timeout", example="30")
+    store: StoreLike = request._store
+    backend = store.backend
+    rkey = request_key(request.id)
+    deadline: float | None = None
+    while True:
+        since = backend.revision()
+        current = get_request(store, request.id)
+        if not current.pending:
+            return current
+        now = backend.now()
+        if deadline is None:
+            deadline = now + timeout
+        left = deadline - now
+        if left <= 0:
+            raise still_pending(request, timeout)
+        backend.wait([rkey], [], since, left)
 
 
 def _request(
@@ -343,17 +354,6 @@ def retire(session: SessionLike, key: str) -> None:
 
 
 # --- the guard on direct writes -----------------------------------------------------
-
-
-def guard(session: SessionLike, key: str, token: int | None = None) -> list[Compare]:
-    """Compares added to every direct write of ``key`` (see ``Store.add_guard``).
-
-    A key whose writer role exists (or that the manifest gives a queue
-    writer) may be written directly only by that writer. The compare is
-    inside the write's own transaction, so a takeover cannot slip between
-    the check and the write.
-    """
-    return guard_compares(policy_writer(session.store, key), key, session.agent)
 
 
 def explain(session: SessionLike, key: str, token: int | None, result: TxnResult) -> None:
