@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "accord"
 
 FILES: list[tuple[str, str]] = [
+    ("_clockio_async.py", "_clockio.py"),
     ("_writepath_async.py", "_writepath.py"),
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
@@ -66,6 +67,7 @@ NAMES: dict[str, str] = {
     "_writepath_async": "_writepath",
     "_session_async": "session",
     "_store_async": "store",
+    "_clockio_async": "_clockio",
     "AsyncBranch": "Branch",
     "AsyncLease": "Lease",
     "AsyncLeaseSet": "LeaseSet",
