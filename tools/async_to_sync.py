@@ -46,6 +46,7 @@ FILES: list[tuple[str, str]] = [
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
     ("_core/_faces_async.py", "_core/faces.py"),
+    ("strategies/_writer_role_async.py", "strategies/writer_role.py"),
     ("strategies/_queue_async.py", "strategies/queue.py"),
     ("strategies/_branch_async.py", "strategies/branch.py"),
 ]
@@ -77,6 +78,7 @@ NAMES: dict[str, str] = {
     "AsyncStoreLike": "StoreLike",
     "_faces_async": "faces",
     "_queue_async": "queue",
+    "_writer_role_async": "writer_role",
     "_branch_async": "branch",
 }
 """Names the sync face spells differently (``asyncio.sleep`` becomes ``time.sleep``)."""

@@ -73,7 +73,6 @@ from .._core.queue import (
     held_by_other,
     json_bytes,
     kept_conflicting,
-    named_writer,
     not_attached,
     not_writer,
     oldest_first,
@@ -86,15 +85,12 @@ from .._core.queue import (
     request_fields,
     request_id_for,
     request_key,
-    role_busy,
     role_key,
     still_pending,
     stored_dict,
     stored_value,
-    takeover,
     undecided,
     unread_key,
-    writer_info,
     wrong_key,
 )
 from .._core.write import make_event
@@ -109,6 +105,7 @@ from ..errors import (
 )
 from ..keys import validate_key
 from ..records import Append, Compare, Delete, Doc, Put, Record, TxnResult, Value
+from .writer_role import claim, release, renew, retire, writer_of
 
 __all__ = [
     "DEFAULT_ROLE_TTL",
@@ -223,134 +220,6 @@ def _request(
 ) -> Request:
     fields = request_fields(data, seq=seq, base=base, base_version=base_version)
     return Request(**fields, _store=store)
-
-
-# --- the writer role ---------------------------------------------------------------
-
-
-def writer_of(store: StoreLike, key: str) -> dict[str, Any] | None:
-    """Who holds the writer role of ``key``: ``{"agent", "epoch", "deadline", "live"}``.
-
-    ``live`` is False once the deadline passed (the role may be taken over).
-    Returns None when no session ever claimed the role. With a manifest
-    naming a writer that has not claimed yet, returns that writer with
-    ``epoch`` 0 and ``live`` False.
-    """
-    validate_key(key)
-    rec = store.backend.get(role_key(key))
-    now = store.backend.now() if rec is not None and not rec.deleted else 0.0
-    return writer_info(rec, policy_writer(store, key), now)
-
-
-def _claim(session: SessionLike, key: str, *, ttl: float, wait: float) -> Role:
-    """Take (or keep) the writer role of ``key`` for this session's agent.
-
-    The role belongs to the agent *name*: another process running as the
-    same agent (the CLI, a restarted writer) continues it without waiting.
-    Another agent gets it only once the holder's deadline has passed; this
-    waits up to ``wait`` seconds (store clock) for that, then raises
-    :class:`NotWriter`.
-    """
-    store = session.store
-    backend = store.backend
-    agent = session.agent
-    named = policy_writer(store, key)
-    if named is not None and named != agent:
-        raise named_writer(key, named, agent)
-    rkey = role_key(key)
-    give_up: float | None = None
-    while True:
-        rec = backend.get(rkey)
-        now = backend.now()
-        if give_up is None:
-            give_up = now + wait
-        value = takeover(rec, agent, now, ttl)
-        if value is not None:
-            # A compare on the role's version makes the takeover atomic: if
-            # the holder renewed (or someone else took over) between our read
-            # and this commit, the version moved and we look again.
-            version = 0 if rec is None or rec.deleted else rec.version
-            result = backend.txn(
-                [Compare(rkey, "version", "==", version)],
-                [Put(rkey, "json", json_bytes(value), agent)],
-            )
-            if result.succeeded:
-                role = Role(key, int(value["epoch"]), ttl, now)
-                ROLES.set(session, key, role)
-                return role
-            continue
-        assert rec is not None
-        left = give_up - now
-        if left <= 0:
-            raise role_busy(key, rec, agent, now)
-        # The holder renews by writing the record, and a dead holder's role
-        # lapses by the clock: wake on either, whichever comes first.
-        lapse = max(0.005, rec.value["deadline"] - now)
-        backend.wait([rkey], [], rec.revision, min(left, lapse))
-
-
-def _renew(session: SessionLike, role: Role, now: float) -> None:
-    """Push the role's deadline forward when it is due; raise :class:`Fenced` if
-    it was taken. ``now`` is the store clock."""
-    if not role.due(now):
-        return
-    backend = session.store.backend
-    rkey = role_key(role.key)
-    rec = backend.get(rkey)
-    if held_by_other(rec, session.agent):
-        ROLES.set(session, role.key, None)
-        raise fenced(role.key, session.agent, rec)
-    value = {"agent": session.agent, "epoch": role.epoch, "deadline": now + role.ttl}
-    result = backend.txn(
-        [Compare(rkey, "holder", "==", session.agent)],
-        [Put(rkey, "json", json_bytes(value), session.agent)],
-    )
-    if not result.succeeded:
-        ROLES.set(session, role.key, None)
-        raise fenced(role.key, session.agent, result.records.get(rkey))
-    role.renewed = now
-
-
-def release(session: SessionLike, key: str) -> None:
-    """Give up the writer role of ``key`` now, so another writer can take over at once.
-
-    The key stays a queue key: direct writes by others are still refused
-    until another writer claims the role. Releasing a role you do not hold
-    does nothing.
-    """
-    validate_key(key)
-    backend = session.store.backend
-    rkey = role_key(key)
-    rec = backend.get(rkey)
-    ROLES.set(session, key, None)
-    if rec is None or rec.deleted or rec.author != session.agent:
-        return
-    value = dict(rec.value)
-    value["deadline"] = backend.now()
-    backend.txn(
-        [Compare(rkey, "version", "==", rec.version)],
-        [Put(rkey, "json", json_bytes(value), session.agent)],
-    )
-
-
-def retire(session: SessionLike, key: str) -> None:
-    """Turn ``key`` back into an ordinary key: remove its writer role record.
-
-    Afterwards direct writes are guarded as for any key (no :class:`NotWriter`)
-    until someone claims the role again. Only the role's holder may retire
-    it, or anyone once the role has lapsed; otherwise :class:`NotWriter`.
-    Pending requests stay pending.
-    """
-    validate_key(key)
-    backend = session.store.backend
-    rkey = role_key(key)
-    rec = backend.get(rkey)
-    if rec is None or rec.deleted:
-        return
-    if rec.author != session.agent and rec.value["deadline"] > backend.now():
-        raise not_writer(key, rec.value["agent"], session.agent)
-    ROLES.set(session, key, None)
-    backend.txn([Compare(rkey, "version", "==", rec.version)], [Delete(rkey, purge=True)])
 
 
 # --- the guard on direct writes -----------------------------------------------------
@@ -524,7 +393,7 @@ def requests(
     role_wait = params.seconds(role_wait, "role_wait", example="0")
     check_stop(stop)
     session.store.writes.intercept(session, "requests", key)
-    role = _claim(session, key, ttl=ttl, wait=role_wait)
+    role = claim(session, key, ttl=ttl, wait=role_wait)
     return _iterate(session, key, role, timeout, stop)
 
 
@@ -546,7 +415,7 @@ def _iterate(
         if stop is not None and stop.is_set():
             return
         now = backend.now()
-        _renew(session, role, now)
+        renew(session, role, now)
         if handed is not None and backend.get(prefix + handed) is not None:
             raise undecided(key, handed)
         if not queue:
@@ -603,7 +472,7 @@ def _prepare_decision(
     if role is None:
         # Deciding without having called requests(): claim without waiting
         # (the CLI decides in a process of its own, as the same agent).
-        role = _claim(session, key, ttl=DEFAULT_ROLE_TTL, wait=0)
+        role = claim(session, key, ttl=DEFAULT_ROLE_TTL, wait=0)
     if not stored.pending:
         raise decided_already(stored, what)
     if role.head != stored.id:
@@ -843,7 +712,7 @@ def serve(
     if limit == 0:
         return 0
     session.store.writes.intercept(session, "requests", key)
-    role = _claim(session, key, ttl=ttl, wait=role_wait)
+    role = claim(session, key, ttl=ttl, wait=role_wait)
     store = session.store
     backend = store.backend
     idle = timeout if timeout is not None else float("inf")
@@ -855,7 +724,7 @@ def serve(
             if stop is not None and stop.is_set():
                 break
             now = backend.now()
-            _renew(session, role, now)
+            renew(session, role, now)
             since = backend.revision()
             waiting = _pending(store, key)
             if not waiting:
