@@ -76,11 +76,48 @@ def test_the_lost_update_is_found_within_100_schedules(seed: int) -> None:
     assert "lost-update on docs/plan.md" in report and "Replay token: x1." in report
 
 
-@pytest.mark.parametrize("workflow", [flows.expect_retry, flows.updated])
-def test_version_checks_pass_10000_schedules(workflow: Any) -> None:
+@pytest.mark.parametrize(
+    "workflow",
+    [flows.expect_retry, flows.updated, flows.leased, flows.queued, flows.branched],
+    ids=["expect-retry", "update", "lease", "queue", "branches"],
+)
+def test_each_strategy_passes_10000_schedules(workflow: Any) -> None:
     result = explore(workflow, schedules=10_000, seed=7)
     assert result.ok, result.report()
     assert result.schedules == 10_000
+
+
+def test_the_branches_workflow_without_branches_loses_a_section() -> None:
+    result = explore(flows.blind_sections, schedules=100, seed=2)
+    assert result.failure is not None and "a section was lost" in result.failure.message
+
+
+def test_a_holder_paused_past_its_ttl_writing_without_its_lease_is_found() -> None:
+    for seed in range(5):
+        result = explore(flows.fenced_bug, schedules=200, seed=seed)
+        failure = result.failure
+        assert failure is not None, f"seed {seed}"
+        # Either the store refused the late blind write (another agent's
+        # lease was live: LeaseHeld) or it went through and lost an update.
+        assert failure.headline in ("LeaseHeld in agent-a", "LeaseHeld in agent-b") or (
+            failure.kind == "anomaly"
+        ), failure.message
+        assert failure.trace[-1].time >= 31 or any(e.time >= 31 for e in failure.trace)
+
+
+def test_two_leases_in_opposite_order_are_reported_as_a_deadlock_with_the_cycle() -> None:
+    result = explore(flows.opposite_order, schedules=300, seed=1)
+    failure = result.failure
+    assert failure is not None and failure.kind == "deadlock", result.report()
+    assert failure.deadlock is not None and failure.deadlock.cycle is not None
+    cycle = failure.deadlock.cycle
+    assert set(cycle) == {"agent-a", "agent-b"} and cycle[0] == cycle[-1]
+    assert {(w.agent, w.waits_for) for w in failure.deadlock.waits} == {
+        ("agent-a", "y"),
+        ("agent-b", "x"),
+    }
+    assert "Deadlock on leases: " in failure.message and "lease_all" in failure.message
+    assert failure.to_dict()["deadlock"]["cycle"] == list(cycle)
 
 
 def test_version_checks_pass_every_schedule_of_the_exhaustive_strategy() -> None:
