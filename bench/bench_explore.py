@@ -34,7 +34,7 @@ from accord.aio import AsyncSession, AsyncStore
 from accord.explorer import World, explore, point
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.aio_native import InlineMemoryBackend  # noqa: E402
+from tests.aio_native import InlineMemoryBackend
 
 OPS = 10
 BATCH = 100
@@ -145,20 +145,18 @@ def main() -> None:
     bare_rate = None
     if not args.only_store:
         for strategy in ("pct", "random", "exhaustive"):
-            o, b, ratio = paired(
-                ours(strategy), bare, args.seconds, args.rounds, warmup=3, batch=1
-            )
+            o, b, ratio = paired(ours(strategy), bare, args.seconds, args.rounds, warmup=3, batch=1)
             bare_rate = b
             print(f"| explore, {strategy}: schedules | {o * BATCH:,.0f} | {ratio * BATCH:.4f} |")
-        print(f"| bare workflow (2 agents x {OPS} operations, no explorer) | {bare_rate:,.0f} | 1 |")
-    for strategy in ("pct", "random", "exhaustive"):
+        print(f"| bare workflow (2 agents x {OPS} operations) | {bare_rate:,.0f} | 1 |")
+    # Not exhaustive here: the agents' writes are to keys of their own, so it
+    # finds every order equivalent to one and stops after a single schedule.
+    for strategy in ("pct", "random"):
         o, b, ratio = paired(
             store_ours(strategy), store_bare, args.seconds, args.rounds, warmup=3, batch=1
         )
         bare_rate = b
-        print(
-            f"| store, explore, {strategy}: schedules | {o * BATCH:,.0f} | {ratio * BATCH:.4f} |"
-        )
+        print(f"| store, explore, {strategy}: schedules | {o * BATCH:,.0f} | {ratio * BATCH:.4f} |")
     print(f"| store, bare workflow (2 agents x {OPS} store operations) | {bare_rate:,.0f} | 1 |")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
