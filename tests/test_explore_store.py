@@ -81,6 +81,7 @@ def test_the_lost_update_is_found_within_100_schedules(seed: int) -> None:
     assert "lost-update on docs/plan.md" in report and "Replay token: x1." in report
 
 
+@pytest.mark.slow  # about 10 s each on a loaded machine; CI runs it (no -m filter)
 @pytest.mark.parametrize(
     "workflow",
     [flows.expect_retry, flows.updated, flows.leased, flows.queued, flows.branched],
@@ -278,3 +279,14 @@ def test_the_plugin_runs_store_workflows_and_replays_their_tokens(
     assert "schedule 1 of 1 failed (replay)" in again.stdout.str()
     fewer = pytester.runpytest("--accord-schedules", "7", "-k", "test_update")
     fewer.assert_outcomes(passed=1, deselected=1)
+
+
+@pytest.mark.slow  # 10,000 schedules, as the page says
+def test_the_docs_picture_runs_as_written() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "explore.md").read_text()
+    section = text.split("## With accord's store", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/explore.md", "exec"), namespace)
+    namespace["test_blind_writes_lose_an_update"]()
+    namespace["test_update_does_not"]()
