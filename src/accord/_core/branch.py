@@ -212,8 +212,9 @@ def check_merge_item(key: str, branch: Any, branch_type: type, seen: set[str]) -
             f"{call('session.fork', key)} or {call('store.branches', key)}), not "
             f"{type(branch).__name__}."
         )
-    bkey: str = branch.key
-    bid: str = branch.id
+    item: Any = branch  # a branch of either face: both have key and id
+    bkey: str = item.key
+    bid: str = item.id
     if bkey != key:
         raise UsageError(
             f"Branch {bid} is a branch of {bkey}, not {key}: merge the branches "
