@@ -1,11 +1,11 @@
-"""Leases, queues and branches on the async face.
+"""Leases and watch on the async face.
 
-The strategies run on the session's sync twin in worker threads (the
-store's thread-offload backend); these classes give their results the
-async face: ``async with`` for leases, ``await request.wait()``, ``await
-branch.write(...)``. Cancellation is safe: a cancelled :func:`acquire`
-leaves the line (and releases a lease granted meanwhile); a cancelled
-``wait`` stops waiting within a second and holds nothing.
+Leases run on the session's sync twin in worker threads (the store's
+thread-offload backend); these classes give their results the async face:
+``async with`` for leases. Cancellation is safe: a cancelled :func:`acquire`
+leaves the line (and releases a lease granted meanwhile). The queue and
+branches are native: their async classes are in
+:mod:`accord.strategies._queue_async` and :mod:`accord.strategies._branch_async`.
 """
 
 from __future__ import annotations
