@@ -484,9 +484,11 @@ class AsyncLease(_ReleasedOnExit):
         """
         if True:  # ASYNC
             if _inline(self.session.store.backend):
+                from ..errors import option
+
                 raise UsageError(
-                    "keepalive=True renews from an asyncio task, which the interleaving "
-                    "explorer cannot schedule: inside an exploration, renew the lease "
+                    f"{option('keepalive', True)} renews from an asyncio task, which the "
+                    "interleaving explorer cannot schedule: inside an exploration, renew the lease "
                     f"yourself ({call('lease.renew')}) or give it a TTL that covers the work."
                 )
             if self._keeper is None:
