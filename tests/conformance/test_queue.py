@@ -10,39 +10,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 import accord
-from accord.strategies import _queue_async, queue
-from tests.aio_driver import Loop, Proxy, unwrap, wrap
+from tests.conformance.queue_face import queue_of
 
 KEY = "docs/draft.md"
-
-
-class _OnLoop:
-    """The async source's module functions (``get_request``, ``writer_of``,
-    ``pending``), called as the sync module's are and awaited on the test's
-    loop: on the async faces the module functions are the native ones."""
-
-    def __init__(self, loop: Loop) -> None:
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Callable[..., object]:
-        fn = getattr(_queue_async, name)
-
-        def call(*args: object) -> object:
-            return wrap(self._loop.run(fn(*unwrap(args))), self._loop)
-
-        return call
-
-
-def queue_of(store: accord.Store) -> Any:
-    """The queue module of ``store``'s face."""
-    if isinstance(store, Proxy):
-        return _OnLoop(store._loop)
-    return queue
 
 
 def _drain(writer: accord.Session, key: str = KEY) -> list[accord.Request]:
