@@ -43,7 +43,15 @@ def stored_agent_clock(backend: Backend, agent: str) -> tuple[int, int, str]:
     Bringing them up to date is best effort: when another session did it at
     the same moment (the compare on the checkpoint fails), or it cannot be
     written, the answer computed here is still right.
+
+    A backend with an ``agent_clock(agent)`` method answers itself: the
+    explorer's reads its memory without a scheduling point, since resuming
+    a clock is bookkeeping, not a choice between agents.
     """
+    own = getattr(backend, "agent_clock", None)
+    if own is not None:
+        resumed: tuple[int, int, str] = own(agent)
+        return resumed
     head = backend.get(CHECKPOINT_KEY)
     state = _loads(head.data) if head is not None and not head.deleted else None
     if not isinstance(state, dict):

@@ -41,7 +41,15 @@ async def stored_agent_clock(backend: AsyncBackend, agent: str) -> tuple[int, in
     Bringing them up to date is best effort: when another session did it at
     the same moment (the compare on the checkpoint fails), or it cannot be
     written, the answer computed here is still right.
+
+    A backend with an ``agent_clock(agent)`` method answers itself: the
+    explorer's reads its memory without a scheduling point, since resuming
+    a clock is bookkeeping, not a choice between agents.
     """
+    own = getattr(backend, "agent_clock", None)
+    if own is not None:
+        resumed: tuple[int, int, str] = await own(agent)
+        return resumed
     head = await backend.get(CHECKPOINT_KEY)
     state = _loads(head.data) if head is not None and not head.deleted else None
     if not isinstance(state, dict):

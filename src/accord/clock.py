@@ -58,7 +58,7 @@ class AgentClock:
     """One agent's Lamport time and vector clock, safe across threads.
 
     ``resume()``, when given, returns ``(lamport_max, lamport, clock_text)``
-    (see ``Backend.agent_clock``): the clock continues from them at its
+    (see ``accord._clockio.stored_agent_clock``): the clock continues from them at its
     first :meth:`tick` (and :meth:`snapshot`), so an agent's clocks do not
     restart in every process. If it raises, the next call tries again.
     """

@@ -14,16 +14,29 @@ its timeline and a replay token that reproduces it exactly.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import AccordError, UsageError
+from ..errors import AccordError, Deadlock, UsageError
+from ._backend import ExplorerBackend
 from ._report import timeline_text
-from ._runtime import Agent, DeadlockInfo, RunResult, Scheduler, Strategy, TraceEntry, join
+from ._runtime import (
+    Agent,
+    DeadlockInfo,
+    RunResult,
+    Scheduler,
+    Strategy,
+    TraceEntry,
+    WaitInfo,
+    join,
+    sleep,
+)
 from ._strategies import PCT, Exhaustive, Guided, RandomWalk, Replay
 from ._token import decode_token, encode_token
 
@@ -39,7 +52,15 @@ __all__ = [
     "workflow_name",
 ]
 
+if TYPE_CHECKING:
+    from .._store_async import AsyncStore
+
 T = TypeVar("T")
+
+JITTER_SEED = 0x5EED
+"""The seed of every schedule's store jitter (``update()``'s backoff): the
+same numbers in every schedule and every replay. Which agent moves when is
+the strategy's to vary; the jitter only sets how long a loser sleeps."""
 Workflow = Callable[["World"], Awaitable[Any]]
 
 STRATEGIES = ("pct", "random", "exhaustive")
@@ -75,33 +96,42 @@ class World:
         self.index = index
         self.clock = scheduler.clock
         self._store_url = store_url
-        self._store: Any = None
+        self._store: AsyncStore | None = None
+        self._backend: ExplorerBackend | None = None
 
     @property
-    def store(self) -> Any:
-        """A fresh store for this schedule, every operation of which is a
-        scheduling point. Needs accord's async API (``accord.aio``)."""
+    def store(self) -> AsyncStore:
+        """A fresh :class:`accord.aio.AsyncStore` for this schedule, in memory.
+
+        Every operation of it is a scheduling point (its backend is the
+        explorer's), its clock is the virtual clock (TTLs lapse and
+        ``update()`` backs off in virtual time), and the jitter of its
+        backoff comes from a generator seeded the same way in every
+        schedule, so a replay draws the same numbers. It has no sync twin:
+        everything runs in the scheduler, no worker thread.
+        """
         if self._store is None:
             self._store = self._open_store()
         return self._store
 
-    def _open_store(self) -> Any:
+    def _open_store(self) -> AsyncStore:
         if self._store_url is None:
             raise UsageError(
                 "This exploration runs without a store (store=None): pass "
                 "store='memory://' to give the workflow one."
             )
-        raise UsageError(
-            "world.store needs accord's async API (accord.aio), which this version of "
-            "accord does not have yet. Until it does, explore workflows whose agents share "
-            "Python state and mark each access with accord.explorer.point()."
-        )
+        from .._store_async import AsyncStore
+
+        self._backend = ExplorerBackend(self.scheduler)
+        jitter = random.Random(JITTER_SEED)
+        return AsyncStore(self._backend, sleep=sleep, random=jitter.random)
 
     def history(self) -> list[dict[str, Any]] | None:
-        """The schedule's store history as event dicts (None without a store)."""
-        if self._store is None:
+        """The schedule's store history as event dicts, oldest first (None when
+        the workflow used no store). Reading it is not a scheduling point."""
+        if self._backend is None:
             return None
-        return None
+        return self._backend.events()
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Agent:
         """Start an agent named ``name`` running ``coro`` (an async function's
@@ -154,6 +184,7 @@ class _Outcome:
     message: str
     history: list[dict[str, Any]] | None = None
     check: Any = None
+    deadlock: DeadlockInfo | None = None
 
 
 @dataclass
@@ -416,29 +447,54 @@ def _make_strategy(o: _Options, strategy: str | Strategy) -> Strategy:
     raise UsageError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
 
 
+def _lease_deadlock(
+    index: int, run: RunResult, exc: Deadlock, history: list[dict[str, Any]] | None
+) -> _Outcome:
+    """A lease wait that would have closed a cycle (accord's own detection
+    refused it with :class:`accord.Deadlock`): reported as a deadlock, with
+    the cycle, as the scheduler reports agents stuck for ever."""
+    edges = list(getattr(exc, "edges", None) or ())
+    waits = tuple(
+        WaitInfo(str(e["agent"]), str(e["key"]), (str(e["key"]),), (str(e["blocked_by"]),))
+        for e in edges
+    )
+    ring = [str(a) for a in getattr(exc, "cycle", None) or ()]
+    info = DeadlockInfo(waits, (*ring, ring[0]) if ring else None)
+    who = f"agent {run.failed_agent!r}" if run.failed_agent != "main" else "the workflow"
+    msg = (
+        f"Deadlock on leases: {' -> '.join(info.cycle) if info.cycle else 'a cycle'}. "
+        f"The store refused the wait of {who} that closed the cycle: {str(exc).strip()}"
+    )
+    return _Outcome(index, run, "deadlock", ("deadlock",), msg, history, deadlock=info)
+
+
 def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outcome:
+    # The store history goes with every finding (the timeline draws it); the
+    # checker reads it only when the schedule ran to its end.
+    history = world.history()
     if run.outcome == "failed":
         exc = run.error
         assert exc is not None
+        if isinstance(exc, Deadlock):
+            return _lease_deadlock(index, run, exc, history)
         cls = type(exc)
         sig = ("exception", f"{cls.__module__}.{cls.__qualname__}")
         text = str(exc).strip()
         who = "The workflow" if run.failed_agent == "main" else f"Agent {run.failed_agent!r}"
         msg = f"{who} raised {cls.__name__}" + (f": {text}" if text else ".")
-        return _Outcome(index, run, "exception", sig, msg)
+        return _Outcome(index, run, "exception", sig, msg, history)
     if run.outcome == "deadlock":
         assert run.deadlock is not None
-        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe())
+        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe(), history)
     if run.outcome == "livelock":
         msg = (
             f"The schedule did not finish within {max_steps:,} steps: agents keep going "
             "without finishing (a livelock, e.g. retrying for ever against each other), or "
             "the workflow needs more steps than that (pass max_steps=)."
         )
-        return _Outcome(index, run, "livelock", ("livelock",), msg)
+        return _Outcome(index, run, "livelock", ("livelock",), msg, history)
     if run.outcome == "pruned":
         return _Outcome(index, run, None, None, "pruned")
-    history = world.history()
     if history:
         from ..history.check import check
 
@@ -479,9 +535,19 @@ async def _run_one(
                 "(async def workflow(world): ...); calling it returned "
                 f"{type(main).__name__}."
             )
-    run = await sched.run(main, name="main")
-    strategy.end(run)
-    return _classify(index, run, world, o.max_steps)
+    # The cyclic collector paused for one schedule: a schedule allocates a
+    # few thousand short-lived objects (some in cycles: agents and their
+    # scheduler), and collections in the middle of it cost about a seventh
+    # of the run; re-enabled after, it collects the schedule's cycles once.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        run = await sched.run(main, name="main")
+        strategy.end(run)
+        return _classify(index, run, world, o.max_steps)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _key(out: _Outcome) -> tuple[int, int]:
@@ -553,7 +619,7 @@ async def _failure(
         agent=run.failed_agent,
         error=run.error,
         traceback=run.traceback,
-        deadlock=run.deadlock,
+        deadlock=best.deadlock or run.deadlock,
         history=best.history,
         check=best.check,
         reproducible=reproducible,
