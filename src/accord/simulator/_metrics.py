@@ -1,0 +1,177 @@
+"""What the runs of one strategy on one workload measured, summed over seeds,
+and the choice among strategies.
+
+Every figure is per run (then averaged over the seeds) or per change (over
+every change of every seed). Model time is priced at the workload's
+``cost_per_second``: the thinking of every change that landed, the thinking
+thrown away (lost optimistic attempts, blind writes overwritten, changes
+given up), the queue writer's applying and the synthesis of merge
+conflicts. Cost per change divides it by the changes that landed and
+survived, so a strategy that loses work pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._run import RunStats
+from ._workload import Workload, percentile
+
+__all__ = ["Choice", "Summary", "choose", "summarize"]
+
+TIE = 0.05
+"""Costs within this share of the cheapest count as a tie, broken by goodput."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One strategy on one workload, over ``runs`` seeds.
+
+    ``goodput``: changes landed (and not lost) per virtual second;
+    ``p50``/``p99``: seconds from a change's intent to its landing;
+    ``retries``: lost attempts per change; ``wasted``: model seconds thrown
+    away per run, ``wasted_cost`` their price; ``waiting``: seconds per change
+    not spent thinking (waits for a lease or the writer, backoffs, store
+    operations); ``conflicts``: merge conflicts left for synthesis per run;
+    ``lost``: landed changes overwritten per run (blind writes);
+    ``gave_up``: changes abandoned per run (retries exhausted);
+    ``cost``: the price of model time per landed change; ``landed``: changes
+    landed per run; ``operations``: store operations per run; ``failed``:
+    runs that raised (``error`` is the first one's error).
+    """
+
+    strategy: str
+    runs: int
+    goodput: float
+    p50: float
+    p99: float
+    retries: float
+    wasted: float
+    wasted_cost: float
+    waiting: float
+    conflicts: float
+    lost: float
+    gave_up: float
+    cost: float
+    landed: float
+    operations: float
+    failed: int
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def safe(self) -> bool:
+        """Nothing was lost nor given up, and no run failed."""
+        return self.lost == 0 and self.gave_up == 0 and self.failed == 0
+
+
+def summarize(workload: Workload, strategy: str, runs: Sequence[RunStats]) -> Summary:
+    """Sum ``runs`` (one per seed) of ``strategy`` on ``workload``."""
+    latencies: list[float] = []
+    waiting: list[float] = []
+    goodputs: list[float] = []
+    retries = wasted = conflicts = lost = gave_up = landed = ops = 0.0
+    model = 0.0
+    changes = 0
+    failed = 0
+    error = None
+    for run in runs:
+        if run.outcome != "ok":
+            failed += 1
+            error = error or run.error or run.outcome
+        good = 0
+        for c in run.changes:
+            changes += 1
+            retries += c.retries
+            conflicts += c.conflicts
+            thrown = c.wasted
+            if c.landed is None:
+                gave_up += 1
+            elif c.lost:
+                lost += 1
+                thrown += c.think
+            else:
+                good += 1
+                latency = c.landed - c.intent
+                latencies.append(latency)
+                waiting.append(max(0.0, latency - c.think - c.wasted))
+            wasted += thrown
+            model += thrown + (c.think if c.landed is not None and not c.lost else 0.0)
+        model += run.writer_time + run.synthesis_time
+        landed += good
+        ops += run.operations
+        goodputs.append(good / run.duration if run.duration > 0 else 0.0)
+    n = max(len(runs), 1)
+    price = workload.cost_per_second
+    return Summary(
+        strategy=strategy,
+        runs=len(runs),
+        goodput=sum(goodputs) / n,
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
+        retries=retries / max(changes, 1),
+        wasted=wasted / n,
+        wasted_cost=wasted * price / n,
+        waiting=sum(waiting) / max(len(waiting), 1),
+        conflicts=conflicts / n,
+        lost=lost / n,
+        gave_up=gave_up / n,
+        cost=model * price / landed if landed else float("inf"),
+        landed=landed / n,
+        operations=ops / n,
+        failed=failed,
+        error=error,
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The strategy to use for a workload, and why, in one line."""
+
+    strategy: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose(workload: Workload, summaries: Sequence[Summary]) -> Choice:
+    """The cheapest strategy per landed change that loses nothing; a cost
+    within 5 % of the cheapest is a tie, won by the higher goodput."""
+    if not summaries:
+        return Choice("none", "no strategy was simulated")
+    safe = [s for s in summaries if s.safe] or list(summaries)
+    cheapest = min(s.cost for s in safe)
+    tied = [s for s in safe if s.cost <= cheapest * (1 + TIE)]
+    best = max(tied, key=lambda s: (s.goodput, -s.p99))
+    money = workload.currency
+    parts = [
+        f"{best.cost:.4g} {money} per change, {best.goodput:.3g} changes/s, p99 {best.p99:.3g} s"
+    ]
+    others = sorted((s for s in summaries if s is not best), key=lambda s: s.cost)
+    for other in others[:2]:
+        if other.lost:
+            parts.append(f"{other.strategy} loses {other.lost:.3g} changes per run")
+        elif other.gave_up:
+            parts.append(f"{other.strategy} gives up {other.gave_up:.3g} changes per run")
+        elif other.cost > best.cost * (1 + TIE):
+            parts.append(f"{other.strategy} costs {_more(other.cost, best.cost)} more")
+        elif other.goodput < best.goodput:
+            parts.append(f"{other.strategy} has {_less(other.goodput, best.goodput)} less goodput")
+        else:
+            parts.append(f"{other.strategy} waits {other.p99:.3g} s at p99")
+    return Choice(best.strategy, "; ".join(parts))
+
+
+def _more(a: float, b: float) -> str:
+    if b <= 0 or a == float("inf"):
+        return "far"
+    return f"{(a / b - 1) * 100:.0f} %"
+
+
+def _less(a: float, b: float) -> str:
+    return f"{(1 - a / b) * 100:.0f} %" if b > 0 else "no"

@@ -1,0 +1,297 @@
+"""One simulated run: a workload under one strategy, one seed, in virtual time.
+
+The agents are coroutines under the explorer's :class:`Scheduler` (a
+seeded random walk picks who moves at every store operation); the store is
+accord's real :class:`AsyncStore` over the explorer's in-memory backend, its
+sleeps virtual and its jitter seeded, so the strategies run their real code
+(``update()``'s backoff, leases, the queue, branches and their merge) and a
+run is the same for the same seed. An agent's model call is a virtual sleep
+of a drawn think time.
+
+Every change is recorded from its intent (the agent decides to make it) to
+the moment it lands; what a change did (retries, wasted thinking, waiting)
+is summed in a :class:`RunStats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._core.write import backoff_delay
+from ..backends.base import put_if_compares
+from ..errors import Conflict, NotFound, RetriesExhausted, UsageError
+from ..explorer._backend import ExplorerBackend
+from ..explorer._runtime import Scheduler, current_agent, join, sleep
+from ..explorer._strategies import RandomWalk
+from ._workload import Workload, ZipfPicker
+
+__all__ = ["STRATEGIES", "Change", "RunStats", "run_once"]
+
+STRATEGIES = ("blind", "optimistic", "lease", "queue", "branch")
+"""The strategies a workload runs under; ``blind`` (last writer wins) is the baseline."""
+
+HOT = "hot"
+"""The part of a value that truly conflicting changes all touch."""
+
+RETRIES = 8
+"""Attempts an optimistic change makes after its first, as ``update()``'s default."""
+
+BACKOFF = 0.01
+MAX_BACKOFF = 2.0
+
+
+@dataclass(slots=True)
+class Change:
+    """One change an agent made (or gave up on)."""
+
+    agent: int
+    op: int
+    key: str
+    intent: float
+    think: float = 0.0
+    landed: float | None = None
+    retries: int = 0
+    wasted: float = 0.0
+    conflicts: int = 0
+    lost: bool = False
+
+
+@dataclass
+class RunStats:
+    """What one run measured (times in virtual seconds)."""
+
+    strategy: str
+    seed: int
+    duration: float
+    changes: list[Change] = field(default_factory=list)
+    lost: int = 0
+    writer_time: float = 0.0
+    synthesis_time: float = 0.0
+    steps: int = 0
+    operations: int = 0
+    outcome: str = "ok"
+    error: str | None = None
+
+
+class _Timed:
+    """The explorer's backend with every operation taking ``latency`` virtual seconds."""
+
+    def __init__(self, inner: ExplorerBackend, latency: float) -> None:
+        self.inner = inner
+        self.latency = latency
+        self.operations = 0
+        self.url = inner.url
+        self.spans_processes = False
+        self.spans_hosts = False
+        self.sync = inner.memory
+
+    async def _cost(self) -> None:
+        self.operations += 1
+        if self.latency > 0:
+            await sleep(self.latency, "store operation")
+
+    async def get(self, key: str) -> Any:
+        await self._cost()
+        return await self.inner.get(key)
+
+    async def scan(self, prefix: str, limit: int | None = None) -> Any:
+        await self._cost()
+        return await self.inner.scan(prefix, limit)
+
+    async def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        for event in await self.inner.history(since, key, limit):
+            yield event
+
+    async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        for event in await self.inner.changes(key):
+            yield event
+
+    async def revision(self) -> int:
+        return await self.inner.revision()
+
+    async def now(self) -> float:
+        return await self.inner.now()
+
+    async def read_live(self, key: str) -> Any:
+        rec = await self.get(key)
+        if rec is None or rec.deleted:
+            return None
+        return rec.kind, rec.data, rec.version, rec.revision, rec.author, rec.lamport, rec.clock
+
+    async def txn(self, compares: Any, success: Any, failure: Any = ()) -> Any:
+        await self._cost()
+        return await self.inner.txn(compares, success, failure)
+
+    async def put_if_version(
+        self, put: Any, expect: int, guards: Sequence[Any] = (), failure: Sequence[Any] = ()
+    ) -> Any:
+        return await self.txn(put_if_compares(put.key, expect, guards), [put], failure)
+
+    async def purge_expired(self, prefix: str, before: float) -> int:
+        return await self.inner.purge_expired(prefix, before)
+
+    async def wait(self, keys: Any, prefixes: Any, since: int, timeout: float | None) -> int:
+        return await self.inner.wait(keys, prefixes, since, timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _open_store(backend: Any, rng: random.Random) -> Any:
+    from .._store_async import AsyncStore
+
+    return AsyncStore(backend)
+
+
+async def _read(s: Any, key: str) -> tuple[Any, int]:
+    """The value and version of ``key`` (None and 0 while it is absent)."""
+    try:
+        doc = await s.read(key)
+    except NotFound:
+        return None, 0
+    return doc.value, doc.version
+
+
+def _change(value: Any, change_id: str, conflicting: bool) -> dict[str, Any]:
+    """The value after one change: its own entry, and the hot part if it truly conflicts."""
+    new = dict(value) if isinstance(value, dict) else {}
+    new[change_id] = 1
+    if conflicting:
+        new[HOT] = change_id
+    return new
+
+
+class _Run:
+    def __init__(self, workload: Workload, strategy: str, seed: int) -> None:
+        self.w = workload
+        self.strategy = strategy
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.picker = ZipfPicker(workload.resources, workload.skew)
+        self.keys = [f"r/{i}" for i in range(workload.resources)]
+        self.changes: list[Change] = []
+        self.stats = RunStats(strategy, seed, 0.0)
+        self.store: Any = None
+        self.backend: _Timed | None = None
+        # Each agent's own draws (its keys, think times, which changes
+        # conflict), made up front: they do not depend on the schedule, so
+        # every strategy sees the same work for the same seed.
+        self.plans: list[list[tuple[str, float, bool]]] = []
+        for _ in range(workload.agents):
+            plan = []
+            for _ in range(workload.operations):
+                key = self.keys[self.picker.pick(self.rng)]
+                plan.append(
+                    (key, workload.think.draw(self.rng), self.rng.random() < workload.conflict)
+                )
+            self.plans.append(plan)
+
+    async def think(self, seconds: float) -> None:
+        if seconds > 0:
+            await sleep(seconds, "think")
+
+    def now(self) -> float:
+        agent = current_agent()
+        assert agent is not None
+        return agent.scheduler.now
+
+    # -- the strategies, one change each ------------------------------------------
+
+    async def blind(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
+        value, _ = await _read(s, c.key)
+        await self.think(c.think)
+        await s.write(c.key, _change(value, cid, conflicting), force=True)
+
+    async def optimistic(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
+        if not self.w.rethink:
+            await self.think(c.think)
+            # ``update()`` itself: its reads, its version check, its backoff.
+            await s.update(c.key, lambda v: _change(v, cid, conflicting))
+            return
+        for attempt in range(RETRIES + 1):
+            value, version = await _read(s, c.key)
+            await self.think(c.think)
+            try:
+                await s.write(c.key, _change(value, cid, conflicting), expect=version)
+                return
+            except Conflict:
+                c.retries += 1
+                c.wasted += c.think
+                if attempt < RETRIES:
+                    await sleep(backoff_delay(attempt, BACKOFF, MAX_BACKOFF), "backoff")
+        raise RetriesExhausted(f"{c.key}: gave up after {RETRIES + 1} attempts", key=c.key)
+
+    async def agent(self, index: int) -> None:
+        s = self.store.session(f"agent-{index}")
+        run: Callable[[Any, Change, str, bool], Awaitable[None]] = getattr(self, self.strategy)
+        for op, (key, think, conflicting) in enumerate(self.plans[index]):
+            c = Change(index, op, key, self.now(), think)
+            self.changes.append(c)
+            try:
+                await run(s, c, f"c{index}.{op}", conflicting)
+            except RetriesExhausted:
+                continue
+            c.landed = self.now()
+
+    async def main(self) -> None:
+        agent = current_agent()
+        assert agent is not None
+        sched = agent.scheduler
+        self.backend = _Timed(ExplorerBackend(sched), self.w.op_latency)
+        self.store = _open_store(self.backend, self.rng)
+        for i in range(self.w.agents):
+            sched.spawn(f"agent-{i}", self.agent(i))
+        await join()
+
+    def count_lost(self) -> int:
+        """Landed changes whose entry is missing from the final values."""
+        assert self.backend is not None
+        memory = self.backend.inner.memory
+        present: dict[str, set[str]] = {}
+        lost = 0
+        for c in self.changes:
+            if c.landed is None:
+                continue
+            if c.key not in present:
+                rec = memory.get(c.key)
+                value = _decode(rec)
+                present[c.key] = set(value) if isinstance(value, dict) else set()
+            if f"c{c.agent}.{c.op}" not in present[c.key]:
+                c.lost = True
+                lost += 1
+        return lost
+
+
+def _decode(rec: Any) -> Any:
+    if rec is None or rec.deleted:
+        return None
+    from ..records import decode_value
+
+    return decode_value(rec.kind, rec.data)
+
+
+def run_once(workload: Workload, strategy: str, seed: int) -> RunStats:
+    """Run ``workload`` under ``strategy`` with ``seed``; the measurements."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"no strategy named {strategy!r}: choose among {', '.join(STRATEGIES)}.")
+    run = _Run(workload, strategy, seed)
+    steps_bound = 1_000_000
+    scheduler = Scheduler(RandomWalk(seed), max_steps=steps_bound)
+    result = asyncio.run(scheduler.run(run.main()))
+    stats = run.stats
+    stats.duration = result.time
+    stats.steps = result.steps
+    stats.changes = run.changes
+    stats.outcome = result.outcome
+    if result.error is not None:
+        stats.error = f"{type(result.error).__name__}: {result.error}"
+    if run.backend is not None:
+        stats.operations = run.backend.operations
+        stats.lost = run.count_lost()
+    return stats
