@@ -61,7 +61,8 @@ class Summary:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready data (an infinite cost, nothing landed, is None)."""
+        return {k: (None if v == float("inf") else v) for k, v in asdict(self).items()}
 
     @property
     def safe(self) -> bool:

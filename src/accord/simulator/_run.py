@@ -16,6 +16,7 @@ is summed in a :class:`RunStats`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ from typing import Any
 
 from .._core.write import backoff_delay
 from ..backends.base import put_if_compares
-from ..errors import Conflict, NotFound, RetriesExhausted, UsageError
+from ..errors import (
+    Conflict,
+    Fenced,
+    LeaseLost,
+    LeaseTimeout,
+    NotFound,
+    RetriesExhausted,
+    UsageError,
+)
 from ..explorer._backend import ExplorerBackend
 from ..explorer._runtime import Scheduler, current_agent, join, sleep
 from ..explorer._strategies import RandomWalk
@@ -178,10 +187,16 @@ class _Run:
         self.changes: list[Change] = []
         self.stats = RunStats(strategy, seed, 0.0)
         self.store: Any = None
+        self.started = 0.0
         self.backend: _Timed | None = None
         # Each agent's own draws (its keys, think times, which changes
         # conflict), made up front: they do not depend on the schedule, so
         # every strategy sees the same work for the same seed.
+        # Bounds generous enough never to be the story: a lease outlives any
+        # plausible think time; waits outlast the whole run.
+        total = workload.think.mean * workload.operations * (workload.agents + 1)
+        self.ttl = max(60.0, 20 * workload.think.mean)
+        self.patience = max(600.0, 20 * total)
         self.plans: list[list[tuple[str, float, bool]]] = []
         for _ in range(workload.agents):
             plan = []
@@ -227,6 +242,86 @@ class _Run:
                     await sleep(backoff_delay(attempt, BACKOFF, MAX_BACKOFF), "backoff")
         raise RetriesExhausted(f"{c.key}: gave up after {RETRIES + 1} attempts", key=c.key)
 
+    async def lease(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
+        # The holder reads after the grant: nobody else writes meanwhile, so
+        # its thought is never thrown away, unless it outlives the lease.
+        for _ in range(RETRIES + 1):
+            try:
+                lease = await s.acquire(c.key, ttl=self.ttl, wait=self.patience)
+            except LeaseTimeout:
+                c.retries += 1
+                continue
+            try:
+                value, _ = await _read(s, c.key)
+                await self.think(c.think)
+                await s.write(c.key, _change(value, cid, conflicting), lease=lease)
+            except (Fenced, LeaseLost):
+                c.retries += 1
+                c.wasted += c.think
+                continue
+            with contextlib.suppress(LeaseLost):
+                await lease.release()
+            return
+        raise RetriesExhausted(f"{c.key}: no lease after {RETRIES + 1} attempts", key=c.key)
+
+    async def queue(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
+        # The submitter thinks about its change, not the value: the writer
+        # applies it to whatever the value is then, so nothing is redone.
+        await self.think(c.think)
+        request = await s.submit(c.key, {"id": cid, "hot": conflicting})
+        while request.pending:
+            request = await request.wait(timeout=self.patience)
+        if not request.accepted:
+            raise RetriesExhausted(f"{c.key}: request {request.id} rejected", key=c.key)
+
+    async def writer(self, key: str, count: int) -> None:
+        """The queue's writer of ``key``: decides its ``count`` requests."""
+        s = self.store.session(f"writer-{key}")
+
+        def apply(value: Any, change: Any) -> Any:
+            return _change(value, change["id"], change["hot"])
+
+        if self.w.apply <= 0:
+            await s.serve(key, apply, limit=count, timeout=self.patience, ttl=self.ttl)
+            return
+        decided = 0
+        async for request in s.requests(key, timeout=self.patience, ttl=self.ttl):
+            await sleep(self.w.apply, "apply")
+            self.stats.writer_time += self.w.apply
+            await s.accept(
+                request, apply(request.base.value if request.base else None, request.change)
+            )
+            decided += 1
+            if decided == count:
+                break
+
+    async def branch(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
+        # Fork, think alone, write the branch, merge it at once. A merge that
+        # lost the race to another commit is computed again (no thought lost);
+        # a true conflict is resolved by a synthesis (a model call).
+        b = await s.fork(c.key)
+        await self.think(c.think)
+        await b.write(_change(await b.read(), cid, conflicting))
+        synthesised = False
+        for _ in range(4 * (RETRIES + 1)):
+            merge = await self.store.merge(c.key, [b], agent=s.agent)
+            if merge.conflicts and not synthesised:
+                c.conflicts += len(merge.conflicts)
+                await sleep(self.w.synthesis_time, "synthesis")
+                self.stats.synthesis_time += self.w.synthesis_time
+                synthesised = True
+            if merge.conflicts:
+                # The synthesis: this change's side wins where they clash.
+                merge = await self.store.merge(
+                    c.key, [b], resolve=lambda conflict: cid, agent=s.agent
+                )
+            try:
+                await merge.commit()
+                return
+            except Conflict:
+                c.retries += 1
+        raise RetriesExhausted(f"{c.key}: merge lost every race", key=c.key)
+
     async def agent(self, index: int) -> None:
         s = self.store.session(f"agent-{index}")
         run: Callable[[Any, Change, str, bool], Awaitable[None]] = getattr(self, self.strategy)
@@ -245,6 +340,19 @@ class _Run:
         sched = agent.scheduler
         self.backend = _Timed(ExplorerBackend(sched), self.w.op_latency)
         self.store = _open_store(self.backend, self.rng)
+        counts: dict[str, int] = {}
+        for plan in self.plans:
+            for key, _, _ in plan:
+                counts[key] = counts.get(key, 0) + 1
+        # Every key the agents touch exists before they start (a branch forks
+        # an existing key); the clock of the run starts after.
+        setup = self.store.session("setup")
+        for key in sorted(counts):
+            await setup.write(key, {}, expect=0)
+        self.started = sched.now
+        if self.strategy == "queue":
+            for key, count in sorted(counts.items()):
+                sched.spawn(f"writer-{key}", self.writer(key, count))
         for i in range(self.w.agents):
             sched.spawn(f"agent-{i}", self.agent(i))
         await join()
@@ -285,7 +393,7 @@ def run_once(workload: Workload, strategy: str, seed: int) -> RunStats:
     scheduler = Scheduler(RandomWalk(seed), max_steps=steps_bound)
     result = asyncio.run(scheduler.run(run.main()))
     stats = run.stats
-    stats.duration = result.time
+    stats.duration = result.time - run.started
     stats.steps = result.steps
     stats.changes = run.changes
     stats.outcome = result.outcome
