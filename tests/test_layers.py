@@ -61,7 +61,7 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     # The write path without a face: clocks (read from and written through a
     # backend) and the I/O-free core that issue 13 adds.
     # The one write path (its commit, hooks and guards) is the core's I/O.
-    ("core", ("accord.clock", "accord._core", "accord._writepath")),
+    ("core", ("accord.clock", "accord._clockio", "accord._core", "accord._writepath")),
     # Recipes over the core (kazoo's recipes over its client): leases,
     # queues, branches, CRDT values; the manifest and its enforcement, which
     # the store installs as a guard.
@@ -197,8 +197,6 @@ ALLOWED_UPWARD: Mapping[tuple[str, str], str] = {
     ("accord.strategies.branch", "accord.session"): "type-only: fork(session), Branch._session",
     ("accord.strategies.branch", "accord.store"): "type-only: Branch._store",
     ("accord.strategies.crdt", "accord.session"): "type-only: SharedText(session, key)",
-    ("accord.strategies.lease", "accord.session"): "type-only: Lease(session, ...)",
-    ("accord.strategies.lease", "accord.store"): "type-only: status(store), install(store)",
     ("accord.strategies.queue", "accord.session"): "type-only: the writer role per Session",
     ("accord.strategies.queue", "accord.store"): "type-only: Request._store, install(store)",
     # The manifest is a hook on the Store that checks a Session's Operation;

@@ -41,9 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "accord"
 
 FILES: list[tuple[str, str]] = [
+    ("_clockio_async.py", "_clockio.py"),
     ("_writepath_async.py", "_writepath.py"),
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
+    ("strategies/_lease_async.py", "strategies/lease.py"),
 ]
 """(async source, generated sync module), relative to src/accord."""
 
@@ -63,6 +65,8 @@ NAMES: dict[str, str] = {
     "_writepath_async": "_writepath",
     "_session_async": "session",
     "_store_async": "store",
+    "_lease_async": "lease",
+    "_clockio_async": "_clockio",
     "AsyncBranch": "Branch",
     "AsyncLease": "Lease",
     "AsyncLeaseSet": "LeaseSet",
@@ -114,7 +118,18 @@ def convert(text: str, source: str) -> str:
     for row, start, end, new in sorted(edits, reverse=True):
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[end:]
-    return _tidy(HEADER.format(source=source) + "".join(lines), source)
+    return _tidy(_header(source) + "".join(lines), source)
+
+
+def _header(source: str) -> str:
+    """:data:`HEADER` for ``source``, its first line broken in two when a long
+    path would take it past the line length."""
+    header = HEADER.format(source=source)
+    first, _, rest = header.partition("\n")
+    if len(first) <= 100:
+        return header
+    path, _, tail = first.partition(" by ")
+    return f"{path}\n# by {tail}\n{rest}"
 
 
 def _tidy(text: str, source: str) -> str:

@@ -11,7 +11,7 @@ in ``store.writes``):
 * ``expect=v``: the store compares the key's version with ``v`` inside the
   same transaction that writes (optimistic concurrency);
 * ``lease=lease``: the store checks that the lease is the key's live lease
-  (fencing), see :mod:`accord.strategies.lease`;
+  (fencing), see :mod:`accord.strategies._lease_async`;
 * ``force=True``: an explicit blind write, recorded with ``check: none``;
 * nothing: create-only. A write to an existing key with no guard is refused
   with :class:`PreconditionRequired`, because a blind write is how updates
@@ -20,11 +20,12 @@ in ``store.writes``):
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # ASYNC-ONLY
 import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._clockio_async import stored_agent_clock
 from ._core.write import (
     ABSENT,
     MAX_VERSION,
@@ -48,24 +49,32 @@ from ._core.write import (
     unguarded_delete,
 )
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, stored_agent_clock
+from .clock import AgentClock, decode_clock
 from .errors import Conflict, NotFound
 from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
     from ._store_async import AsyncStore
+    from .strategies._lease_async import AsyncLease, AsyncLeaseSet
     from .watch import WatchEvent
 
     if True:  # ASYNC
-        from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
+        from ._aio_strategies import AsyncBranch, AsyncRequest, Leasing
         from .session import Session
     else:
         from .strategies.branch import Branch
-        from .strategies.lease import Lease, LeaseSet
         from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
 
 __all__ = ["MAX_VERSION", "AsyncSession", "Operation", "decode_clock"]
+
+if True:  # ASYNC
+
+    def _resumed_by_tick() -> tuple[int, int, str]:
+        raise RuntimeError(
+            "An async session's clocks resume from the store in `await session._tick()`; "
+            "a strategy on the async face must tick with it, not with clock.tick()."
+        )
 
 
 class AsyncSession:
@@ -82,12 +91,19 @@ class AsyncSession:
         self.store = store
         self.agent = agent
         if True:  # ASYNC
-            # The sync twin: the same agent on the store's sync twin, sharing
-            # this session's clocks and memory. Hooks and guards are given it,
-            # and the strategies run on it in worker threads.
-            self.sync: Session = store.sync.session(agent)
-            self.clock = self.sync.clock
-            self.seen = self.sync.seen
+            if store.sync is not None:
+                self.sync: Session = store.sync.session(agent)
+                """The same agent on the store's sync twin, sharing this
+                session's clocks and memory (hooks and guards are given it,
+                and the strategies run on it in worker threads). Absent when
+                the store has no twin."""
+                self.clock = self.sync.clock
+                self.seen = self.sync.seen
+            else:
+                # No twin: the clocks resume from the store natively, at the
+                # first tick (:meth:`_tick`).
+                self.clock = AgentClock(agent, resume=_resumed_by_tick)
+                self.seen = Seen()
         else:
             # The clocks continue the agent's from the store (its latest event,
             # and the store's largest Lamport time), read once, at the first
@@ -104,19 +120,25 @@ class AsyncSession:
         """The version of ``key`` this agent last read or wrote, or None."""
         return self.seen.version(key)
 
+    async def _tick(self) -> tuple[int, dict[str, int]]:
+        """Advance this agent's clocks for an event it makes: (lamport, vector).
+
+        The first tick resumes them from the store (its reads are awaited
+        here, so a strategy on the async face ticks with ``await
+        session._tick()``, never ``session.clock.tick()``).
+        """
+        clock = self.clock
+        if not clock.resumed:
+            clock.resume_with(await stored_agent_clock(self.store.backend, self.agent))
+        return clock.tick()
+
     if True:  # ASYNC
 
-        async def _tick(self) -> tuple[int, dict[str, int]]:
-            # The first tick resumes the agent's clocks from the store: a
-            # read, done in a worker thread.
-            if self.clock.resumed:
-                return self.clock.tick()
-            return await asyncio.to_thread(self.clock.tick)
-
-    else:
-
-        def _tick(self) -> tuple[int, dict[str, int]]:
-            return self.clock.tick()
+        def _twin(self, what: str) -> Session:
+            """The sync twin a strategy not yet native runs on (see
+            :meth:`AsyncStore.needs_twin`)."""
+            self.store.needs_twin(what)
+            return self.sync
 
     # --- reads -------------------------------------------------------------
 
@@ -211,6 +233,7 @@ class AsyncSession:
             """
             from ._aio_strategies import watch
 
+            self._twin("watch()")
             return watch(
                 self,
                 key_or_prefix,
@@ -401,13 +424,9 @@ class AsyncSession:
 
     async def _fence(self, key: str, lease: AsyncLease | int) -> tuple[list[Compare], int]:
         """The compares that hold only while ``lease`` is ``key``'s live lease."""
-        from .strategies import lease as lease_mod
+        from .strategies import _lease_async as lease_mod
 
-        if True:  # ASYNC
-            held = lease if isinstance(lease, int) else getattr(lease, "sync", lease)
-            return await asyncio.to_thread(lease_mod.fence_compares, self.sync, key, held)
-        else:
-            return lease_mod.fence_compares(self, key, lease)
+        return await lease_mod.fence_compares(self, key, lease)
 
     async def _refused(
         self,
@@ -430,15 +449,9 @@ class AsyncSession:
         await writes.explain(self, key, token, result)
         failed = result.failed
         if check == "lease" and (failed is None or failed.key != key):
-            from .strategies import lease as lease_mod
+            from .strategies import _lease_async as lease_mod
 
-            if True:  # ASYNC
-                held = getattr(lease, "sync", lease)
-                error = await asyncio.to_thread(
-                    lease_mod.fenced_error, self.sync, key, held, records
-                )
-            else:
-                error = lease_mod.fenced_error(self, key, lease, records)
+            error = await lease_mod.fenced_error(self, key, lease, records)
             # A live lease of ours with the version check failing: the key
             # moved after the version this session saw (a conflict, not a
             # fence); anything else is the lease's own refusal.
@@ -500,9 +513,7 @@ class AsyncSession:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        retries, backoff, max_backoff = check_update_args(
-            key, fn, retries, backoff, max_backoff
-        )
+        retries, backoff, max_backoff = check_update_args(key, fn, retries, backoff, max_backoff)
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:
@@ -518,7 +529,8 @@ class AsyncSession:
             except Conflict as exc:
                 last = exc
                 if attempt < retries:
-                    await asyncio.sleep(backoff_delay(attempt, backoff, max_backoff))
+                    store = self.store
+                    await store.sleep(backoff_delay(attempt, backoff, max_backoff, store.random))
         assert last is not None
         raise retries_exhausted(key, retries, last)
 
@@ -535,19 +547,14 @@ class AsyncSession:
     ) -> AsyncLease:
         """Acquire a lease on ``key``; you *must* release it (or let it expire).
 
-        See :mod:`accord.strategies.lease`. Raises :class:`LeaseTimeout` if it
+        See :mod:`accord.strategies._lease_async`. Raises :class:`LeaseTimeout` if it
         is not granted within ``wait`` seconds.
         """
-        if True:  # ASYNC
-            from . import _aio_strategies as _strategies
+        from .strategies import _lease_async as lease_mod
 
-            return await _strategies.acquire(
-                self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-        else:
-            from .strategies import lease as lease_mod
-
-            return lease_mod.acquire(self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive)
+        return await lease_mod.acquire(
+            self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     if True:  # ASYNC
 
@@ -582,7 +589,7 @@ class AsyncSession:
             wait: float = 10,
             mode: str = "exclusive",
             keepalive: bool = False,
-        ) -> Lease:
+        ) -> AsyncLease:
             """A lease as a context manager: ``with session.lease(key) as lease:``.
 
             Leaving the block releases it, and raises :class:`LeaseLost` if the
@@ -603,19 +610,11 @@ class AsyncSession:
 
         ``keepalive=True`` renews each in the background, as for :meth:`acquire`.
         """
-        if True:  # ASYNC
-            from . import _aio_strategies as _strategies
+        from .strategies import _lease_async as lease_mod
 
-            return await _strategies.acquire_all(
-                self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-        else:
-            from .strategies import lease as lease_mod
-
-            taken: LeaseSet = lease_mod.acquire_all(
-                self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
-            )
-            return taken
+        return await lease_mod.acquire_all(
+            self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
+        )
 
     async def submit(
         self, key: str, change: Any, *, idempotency_key: str | None = None
@@ -625,7 +624,7 @@ class AsyncSession:
             from ._aio_strategies import AsyncRequest
 
             request = await asyncio.to_thread(
-                self.sync.submit, key, change, idempotency_key=idempotency_key
+                self._twin("submit()").submit, key, change, idempotency_key=idempotency_key
             )
             return AsyncRequest.of(self.store, request)
         else:
@@ -646,6 +645,7 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import Requests
 
+            self._twin("requests()")
             return Requests(self, key, timeout=timeout, **kwargs)
         else:
             from .strategies import queue
@@ -666,7 +666,7 @@ class AsyncSession:
             from ._aio_strategies import AsyncRequest, sync_request
 
             decided = await asyncio.to_thread(
-                self.sync.accept, sync_request(request), new_value, expect=expect
+                self._twin("accept()").accept, sync_request(request), new_value, expect=expect
             )
             return AsyncRequest.of(self.store, decided)
         else:
@@ -679,7 +679,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncRequest, sync_request
 
-            decided = await asyncio.to_thread(self.sync.reject, sync_request(request), reason)
+            twin = self._twin("reject()")
+            decided = await asyncio.to_thread(twin.reject, sync_request(request), reason)
             return AsyncRequest.of(self.store, decided)
         else:
             from .strategies import queue
@@ -690,7 +691,7 @@ class AsyncSession:
         """Run the writer loop for ``key``: ``apply(current_value, change)``."""
         if True:  # ASYNC
             # The loop runs in a worker thread; ``apply`` is called there.
-            return await asyncio.to_thread(self.sync.serve, key, apply, **kwargs)
+            return await asyncio.to_thread(self._twin("serve()").serve, key, apply, **kwargs)
         else:
             from .strategies import queue
 
@@ -702,7 +703,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            return AsyncBranch(self.store, await asyncio.to_thread(self.sync.fork, key))
+            twin = self._twin("fork()")
+            return AsyncBranch(self.store, await asyncio.to_thread(twin.fork, key))
         else:
             from .strategies import branch
 
@@ -717,7 +719,7 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            found = await asyncio.to_thread(self.sync.branch, key, branch_id)
+            found = await asyncio.to_thread(self._twin("branch()").branch, key, branch_id)
             return AsyncBranch(self.store, found)
         else:
             from .strategies import branch
@@ -729,10 +731,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            return [
-                AsyncBranch(self.store, b)
-                for b in await asyncio.to_thread(self.sync.branches, key)
-            ]
+            twin = self._twin("branches()")
+            return [AsyncBranch(self.store, b) for b in await asyncio.to_thread(twin.branches, key)]
         else:
             from .strategies import branch
 

@@ -21,9 +21,10 @@ with the same ``idempotency_key`` tells which, without writing twice.
 
 from __future__ import annotations
 
-from .._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncMerge, AsyncRequest
+from .._aio_strategies import AsyncBranch, AsyncMerge, AsyncRequest
 from .._session_async import AsyncSession
 from .._store_async import AsyncStore, open
+from ..strategies._lease_async import AsyncLease, AsyncLeaseSet
 
 __all__ = [
     "AsyncBranch",

@@ -16,11 +16,12 @@ leases is reported with its cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar
 
+from ..backends.base import LiveRow, put_if_compares
 from ..backends.memory import MemoryBackend
-from ..records import Append, Compare, Op, Record, TxnResult
+from ..records import Append, Compare, Op, Put, Record, TxnResult
 from ._runtime import Footprint, Scheduler, current_agent, notify, point, wait_for
 
 __all__ = ["ExplorerBackend"]
@@ -73,22 +74,41 @@ class ExplorerBackend:
         await point(f"scan {prefix}*", footprint=Footprint(prefixes=frozenset((prefix,))))
         return self.memory.scan(prefix, limit)
 
+    async def read_live(self, key: str) -> LiveRow | None:
+        await point(f"get {key}", footprint=Footprint(reads=frozenset((key,))))
+        return self.memory.read_live(key)
+
     async def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> AsyncIterator[dict[str, Any]]:
+        # One scheduling point, then a snapshot: the events are read at once,
+        # as one step (an iteration that yields between events would not be
+        # one atomic read).
         fp = None if key is None else Footprint(reads=frozenset((key,)))
         await point("history" if key is None else f"history {key}", footprint=fp)
-        return self.memory.history(since, key, limit)
+        for event in list(self.memory.history(since, key, limit)):
+            yield event
 
-    async def changes(self, key: str) -> Iterator[dict[str, Any]]:
+    async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
         await point(f"changes {key}", footprint=Footprint(reads=frozenset((key,))))
-        return self.memory.changes(key)
+        for event in list(self.memory.changes(key)):
+            yield event
 
     async def revision(self) -> int:
         # The store revision counts every commit, whatever its key: reading it
         # depends on every write.
         await point("revision", footprint=None)
         return self.memory.revision()
+
+    async def agent_clock(self, agent: str) -> tuple[int, int, str]:
+        """Where ``agent``'s clocks resume (``accord._clockio.stored_agent_clock``),
+        read from memory without a scheduling point: a session's first event
+        reads the clock records, which is bookkeeping of the agent's own, not
+        an access the other agents race with (a fresh store per schedule has
+        no earlier process to continue from)."""
+        from .._clockio import stored_agent_clock
+
+        return stored_agent_clock(self.memory, agent)
 
     async def now(self) -> float:
         # The clock moves only between steps: reading it is not a choice.
@@ -101,11 +121,16 @@ class ExplorerBackend:
     ) -> TxnResult:
         ok_writes, ok_reads, ok_unknown = _keys_of(success)
         ko_writes, ko_reads, ko_unknown = _keys_of(failure)
-        reads = {c.key for c in compares} | ok_reads | ko_reads
+        # A "vacant" compare (the lease exclusion) probes every slot under its
+        # prefix: it reads the prefix, not one key.
+        vacant = {c.key for c in compares if c.target == "vacant"}
+        reads = {c.key for c in compares if c.target != "vacant"} | ok_reads | ko_reads
         writes = ok_writes | ko_writes
         fp = None
         if not (ok_unknown or ko_unknown):
-            fp = Footprint(reads=frozenset(reads), writes=frozenset(writes))
+            fp = Footprint(
+                reads=frozenset(reads), writes=frozenset(writes), prefixes=frozenset(vacant)
+            )
         shown = sorted(writes) or sorted(reads)
         await point("txn " + ", ".join(shown), footprint=fp)
         result = self.memory.txn(compares, success, failure)
@@ -113,6 +138,11 @@ class ExplorerBackend:
         if changed:
             notify(changed)
         return result
+
+    async def put_if_version(
+        self, put: Put, expect: int, guards: Sequence[Compare] = (), failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        return await self.txn(put_if_compares(put.key, expect, guards), [put], failure)
 
     async def purge_expired(self, prefix: str, before: float) -> int:
         await point(f"purge {prefix}*", footprint=None)

@@ -15,15 +15,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AccordError, UsageError
+from ._backend import ExplorerBackend
 from ._report import timeline_text
-from ._runtime import Agent, DeadlockInfo, RunResult, Scheduler, Strategy, TraceEntry, join
+from ._runtime import (
+    Agent,
+    DeadlockInfo,
+    RunResult,
+    Scheduler,
+    Strategy,
+    TraceEntry,
+    join,
+    sleep,
+)
 from ._strategies import PCT, Exhaustive, Guided, RandomWalk, Replay
 from ._token import decode_token, encode_token
 
@@ -39,7 +50,15 @@ __all__ = [
     "workflow_name",
 ]
 
+if TYPE_CHECKING:
+    from .._store_async import AsyncStore
+
 T = TypeVar("T")
+
+JITTER_SEED = 0x5EED
+"""The seed of every schedule's store jitter (``update()``'s backoff): the
+same numbers in every schedule and every replay. Which agent moves when is
+the strategy's to vary; the jitter only sets how long a loser sleeps."""
 Workflow = Callable[["World"], Awaitable[Any]]
 
 STRATEGIES = ("pct", "random", "exhaustive")
@@ -75,33 +94,42 @@ class World:
         self.index = index
         self.clock = scheduler.clock
         self._store_url = store_url
-        self._store: Any = None
+        self._store: AsyncStore | None = None
+        self._backend: ExplorerBackend | None = None
 
     @property
-    def store(self) -> Any:
-        """A fresh store for this schedule, every operation of which is a
-        scheduling point. Needs accord's async API (``accord.aio``)."""
+    def store(self) -> AsyncStore:
+        """A fresh :class:`accord.aio.AsyncStore` for this schedule, in memory.
+
+        Every operation of it is a scheduling point (its backend is the
+        explorer's), its clock is the virtual clock (TTLs lapse and
+        ``update()`` backs off in virtual time), and the jitter of its
+        backoff comes from a generator seeded the same way in every
+        schedule, so a replay draws the same numbers. It has no sync twin:
+        everything runs in the scheduler, no worker thread.
+        """
         if self._store is None:
             self._store = self._open_store()
         return self._store
 
-    def _open_store(self) -> Any:
+    def _open_store(self) -> AsyncStore:
         if self._store_url is None:
             raise UsageError(
                 "This exploration runs without a store (store=None): pass "
                 "store='memory://' to give the workflow one."
             )
-        raise UsageError(
-            "world.store needs accord's async API (accord.aio), which this version of "
-            "accord does not have yet. Until it does, explore workflows whose agents share "
-            "Python state and mark each access with accord.explorer.point()."
-        )
+        from .._store_async import AsyncStore
+
+        self._backend = ExplorerBackend(self.scheduler)
+        jitter = random.Random(JITTER_SEED)
+        return AsyncStore(self._backend, sleep=sleep, random=jitter.random)
 
     def history(self) -> list[dict[str, Any]] | None:
-        """The schedule's store history as event dicts (None without a store)."""
-        if self._store is None:
+        """The schedule's store history as event dicts, oldest first (None when
+        the workflow used no store). Reading it is not a scheduling point."""
+        if self._backend is None:
             return None
-        return None
+        return self._backend.events()
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Agent:
         """Start an agent named ``name`` running ``coro`` (an async function's
@@ -417,6 +445,9 @@ def _make_strategy(o: _Options, strategy: str | Strategy) -> Strategy:
 
 
 def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outcome:
+    # The store history goes with every finding (the timeline draws it); the
+    # checker reads it only when the schedule ran to its end.
+    history = world.history()
     if run.outcome == "failed":
         exc = run.error
         assert exc is not None
@@ -425,20 +456,19 @@ def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outc
         text = str(exc).strip()
         who = "The workflow" if run.failed_agent == "main" else f"Agent {run.failed_agent!r}"
         msg = f"{who} raised {cls.__name__}" + (f": {text}" if text else ".")
-        return _Outcome(index, run, "exception", sig, msg)
+        return _Outcome(index, run, "exception", sig, msg, history)
     if run.outcome == "deadlock":
         assert run.deadlock is not None
-        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe())
+        return _Outcome(index, run, "deadlock", ("deadlock",), run.deadlock.describe(), history)
     if run.outcome == "livelock":
         msg = (
             f"The schedule did not finish within {max_steps:,} steps: agents keep going "
             "without finishing (a livelock, e.g. retrying for ever against each other), or "
             "the workflow needs more steps than that (pass max_steps=)."
         )
-        return _Outcome(index, run, "livelock", ("livelock",), msg)
+        return _Outcome(index, run, "livelock", ("livelock",), msg, history)
     if run.outcome == "pruned":
         return _Outcome(index, run, None, None, "pruned")
-    history = world.history()
     if history:
         from ..history.check import check
 

@@ -1,3 +1,6 @@
+# WARNING: generated from src/accord/strategies/_lease_async.py
+# by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """Pessimistic leases: fencing tokens, fair waiting, shared/exclusive, deadlocks.
 
 A lease is state inside the store, written through ``Backend.txn`` like any
@@ -49,51 +52,61 @@ fails with :class:`~accord.Deadlock` and the others proceed.
 History: ``lease_acquire``, ``lease_renew``, ``lease_release`` and
 ``lease_expire`` events carry the token in ``lease`` and the deadline in
 ``expires``; see docs/leases.md.
+
+The rules without I/O (what the records mean, who blocks whom, every
+compare and message) are in :mod:`accord._core.lease`; this module reads the
+records and commits what the rules decide. It is the async source:
+``strategies/lease.py`` (the sync face) is generated from it by
+``tools/async_to_sync.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import math
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, Self
 
 from .. import params
-from .._core.write import make_event
-from ..errors import (
-    AccordError,
-    Deadlock,
-    Fenced,
-    LeaseHeld,
-    LeaseLost,
-    LeaseTimeout,
-    UsageError,
-    call,
-    option,
-    var,
+from .._core import lease as core
+from .._core.lease import (
+    CANCEL_LATENCY,
+    MAX_SLEEP,
+    MAX_TTL,
+    MAX_WAIT,
+    MIN_TTL,
+    MODES,
+    SPIN_LIMIT,
+    CancelFlag,
+    Carried,
+    Entry,
+    LeaseCancelled,
+    LeaseInfo,
+    LeaseStatus,
+    Mode,
+    State,
+    guard,
 )
-from ..keys import internal, validate_key
+from .._writepath import WritePath
+from ..backends.base import Backend
+from ..errors import AccordError, Fenced, LeaseHeld, LeaseLost, UsageError, call, var
+from ..keys import validate_key
 from ..records import NOW, Append, Compare, Delete, Op, Put, Record, TxnResult
 
-if TYPE_CHECKING:
-    from ..backends.base import Backend
-    from ..session import Session
-    from ..store import Store
-
 __all__ = [
+    "CANCEL_LATENCY",
     "MAX_TTL",
     "MAX_WAIT",
     "MIN_TTL",
+    "MODES",
     "Lease",
+    "LeaseCancelled",
     "LeaseInfo",
+    "LeaseSession",
     "LeaseSet",
     "LeaseStatus",
+    "LeaseStore",
+    "Mode",
     "acquire",
     "acquire_all",
     "explain",
@@ -101,288 +114,61 @@ __all__ = [
     "fenced_error",
     "from_token",
     "guard",
+    "held_error",
     "install",
     "status",
 ]
 
-Mode = Literal["exclusive", "shared"]
-MODES: tuple[Mode, ...] = ("exclusive", "shared")
-MIN_TTL = 0.01
-"""Shortest TTL accepted, in seconds: a lease must outlive its own grant."""
-MAX_TTL = 86400.0
-"""Longest TTL accepted (one day). Renew, or use ``keepalive=True``, for longer work."""
-MAX_WAIT = 86400.0
-"""Longest ``wait`` accepted (one day)."""
 
-_DIGITS = 20
-_MAX_SLEEP = 1.0  # a lost wake-up costs at most this much latency, never correctness
-# A cycle can only be closed by a request joining a line, and the last one to
-# join sees every edge (each reads after its own commit), so the check at
-# enqueue finds every deadlock; the slow re-check is a safety net.
-_DEADLOCK_RECHECK = 5.0
-_SPIN_LIMIT = 10_000  # compare-and-swap retries before we call the store broken
-CANCEL_LATENCY = 0.05
-"""Longest a cancellable acquire sleeps before it looks at its ``cancel`` event."""
+# --- what a lease needs of a session and a store ----------------------------------------
 
 
-class LeaseCancelled(AccordError):
-    """An acquire given up through its ``cancel`` event; nothing is held.
+class LeaseStore(Protocol):
+    """What leases need of a store: its backend, its one write path and its
+    sleep (``Store`` has them)."""
 
-    Internal to ``accord.aio``, which turns it back into the caller's
-    ``asyncio.CancelledError``.
-    """
+    @property
+    def backend(self) -> Backend: ...
 
+    @property
+    def writes(self) -> WritePath: ...
 
-# --- layout -------------------------------------------------------------------
-
-
-def _prefix(key: str) -> str:
-    return internal("lease", key) + "/"
-
-
-def _tickets_key(key: str) -> str:
-    return _prefix(key) + "tickets"
+    @property
+    def sleep(self) -> Callable[[float], Any]: ...
 
 
-def _tokens_key(key: str) -> str:
-    return _prefix(key) + "tokens"
+class LeaseSession(Protocol):
+    """What leases need of a session: its agent, its store, and its clocks'
+    tick for each event it makes (``Session`` has them)."""
+
+    @property
+    def agent(self) -> str: ...
+
+    @property
+    def store(self) -> LeaseStore: ...
+
+    def _tick(self) -> tuple[int, dict[str, int]]:
+        """Advance the agent's clocks for an event (the first tick resumes
+        them from the store, with the session's own reads)."""
+        ...
 
 
-def _queue_key(key: str, ticket: int) -> str:
-    return f"{_prefix(key)}q/{ticket:0{_DIGITS}d}"
+class GuardedStore(Protocol):
+    """A store that takes guards (``Store.add_guard``)."""
+
+    def add_guard(self, guard: Any, explain: Any) -> None: ...
 
 
-def _held_prefix(key: str) -> str:
-    return _prefix(key) + "held/"
-
-
-def _held_key(key: str, token: int) -> str:
-    return f"{_held_prefix(key)}{token:0{_DIGITS}d}"
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _waitfor_prefix(agent: str) -> str:
-    return internal("waitfor", _digest(agent)) + "/"
-
-
-def _waitfor_key(agent: str, key: str, ticket: int) -> str:
-    return f"{_waitfor_prefix(agent)}{_digest(key)}-{ticket:0{_DIGITS}d}"
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# --- what the store holds about one key ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One ticket (``q``) or grant (``held``) record, decoded."""
-
-    kind: Literal["q", "held"]
-    number: int
-    record_key: str
-    agent: str
-    mode: str
-    expires: float | None
-    version: int
-    data: bytes
-    ticket: int | None
-
-    def live(self, now: float) -> bool:
-        return self.expires is None or self.expires > now
-
-
-@dataclass(slots=True)
-class _State:
-    key: str
-    tickets_version: int = 0
-    tokens_version: int = 0
-    queue: list[_Entry] = field(default_factory=list)
-    held: list[_Entry] = field(default_factory=list)
-
-    def entry(self, kind: str, number: int) -> _Entry | None:
-        for e in self.queue if kind == "q" else self.held:
-            if e.number == number:
-                return e
-        return None
-
-
-def _scan(backend: Backend, key: str) -> _State:
+def _scan(backend: Backend, key: str) -> State:
     """Everything about ``key``'s leases, from one scan (one snapshot)."""
-    prefix = _prefix(key)
-    state = _State(key)
-    for rec in backend.scan(prefix):
-        rest = rec.key[len(prefix) :]
-        if rest == "tickets":
-            state.tickets_version = rec.version
-        elif rest == "tokens":
-            state.tokens_version = rec.version
-        else:
-            entry = _decode(rec, rest)
-            if entry is not None:
-                (state.queue if entry.kind == "q" else state.held).append(entry)
-    # Keys nested under K (say K/sub) share the prefix; _decode drops them by shape.
-    state.queue.sort(key=lambda e: e.number)
-    state.held.sort(key=lambda e: e.number)
-    return state
-
-
-def _decode(rec: Record, rest: str) -> _Entry | None:
-    kind, _, number = rest.partition("/")
-    if kind not in ("q", "held") or len(number) != _DIGITS or not number.isdigit():
-        return None
-    try:
-        value = json.loads(rec.data)
-    except ValueError:  # pragma: no cover - we wrote it
-        return None
-    return _Entry(
-        kind="q" if kind == "q" else "held",
-        number=int(number),
-        record_key=rec.key,
-        agent=str(value.get("agent", rec.author)),
-        mode=str(value.get("mode", "exclusive")),
-        expires=rec.expires,
-        version=rec.version,
-        data=rec.data,
-        ticket=value.get("ticket"),
-    )
-
-
-def _blockers(state: _State, now: float, ticket: int | None, mode: str) -> list[_Entry]:
-    """The live records that keep a request (``ticket``, ``mode``) waiting.
-
-    ``ticket=None`` is a request that has no ticket yet: everything queued is
-    ahead of it.
-    """
-    out: list[_Entry] = []
-    for e in state.queue:
-        if ticket is not None and e.number >= ticket:
-            break
-        if e.live(now) and (mode == "exclusive" or e.mode == "exclusive"):
-            out.append(e)
-    for e in state.held:
-        if e.live(now) and (mode == "exclusive" or e.mode == "exclusive"):
-            out.append(e)
-    return out
-
-
-def _grantable_after(state: _State, now: float, removed: set[str]) -> list[_Entry]:
-    """Waiting tickets that are grantable once ``removed`` records are gone.
-
-    Whoever frees a key rewrites these tickets to wake exactly their owners.
-    """
-    view = _State(
-        state.key,
-        state.tickets_version,
-        state.tokens_version,
-        [e for e in state.queue if e.record_key not in removed],
-        [e for e in state.held if e.record_key not in removed],
-    )
-    out: list[_Entry] = []
-    for e in view.queue:
-        if not e.live(now):
-            continue
-        if not _blockers(view, now, e.number, e.mode):
-            out.append(e)
-        if e.mode == "exclusive":
-            break  # nobody behind a waiting exclusive request can be granted
-    return out
-
-
-def _ring(entries: Sequence[_Entry], now: float) -> tuple[list[Compare], list[Op]]:
-    """Rewrite waiting tickets (unchanged data) so their owners wake up.
-
-    The compares make sure a ticket that was granted or abandoned in the
-    meantime is not brought back to life. The rewrite keeps each ticket's
-    deadline (``now`` is the clock reading the caller decided on): only its
-    owner extends it, so a dead waiter's ticket still lapses however often it
-    is rung.
-    """
-    compares: list[Compare] = []
-    ops: list[Op] = []
-    for e in entries:
-        compares.append(Compare(e.record_key, "expires", ">", NOW))
-        compares.append(Compare(e.record_key, "holder", "==", e.agent))
-        # Tickets always have a deadline; the fallback is for foreign records.
-        ttl = max(MIN_TTL, e.expires - now) if e.expires is not None else _queue_ttl_from(e)
-        ops.append(Put(e.record_key, "json", e.data, e.agent, ttl=ttl))
-    return compares, ops
-
-
-def _queue_ttl(ttl: float) -> float:
-    # How long a silent waiter keeps its place: long enough to ride out a GC
-    # pause or a slow store, short enough that a dead waiter does not hold
-    # up the queue for long.
-    return min(max(ttl, 2.0), 30.0)
-
-
-def _queue_ttl_from(e: _Entry) -> float:
-    try:
-        return float(json.loads(e.data).get("qttl", 10.0))
-    except (ValueError, TypeError):  # pragma: no cover - we wrote it
-        return 10.0
-
-
-# --- validation ------------------------------------------------------------------
-
-
-def _check_ttl(ttl: object, name: str = "ttl") -> float:
-    return params.seconds(
-        ttl,
-        name,
-        minimum=MIN_TTL,
-        maximum=MAX_TTL,
-        example="30",
-        hint=f"A lease lives from {MIN_TTL} s to {MAX_TTL:.0f} s (one day): pick the longest "
-        f"time your work may run without renewing, and renew it ({call('lease.renew')}) for "
-        "longer work.",
-    )
-
-
-def _check_wait(wait: object) -> float:
-    return params.seconds(
-        wait,
-        "wait",
-        maximum=MAX_WAIT,
-        example="10",
-        hint=f"{option('wait', 0)} means: do not wait at all.",
-    )
-
-
-def _check_mode(mode: object) -> Mode:
-    if mode == "exclusive":
-        return "exclusive"
-    if mode == "shared":
-        return "shared"
-    raise UsageError(
-        f"mode must be 'exclusive' (one holder, may write) or 'shared' (many readers), "
-        f"not {mode!r}."
-    )
-
-
-def _check_token(token: object) -> int:
-    if isinstance(token, bool) or not isinstance(token, int) or token < 1:
-        raise UsageError(
-            f"A lease token is a positive integer, the token of a lease "
-            f"({call('session.acquire', var('key'))} gives it), not {token!r}."
-        )
-    return token
+    return core.state_of(key, backend.scan(core.prefix(key)))
 
 
 # --- the lease -----------------------------------------------------------------------
 
 
 class _ReleasedOnExit:
-    """``with`` support shared by Lease and LeaseSet: leaving the block releases.
+    """``async with`` support shared by Lease and LeaseSet: leaving the block releases.
 
     A lease that lapsed inside the block raises :class:`LeaseLost` on the way
     out, unless an error from the block is already leaving: that one wins.
@@ -418,12 +204,15 @@ class Lease(_ReleasedOnExit):
         with session.lease("docs/plan.md", ttl=30) as lease:
             session.write("docs/plan.md", text, lease=lease)
 
-    A Lease may be used from several threads (``keepalive`` renews from one).
+    On the async face (``accord.aio``) the calls that touch the store are
+    awaited (``async with session.lease(key) as lease:``) and ``keepalive``
+    renews from a task on the event loop; on the sync face from a thread, and
+    the lease may be used from several threads.
     """
 
     def __init__(
         self,
-        session: Session,
+        session: LeaseSession,
         key: str,
         token: int,
         mode: Mode,
@@ -443,16 +232,16 @@ class Lease(_ReleasedOnExit):
         self.ticket = ticket
         self.waited = waited
         self._data = data
-        self._lock = threading.RLock()
         self._released = False
         self._lost: LeaseLost | None = None
+        self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return (
-            f"Lease(key={self.key!r}, token={self.token}, mode={self.mode!r}, "
-            f"agent={self.agent!r}, expires={_iso(self.expires)!r})"
+            f"{type(self).__name__}(key={self.key!r}, token={self.token}, mode={self.mode!r}, "
+            f"agent={self.agent!r}, expires={core.iso(self.expires)!r})"
         )
 
     @property
@@ -462,12 +251,12 @@ class Lease(_ReleasedOnExit):
 
     @property
     def record_key(self) -> str:
-        return _held_key(self.key, self.token)
+        return core.held_key(self.key, self.token)
 
     @property
     def keepalive(self) -> bool:
-        """True while a background thread renews this lease."""
-        return self._keeper is not None and self._keeper.is_alive()
+        """True while a background renewer (a thread; a task on the async face) runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def lost(self) -> bool:
@@ -481,10 +270,13 @@ class Lease(_ReleasedOnExit):
     @property
     def held(self) -> bool:
         """Ask the store whether this is still a live lease of this agent (no exception)."""
+        return self._held()
+
+    def _held(self) -> bool:
         if self._released:
             return False
-        rec = self.session.store.backend.get(self.record_key)
         backend = self.session.store.backend
+        rec = backend.get(self.record_key)
         return (
             rec is not None
             and not rec.deleted
@@ -502,7 +294,7 @@ class Lease(_ReleasedOnExit):
         expired lease is never revived, because another agent may hold the
         key by now. Acquire a new one instead.
         """
-        new_ttl = self.ttl if ttl is None else _check_ttl(ttl)
+        new_ttl = self.ttl if ttl is None else core.check_ttl(ttl)
         with self._lock:
             if self._released:
                 raise LeaseLost(
@@ -512,14 +304,26 @@ class Lease(_ReleasedOnExit):
                     token=self.token,
                 )
             session = self.session
-            lamport, vector = session.clock.tick()
-            event = _lease_event(session, "lease_renew", self.key, self.token, lamport, vector)
+            lamport, vector = session._tick()
+            event = core.lease_event(
+                self.agent, "lease_renew", self.key, self.token, lamport, vector
+            )
             event.update(mode=self.mode, ttl=new_ttl)
             hk = self.record_key
             result = session.store.backend.txn(
                 [Compare(hk, "expires", ">", NOW), Compare(hk, "holder", "==", self.agent)],
-                [Put(hk, "json", self._payload(), self.agent, lamport, "{}", ttl=new_ttl,
-                     event=event)],
+                [
+                    Put(
+                        hk,
+                        "json",
+                        self._payload(),
+                        self.agent,
+                        lamport,
+                        "{}",
+                        ttl=new_ttl,
+                        event=event,
+                    )
+                ],
             )
             if not result.succeeded:
                 exc = self._lost_error("renew", result.records.get(hk))
@@ -534,8 +338,9 @@ class Lease(_ReleasedOnExit):
     def _payload(self) -> bytes:
         if self._data:
             return self._data
-        return _json({"agent": self.agent, "mode": self.mode, "token": self.token,
-                      "ticket": self.ticket})
+        return core.pack(
+            {"agent": self.agent, "mode": self.mode, "token": self.token, "ticket": self.ticket}
+        )
 
     # --- release --------------------------------------------------------------
 
@@ -544,8 +349,12 @@ class Lease(_ReleasedOnExit):
 
         Raises :class:`LeaseLost` if the lease had already expired (writes
         after its deadline were fenced; redo them under a new lease) or was
-        released before. Nothing is changed in that case.
+        released before. Nothing is changed in that case. On the async face
+        the release runs to its end even if the caller is cancelled.
         """
+        self._release()
+
+    def _release(self) -> None:
         self._stop_keepalive()
         with self._lock:
             if self._released:
@@ -559,24 +368,25 @@ class Lease(_ReleasedOnExit):
             session.store.writes.intercept(session, "lease_release", self.key, token=self.token)
             backend = session.store.backend
             hk = self.record_key
-            for _ in range(_SPIN_LIMIT):
+            for _ in range(SPIN_LIMIT):
                 state = _scan(backend, self.key)
                 now = backend.now()
                 mine = state.entry("held", self.token)
                 if mine is None or mine.agent != self.agent or not mine.live(now):
                     break
-                wake = _grantable_after(state, now, {hk})
-                ring_compares, ring_ops = _ring(wake, now)
-                lamport, vector = session.clock.tick()
-                event = _lease_event(session, "lease_release", self.key, self.token, lamport,
-                                     vector)
-                event.update(mode=self.mode, expires=_iso(mine.expires or now))
+                wake = core.grantable_after(state, now, {hk})
+                ring_compares, ring_ops = core.ring(wake, now)
+                lamport, vector = session._tick()
+                event = core.lease_event(
+                    self.agent, "lease_release", self.key, self.token, lamport, vector
+                )
+                event.update(mode=self.mode, expires=core.iso(mine.expires or now))
                 result = backend.txn(
                     [
                         Compare(hk, "expires", ">", NOW),
                         Compare(hk, "holder", "==", self.agent),
                         # A ticket taken after our scan would miss its wake-up.
-                        Compare(_tickets_key(self.key), "version", "==", state.tickets_version),
+                        Compare(core.tickets_key(self.key), "version", "==", state.tickets_version),
                         *ring_compares,
                     ],
                     [Delete(hk, purge=True), Append(event), *ring_ops],
@@ -594,23 +404,14 @@ class Lease(_ReleasedOnExit):
         """Explain why this lease is not held any more (and record its expiry)."""
         backend = self.session.store.backend
         now = backend.now()
-        what = {"renew": "renew", "release": "release", "check": "use"}[doing]
         if rec is not None and not rec.deleted and rec.author == self.agent:
             expired_at = rec.expires if rec.expires is not None else now
             _reap(self.session, self.key, rec)
-            why = (
-                f"it expired at {_iso(expired_at)} (store clock), {now - expired_at:.3f} s ago"
-            )
+            why = core.expired_why(expired_at, now)
         else:
-            why = _end_of(self.session.store, self.key, self.token)
-        holders = _describe_holders(backend, self.key, now)
-        return LeaseLost(
-            f"Cannot {what} the lease on {self.key} (token {self.token}): {why}. {holders} "
-            "Writes made under this lease after it lapsed were fenced. Stop, re-read "
-            f"{self.key}, acquire a new lease and redo the work.",
-            key=self.key,
-            token=self.token,
-        )
+            why = _end_of(backend, self.key, self.token)
+        holders = core.describe_holders(self.key, core.live_tokens(_scan(backend, self.key), now))
+        return core.lost_error(self.key, self.token, doing, why, holders)
 
     # --- checks ---------------------------------------------------------------
 
@@ -638,6 +439,9 @@ class Lease(_ReleasedOnExit):
             and (rec.expires is None or rec.expires > now)
         ):
             if rec.expires is not None:
+                # No await between the read and the write of ``expires``: a
+                # renewal cannot interleave on the async face; the sync face
+                # has several threads, so it takes the lock.
                 with self._lock:
                     self.expires = max(self.expires, rec.expires)
             return
@@ -650,19 +454,21 @@ class Lease(_ReleasedOnExit):
     def start_keepalive(self) -> None:
         """Renew in the background every third of the TTL until released or lost.
 
-        The thread never re-acquires: once a renewal finds the lease lost it
-        stops, and :meth:`ensure_held` (and leaving the ``with`` block) raise
+        The renewer (a thread; a task on the event loop on the async face)
+        never re-acquires: once a renewal finds the lease lost it stops, and
+        :meth:`ensure_held` (and leaving the ``with`` block) raise
         :class:`LeaseLost`.
         """
-        if self._keeper is not None:
-            return
-        self._keeper = threading.Thread(
-            target=self._keepalive_loop, name=f"accord-keepalive-{self.key}", daemon=True
-        )
-        self._keeper.start()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._keepalive_loop, name=f"accord-keepalive-{self.key}", daemon=True
+            )
+            self._thread.start()
 
     def _keepalive_loop(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
+        while True:
+            if self._stop.wait(self.ttl / 3):
+                return
             try:
                 self.renew()
             except LeaseLost:
@@ -674,74 +480,24 @@ class Lease(_ReleasedOnExit):
 
     def _stop_keepalive(self) -> None:
         self._stop.set()
-        keeper = self._keeper
-        if keeper is not None and keeper is not threading.current_thread():
-            keeper.join(timeout=10)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
 
 
-
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    """One holder or waiter of a key, as :func:`status` reports it.
-
-    ``position`` is 1 for the first waiter in line (0 for holders).
-    ``expires`` is on the store's clock (seconds since the epoch).
-    """
-
-    key: str
-    agent: str
-    mode: str
-    state: Literal["held", "waiting"]
-    token: int | None
-    ticket: int | None
-    position: int
-    expires: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseStatus:
-    """Who holds ``key`` and who waits for it, in line order."""
-
-    key: str
-    holders: list[LeaseInfo]
-    waiters: list[LeaseInfo]
-    last_token: int
-
-
-def status(store: Store, key: str) -> LeaseStatus:
+def status(store: LeaseStore, key: str) -> LeaseStatus:
     """The live holders and waiters of ``key`` (expired ones are left out)."""
     validate_key(key)
     backend = store.backend
     state = _scan(backend, key)
-    now = backend.now()
-    holders = [
-        LeaseInfo(key, e.agent, e.mode, "held", e.number, e.ticket, 0, e.expires)
-        for e in state.held
-        if e.live(now)
-    ]
-    live_queue = [e for e in state.queue if e.live(now)]
-    waiters = [
-        LeaseInfo(key, e.agent, e.mode, "waiting", None, e.number, i + 1, e.expires)
-        for i, e in enumerate(live_queue)
-    ]
-    return LeaseStatus(key, holders, waiters, state.tokens_version)
+    return core.lease_status(state, backend.now())
 
 
 # --- acquire ------------------------------------------------------------------------
 
 
-def _lease_event(
-    session: Session, op: str, key: str, token: int | None, lamport: int, vector: dict[str, int]
-) -> dict[str, Any]:
-    event = make_event(session.agent, op, key, lamport, vector, check="lease", lease=token)
-    # The version/prev/hash a backend fills in would describe the internal
-    # lease record, not the key: say plainly that there are none.
-    event.update(version=None, prev=None, hash=None)
-    return event
-
-
 def acquire(
-    session: Session,
+    session: LeaseSession,
     key: str,
     *,
     ttl: float = 30,
@@ -749,7 +505,7 @@ def acquire(
     mode: str = "exclusive",
     keepalive: bool = False,
     on_wait: Any = None,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
 ) -> Lease:
     """Acquire a lease on ``key``, waiting up to ``wait`` seconds in line.
 
@@ -760,35 +516,43 @@ def acquire(
     (the request leaves the line; nothing is held), and :class:`Deadlock`
     when waiting would close a cycle of agents waiting for each other.
     ``on_wait(position)`` is called with the request's place in line (1 =
-    next) whenever it changes while waiting. Setting ``cancel`` gives up
-    the wait (within :data:`CANCEL_LATENCY` seconds): the request leaves the
-    line and :class:`LeaseCancelled` is raised (``accord.aio`` uses it for a
-    cancelled ``acquire``).
+    next) whenever it changes while waiting. Setting ``cancel`` (a
+    ``threading.Event``) gives up the wait (within :data:`CANCEL_LATENCY`
+    seconds): the request leaves the line and :class:`LeaseCancelled` is
+    raised. On the async face, cancelling the call does the same: the
+    request leaves the line, a lease granted meanwhile is released, and the
+    caller's ``asyncio.CancelledError`` goes on.
     """
     validate_key(key)
-    ttl = _check_ttl(ttl)
-    wait = _check_wait(wait)
-    mode_ = _check_mode(mode)
+    ttl = core.check_ttl(ttl)
+    wait = core.check_wait(wait)
+    mode_ = core.check_mode(mode)
     params.flag(keepalive, "keepalive")
     session.store.writes.intercept(session, "lease_acquire", key, ttl=ttl, wait=wait, mode=mode_)
-    lease = _Acquirer(session, key, ttl, wait, mode_, on_wait, cancel).run()
+    acquirer = _Acquirer(session, key, ttl, wait, mode_, on_wait, cancel)
+    lease = acquirer.run()
     if keepalive:
         lease.start_keepalive()
     return lease
 
 
 class _Acquirer:
-    """One acquire call: the loop that takes a ticket, waits, and is granted."""
+    """One acquire call: the loop that takes a ticket, waits, and is granted.
+
+    Every time is the store's clock (``backend.now()``), every pause a
+    ``backend.wait`` on the waiter's own ticket: so leases run on virtual
+    time under the explorer as they run on the database's clock.
+    """
 
     def __init__(
         self,
-        session: Session,
+        session: LeaseSession,
         key: str,
         ttl: float,
         wait: float,
         mode: Mode,
         on_wait: Any,
-        cancel: threading.Event | None = None,
+        cancel: CancelFlag | None = None,
     ) -> None:
         self.session = session
         self.backend = session.store.backend
@@ -798,14 +562,18 @@ class _Acquirer:
         self.mode = mode
         self.on_wait = on_wait
         self.cancel = cancel
-        self.qttl = _queue_ttl(ttl)
+        self.qttl = core.queue_ttl(ttl)
         self.ticket: int | None = None
         self.ticket_data = b""
-        self.started = time.monotonic()
-        self.deadline = self.started + wait
+        self.started: float | None = None  # store clock, at the first look
+        self.deadline = 0.0
         self.last_blockers: frozenset[str] | None = None
         self.last_check = 0.0
         self.position = 0
+        self.stopped = False
+        """Set to give up at the next turn of the loop (a cancelled async acquire)."""
+        self.busy = False
+        """True while a transaction that takes a ticket or a grant is out."""
 
     # --- the loop ----------------------------------------------------------------
 
@@ -817,19 +585,25 @@ class _Acquirer:
             return lease
         finally:
             if not granted and self.ticket is not None:
-                # Leaving the line (timeout, deadlock, interrupt): free our
-                # place and wake whoever can go now.
+                # Leaving the line (timeout, deadlock, cancel, interrupt):
+                # free our place and wake whoever can go now.
                 self._abandon(None)
+
+    def _given_up(self) -> bool:
+        return self.stopped or (self.cancel is not None and self.cancel.is_set())
 
     def _loop(self) -> Lease:
         agent = self.session.agent
-        for _ in range(_SPIN_LIMIT * 10):
-            if self.cancel is not None and self.cancel.is_set():
+        for _ in range(SPIN_LIMIT * 10):
+            if self._given_up():
                 raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
             since = self.backend.revision()
             state = _scan(self.backend, self.key)
             now = self.backend.now()
-            mine: _Entry | None = None
+            if self.started is None:
+                self.started = now
+                self.deadline = now + self.wait
+            mine: Entry | None = None
             if self.ticket is not None:
                 mine = state.entry("q", self.ticket)
                 if mine is None or not mine.live(now) or mine.agent != agent:
@@ -837,13 +611,13 @@ class _Acquirer:
                     # reaped or passed over: join the line again at the back.
                     self.ticket = None
                     mine = None
-            blockers = _blockers(state, now, self.ticket, self.mode)
+            blockers = core.blockers(state, now, self.ticket, self.mode)
             if not blockers:
                 lease = self._grant(state, now)
                 if lease is not None:
                     return lease
                 continue
-            left = self.deadline - time.monotonic()
+            left = self.deadline - now
             if self.ticket is None:
                 if left <= 0:
                     self._timeout(state, now, blockers)
@@ -852,10 +626,10 @@ class _Acquirer:
             assert mine is not None
             self._report_position(state, now)
             names = frozenset(e.record_key for e in blockers)
-            stale = time.monotonic() - self.last_check > _DEADLOCK_RECHECK
+            stale = now - self.last_check > core.DEADLOCK_RECHECK
             if self.last_blockers is None or stale:
                 self.last_blockers = names
-                self.last_check = time.monotonic()
+                self.last_check = now
                 if self._detect_deadlock(state, now):
                     continue
             if left <= 0:
@@ -863,8 +637,8 @@ class _Acquirer:
             # Sleep until: our ticket is rewritten (we were rung), the nearest
             # blocker's deadline passes, our ticket needs refreshing, or wait
             # runs out.
-            nearest = self._nearest(blockers)
-            timeout = min(left, _MAX_SLEEP if self.cancel is None else CANCEL_LATENCY)
+            nearest = core.nearest(blockers)
+            timeout = min(left, MAX_SLEEP if self.cancel is None else CANCEL_LATENCY)
             if nearest.expires is not None:
                 timeout = min(timeout, max(0.0, nearest.expires - now) + 0.001)
             refresh_in = (mine.expires or now) - now - self.qttl / 2
@@ -877,98 +651,123 @@ class _Acquirer:
             f"Acquiring the lease on {self.key} made no progress; the store may be damaged."
         )
 
-    def _nearest(self, blockers: list[_Entry]) -> _Entry:
-        # The waiter just ahead in line matters most; a held lease only when
-        # nobody waits ahead of us.
-        queued = [e for e in blockers if e.kind == "q"]
-        if queued:
-            return queued[-1]
-        return min(blockers, key=lambda e: e.expires if e.expires is not None else math.inf)
-
-    def _report_position(self, state: _State, now: float) -> None:
+    def _report_position(self, state: State, now: float) -> None:
         if self.on_wait is None or self.ticket is None:
             return
-        position = 1 + sum(1 for e in state.queue if e.number < self.ticket and e.live(now))
-        if position != self.position:
-            self.position = position
-            self.on_wait(position)
+        place = core.position(state, now, self.ticket)
+        if place != self.position:
+            self.position = place
+            self.on_wait(place)
 
     # --- transactions -----------------------------------------------------------
 
-    def _reaps(self, state: _State, now: float) -> tuple[list[Compare], list[Op]]:
+    def _reaps(self, state: State, now: float) -> tuple[list[Compare], list[Op]]:
         """Remove lapsed records seen in ``state`` (recording each lease's expiry)."""
         compares: list[Compare] = []
         ops: list[Op] = []
+        agent = self.session.agent
         for e in state.held:
             if not e.live(now):
                 compares.append(Compare(e.record_key, "version", "==", e.version))
                 ops.append(Delete(e.record_key, purge=True))
-                ops.append(Append(_expire_event(self.session, self.key, e)))
+                ops.append(Append(core.expire_event(agent, self.key, e)))
         for e in state.queue:
             if not e.live(now) and e.number != self.ticket:
                 compares.append(Compare(e.record_key, "version", "==", e.version))
                 ops.append(Delete(e.record_key, purge=True))
-                ops.append(Delete(_waitfor_key(e.agent, self.key, e.number), purge=True))
+                ops.append(Delete(core.waitfor_key(e.agent, self.key, e.number), purge=True))
         return compares, ops
 
-    def _grant(self, state: _State, now: float) -> Lease | None:
+    def _grant(self, state: State, now: float) -> Lease | None:
         session = self.session
         agent = session.agent
         token = state.tokens_version + 1
-        hk = _held_key(self.key, token)
-        data = _json(
-            {"agent": agent, "mode": self.mode, "token": token, "ticket": self.ticket,
-             "ttl": self.ttl}
+        hk = core.held_key(self.key, token)
+        data = core.pack(
+            {
+                "agent": agent,
+                "mode": self.mode,
+                "token": token,
+                "ticket": self.ticket,
+                "ttl": self.ttl,
+            }
         )
-        lamport, vector = session.clock.tick()
-        event = _lease_event(session, "lease_acquire", self.key, token, lamport, vector)
-        waited = time.monotonic() - self.started
+        lamport, vector = session._tick()
+        event = core.lease_event(agent, "lease_acquire", self.key, token, lamport, vector)
+        waited = now - (self.started if self.started is not None else now)
         event.update(mode=self.mode, ttl=self.ttl, ticket=self.ticket, waited=round(waited, 6))
         # Every grant takes the next token, so comparing the token sequence
         # makes this grant fail if any other grant happened since our scan:
         # the decision "nothing conflicting is held" was made on that scan.
-        compares = [Compare(_tokens_key(self.key), "version", "==", state.tokens_version)]
-        ops: list[Op] = [Put(_tokens_key(self.key), "json", b"{}", agent)]
+        tokens = core.tokens_key(self.key)
+        compares = [Compare(tokens, "version", "==", state.tokens_version)]
+        ops: list[Op] = [Put(tokens, "json", b"{}", agent)]
         if self.ticket is not None:
-            qk = _queue_key(self.key, self.ticket)
+            qk = core.queue_key(self.key, self.ticket)
             compares += [Compare(qk, "expires", ">", NOW), Compare(qk, "holder", "==", agent)]
             ops += [
                 Delete(qk, purge=True),
-                Delete(_waitfor_key(agent, self.key, self.ticket), purge=True),
+                Delete(core.waitfor_key(agent, self.key, self.ticket), purge=True),
             ]
         reap_compares, reap_ops = self._reaps(state, now)
         compares += reap_compares
         ops += reap_ops
-        ops.append(
-            Put(hk, "json", data, agent, lamport, "{}", ttl=self.ttl, event=event)
-        )
-        result = self.backend.txn(compares, ops)
+        ops.append(Put(hk, "json", data, agent, lamport, "{}", ttl=self.ttl, event=event))
+        self.busy = True
+        try:
+            result = self.backend.txn(compares, ops)
+        finally:
+            self.busy = False
         if not result.succeeded:
             return None
         rec = result.records.get(hk)
         expires = rec.expires if rec is not None and rec.expires is not None else now + self.ttl
         ticket, self.ticket = self.ticket, None
         return Lease(
-            session, self.key, token, self.mode, self.ttl, expires,
-            ticket=ticket, waited=waited, data=data,
+            session,
+            self.key,
+            token,
+            self.mode,
+            self.ttl,
+            expires,
+            ticket=ticket,
+            waited=waited,
+            data=data,
         )
 
-    def _enqueue(self, state: _State, now: float) -> None:
+    def _enqueue(self, state: State, now: float) -> None:
         agent = self.session.agent
         ticket = state.tickets_version + 1
-        data = _json(
-            {"agent": agent, "mode": self.mode, "ticket": ticket, "since": now, "qttl": self.qttl,
-             "key": self.key}
+        data = core.pack(
+            {
+                "agent": agent,
+                "mode": self.mode,
+                "ticket": ticket,
+                "since": now,
+                "qttl": self.qttl,
+                "key": self.key,
+            }
         )
-        index = _json({"agent": agent, "key": self.key, "ticket": ticket, "mode": self.mode})
-        result = self.backend.txn(
-            [Compare(_tickets_key(self.key), "version", "==", state.tickets_version)],
-            [
-                Put(_tickets_key(self.key), "json", b"{}", agent),
-                Put(_queue_key(self.key, ticket), "json", data, agent, ttl=self.qttl),
-                Put(_waitfor_key(agent, self.key, ticket), "json", index, agent, ttl=self.qttl),
-            ],
-        )
+        index = core.pack({"agent": agent, "key": self.key, "ticket": ticket, "mode": self.mode})
+        tickets = core.tickets_key(self.key)
+        self.busy = True
+        try:
+            result = self.backend.txn(
+                [Compare(tickets, "version", "==", state.tickets_version)],
+                [
+                    Put(tickets, "json", b"{}", agent),
+                    Put(core.queue_key(self.key, ticket), "json", data, agent, ttl=self.qttl),
+                    Put(
+                        core.waitfor_key(agent, self.key, ticket),
+                        "json",
+                        index,
+                        agent,
+                        ttl=self.qttl,
+                    ),
+                ],
+            )
+        finally:
+            self.busy = False
         if result.succeeded:
             self.ticket = ticket
             self.ticket_data = data
@@ -977,14 +776,21 @@ class _Acquirer:
     def _refresh(self) -> None:
         assert self.ticket is not None
         agent = self.session.agent
-        qk = _queue_key(self.key, self.ticket)
-        index = _json({"agent": agent, "key": self.key, "ticket": self.ticket, "mode": self.mode})
+        qk = core.queue_key(self.key, self.ticket)
+        index = core.pack(
+            {"agent": agent, "key": self.key, "ticket": self.ticket, "mode": self.mode}
+        )
         result = self.backend.txn(
             [Compare(qk, "expires", ">", NOW), Compare(qk, "holder", "==", agent)],
             [
                 Put(qk, "json", self.ticket_data, agent, ttl=self.qttl),
-                Put(_waitfor_key(agent, self.key, self.ticket), "json", index, agent,
-                    ttl=self.qttl),
+                Put(
+                    core.waitfor_key(agent, self.key, self.ticket),
+                    "json",
+                    index,
+                    agent,
+                    ttl=self.qttl,
+                ),
             ],
         )
         if not result.succeeded:
@@ -995,26 +801,28 @@ class _Acquirer:
         assert self.ticket is not None
         session = self.session
         agent = session.agent
-        qk = _queue_key(self.key, self.ticket)
-        for _ in range(_SPIN_LIMIT):
+        qk = core.queue_key(self.key, self.ticket)
+        for _ in range(SPIN_LIMIT):
             try:
                 state = _scan(self.backend, self.key)
                 now = self.backend.now()
-                ring_compares, ring_ops = _ring(_grantable_after(state, now, {qk}), now)
+                ring_compares, ring_ops = core.ring(core.grantable_after(state, now, {qk}), now)
                 ops: list[Op] = [
                     Delete(qk, purge=True),
-                    Delete(_waitfor_key(agent, self.key, self.ticket), purge=True),
+                    Delete(core.waitfor_key(agent, self.key, self.ticket), purge=True),
                     *ring_ops,
                 ]
                 if extra is not None:
-                    lamport, vector = session.clock.tick()
-                    event = _lease_event(session, "lease_acquire", self.key, None, lamport, vector)
+                    lamport, vector = session._tick()
+                    event = core.lease_event(
+                        agent, "lease_acquire", self.key, None, lamport, vector
+                    )
                     event.update(outcome="rejected", mode=self.mode, ticket=self.ticket, **extra)
                     ops.append(Append(event))
                 result = self.backend.txn(
                     [
                         *compares,
-                        Compare(_tickets_key(self.key), "version", "==", state.tickets_version),
+                        Compare(core.tickets_key(self.key), "version", "==", state.tickets_version),
                         *ring_compares,
                     ],
                     ops,
@@ -1030,36 +838,18 @@ class _Acquirer:
                 return False  # the condition (a deadlock cycle) no longer holds
         return False  # pragma: no cover
 
-    def _timeout(self, state: _State, now: float, blockers: list[_Entry]) -> None:
-        waited = time.monotonic() - self.started
-        who = _describe_blockers(blockers, now)
+    def _timeout(self, state: State, now: float, blockers: list[Entry]) -> None:
+        waited = now - (self.started if self.started is not None else now)
+        place = core.position(state, now, self.ticket)
         if self.ticket is not None:
-            position = 1 + sum(1 for e in state.queue if e.number < self.ticket and e.live(now))
             self._abandon({"reason": "timeout", "waited": round(waited, 6)})
-        else:
-            position = 1 + sum(1 for e in state.queue if e.live(now))
-        me = self.session.agent
-        own = (
-            f" {me} is you: leases are not re-entrant, so use the lease you already hold "
-            "(or release it first)."
-            if any(e.kind == "held" and e.agent == me for e in blockers)
-            else ""
-        )
-        raise LeaseTimeout(
-            f"No {self.mode} lease on {self.key} within {self.wait:g} s "
-            f"({option('wait', _whole(self.wait))}): {who}; you were number {position} in "
-            f"line. You hold nothing new now.{own} Retry with a longer wait "
-            f"({call('session.acquire', self.key, wait=var('seconds'))}), or do other work and "
-            "come back.",
-            key=self.key,
-            waited=waited,
-            position=position,
-            holders=[e.agent for e in blockers if e.kind == "held"],
+        raise core.timeout_error(
+            self.key, self.mode, self.wait, waited, place, blockers, self.session.agent, now
         )
 
     # --- deadlock detection ---------------------------------------------------
 
-    def _detect_deadlock(self, state: _State, now: float) -> bool:
+    def _detect_deadlock(self, state: State, now: float) -> bool:
         """Fail this waiter with Deadlock if it is on a cycle; False if not.
 
         Returns True when the state changed under us and the loop should look
@@ -1072,49 +862,19 @@ class _Acquirer:
         # Give up our place only if every edge of the cycle still stands: of
         # several waiters that see the same cycle, the first to commit breaks
         # it and the others' transactions fail, so exactly one fails.
-        compares: list[Compare] = []
-        for edge in cycle:
-            compares.append(Compare(edge.waiting_record, "expires", ">", NOW))
-            compares.append(Compare(edge.blocker_record, "expires", ">", NOW))
-        text = " -> ".join(str(edge) for edge in cycle) + f" -> {cycle[0].waiter}"
         description = [edge.as_dict() for edge in cycle]
-        if not self._abandon({"reason": "deadlock", "cycle": description}, compares):
+        abandoned = self._abandon(
+            {"reason": "deadlock", "cycle": description}, core.cycle_compares(cycle)
+        )
+        if not abandoned:
             self.last_blockers = None  # look again on the next turn of the loop
             return True
-        agents = [edge.waiter for edge in cycle]
-        raise Deadlock(
-            f"Deadlock: {text}. Each agent holds a key the next one waits for, so none "
-            f"could ever proceed; this request for {self.key} was chosen to fail (you hold "
-            f"nothing new, but still hold your other leases). Release what you hold, then take "
-            f"all the keys at once with {call('session.lease_all', var('keys'))}, which takes "
-            "them in one order.",
-            key=self.key,
-            cycle=agents,
-            edges=description,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    waiter: str
-    key: str
-    waiting_record: str
-    blocker: str
-    blocker_record: str
-    blocker_state: str
-
-    def __str__(self) -> str:
-        how = "held by" if self.blocker_state == "held" else "queued ahead by"
-        return f"{self.waiter} waits for {self.key} ({how} {self.blocker})"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"agent": self.waiter, "key": self.key, "blocked_by": self.blocker,
-                "state": self.blocker_state}
+        raise core.deadlock_error(self.key, cycle)
 
 
 def _find_cycle(
-    session: Session, key: str, ticket: int, mode: str, state: _State, now: float
-) -> list[_Edge] | None:
+    session: LeaseSession, key: str, ticket: int, mode: str, state: State, now: float
+) -> list[core.Edge] | None:
     """A cycle of the wait-for graph through this waiter, as edges, or None.
 
     Nodes are agents; an agent waiting on a key points at every agent whose
@@ -1125,14 +885,14 @@ def _find_cycle(
     """
     backend = session.store.backend
     me = session.agent
-    states: dict[str, _State] = {key: state}
-    my_record = _queue_key(key, ticket)
+    states: dict[str, State] = {key: state}
+    my_record = core.queue_key(key, ticket)
     # BFS; parent[agent] = the edge by which we reached it.
-    parent: dict[str, _Edge] = {}
+    parent: dict[str, core.Edge] = {}
     frontier: list[str] = []
-    for b in _blockers(state, now, ticket, mode):
+    for b in core.blockers(state, now, ticket, mode):
         if b.agent != me and b.agent not in parent:
-            parent[b.agent] = _Edge(me, key, my_record, b.agent, b.record_key, b.kind)
+            parent[b.agent] = core.Edge(me, key, my_record, b.agent, b.record_key, b.kind)
             frontier.append(b.agent)
     seen_agents = {me}
     while frontier:
@@ -1140,26 +900,21 @@ def _find_cycle(
         if agent in seen_agents:
             continue
         seen_agents.add(agent)
-        for rec in backend.scan(_waitfor_prefix(agent)):
-            if rec.expires is not None and rec.expires <= now:
+        for rec in backend.scan(core.waitfor_prefix(agent)):
+            found = core.waitfor_entry(rec, agent, now)
+            if found is None:
                 continue
-            try:
-                info = json.loads(rec.data)
-                wkey, wticket, wmode = str(info["key"]), int(info["ticket"]), str(info["mode"])
-            except (ValueError, KeyError, TypeError):  # pragma: no cover - we wrote it
-                continue
-            if info.get("agent") != agent:
-                continue  # a digest collision of two agent names: not this agent
+            wkey, wticket, wmode = found
             st = states.get(wkey)
             if st is None:
                 st = states[wkey] = _scan(backend, wkey)
             entry = st.entry("q", wticket)
             if entry is None or not entry.live(now) or entry.agent != agent:
                 continue
-            for b in _blockers(st, now, wticket, wmode):
+            for b in core.blockers(st, now, wticket, wmode):
                 if b.agent == agent:
                     continue
-                edge = _Edge(agent, wkey, entry.record_key, b.agent, b.record_key, b.kind)
+                edge = core.Edge(agent, wkey, entry.record_key, b.agent, b.record_key, b.kind)
                 if b.agent == me:
                     path = [edge]
                     node = agent
@@ -1191,15 +946,14 @@ class LeaseSet(_ReleasedOnExit):
         self._by_key = {lease.key: lease for lease in leases}
 
     def __repr__(self) -> str:
-        return f"LeaseSet({', '.join(f'{x.key}#{x.token}' for x in self._leases)})"
+        held = ", ".join(f"{x.key}#{x.token}" for x in self._leases)
+        return f"{type(self).__name__}({held})"
 
     def __getitem__(self, key: str) -> Lease:
         try:
             return self._by_key[key]
         except KeyError:
-            raise UsageError(
-                f"This lease set holds {sorted(self._by_key)}, not {key!r}."
-            ) from None
+            raise UsageError(f"This lease set holds {sorted(self._by_key)}, not {key!r}.") from None
 
     def __iter__(self) -> Iterator[Lease]:
         return iter(self._leases)
@@ -1245,9 +999,8 @@ class LeaseSet(_ReleasedOnExit):
             )
 
 
-
 def acquire_all(
-    session: Session,
+    session: LeaseSession,
     keys: Sequence[str],
     *,
     ttl: float = 30,
@@ -1258,8 +1011,9 @@ def acquire_all(
     """Acquire leases on every key of ``keys`` in sorted order, sharing one ``wait``.
 
     Taking keys in one canonical order means two agents using lease_all can
-    never deadlock. If any lease cannot be had (timeout, deadlock), the ones
-    already taken are released and the error is raised: all or nothing.
+    never deadlock. If any lease cannot be had (timeout, deadlock, a
+    cancelled call), the ones already taken are released and the error is
+    raised: all or nothing.
     """
     if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
         raise UsageError(
@@ -1277,15 +1031,16 @@ def acquire_all(
             f"{call('session.lease_all', var('keys'))} got {', '.join(twice)} more than once; "
             "list each key once."
         )
-    ttl = _check_ttl(ttl)
-    wait = _check_wait(wait)
-    _check_mode(mode)
+    ttl = core.check_ttl(ttl)
+    wait = core.check_wait(wait)
+    core.check_mode(mode)
     params.flag(keepalive, "keepalive")
-    deadline = time.monotonic() + wait
+    backend = session.store.backend
+    deadline = backend.now() + wait
     taken: list[Lease] = []
     try:
         for key in sorted(key_list):
-            left = max(0.0, deadline - time.monotonic())
+            left = wait if not taken else max(0.0, deadline - backend.now())
             taken.append(acquire(session, key, ttl=ttl, wait=left, mode=mode, keepalive=keepalive))
     except BaseException:
         for lease in reversed(taken):
@@ -1295,10 +1050,23 @@ def acquire_all(
     return LeaseSet(taken)
 
 
-# --- fencing (called by Session._mutate) -------------------------------------------------
+# --- fencing (called by the session's write) -------------------------------------------------
 
 
-def fence_compares(session: Session, key: str, lease: Any) -> tuple[list[Compare], int]:
+def _carried(lease: object) -> Carried | None:
+    """What a lease object says about itself (token, key, agent, mode); None
+    for anything else (a bare token). Either face's lease is accepted."""
+    if isinstance(lease, int):
+        return None
+    token = getattr(lease, "token", None)
+    if isinstance(token, int) and not isinstance(token, bool) and hasattr(lease, "key"):
+        return Carried(
+            token, str(lease.key), str(getattr(lease, "agent", "")), getattr(lease, "mode", None)
+        )
+    return None
+
+
+def fence_compares(session: LeaseSession, key: str, lease: Any) -> tuple[list[Compare], int]:
     """Compares that hold only while ``lease`` is ``key``'s live lease, and its token.
 
     ``lease`` is a :class:`Lease` or an int token (the CLI's ``--lease``).
@@ -1306,313 +1074,101 @@ def fence_compares(session: Session, key: str, lease: Any) -> tuple[list[Compare
     A lease of another key, of another agent, or a shared lease gives a
     compare that always fails, so the refusal is recorded as ``fenced``.
     """
-    impossible = False
-    if isinstance(lease, Lease):
-        token = lease.token
-        if lease.key != key or lease.mode != "exclusive" or lease.agent != session.agent:
-            impossible = True
+    carried = _carried(lease)
+    if carried is not None:
+        token = carried.token
+        impossible = (
+            carried.key != key or carried.mode != "exclusive" or carried.agent != session.agent
+        )
     else:
-        token = _check_token(lease)
-    hk = _held_key(key, token)
-    compares = [
-        Compare(hk, "expires", ">", NOW, refusal="fenced"),
-        Compare(hk, "holder", "==", session.agent, refusal="fenced"),
-    ]
-    if not impossible and not isinstance(lease, Lease):
-        rec = session.store.backend.get(hk)
-        if rec is not None and not rec.deleted and json.loads(rec.data).get("mode") == "shared":
-            impossible = True
-    if impossible:
-        compares.append(Compare(hk, "version", "<", 0, refusal="fenced"))
-    return compares, token
+        token = core.check_token(lease)
+        rec = session.store.backend.get(core.held_key(key, token))
+        impossible = core.is_shared(rec)
+    return core.fence(key, session.agent, token, impossible), token
 
 
 # --- exclusion (a guard on every write path, see Store.add_guard) --------------------------
 
 
-def guard(session: Session, key: str, token: int | None = None) -> list[Compare]:
-    """The compare that keeps every write of ``key`` out while a lease on it is live.
-
-    It holds only when no live grant record of ``key`` exists other than
-    ``held/<token>`` (the lease the write carries, whose own fence compares
-    check that it is live, exclusive and the writer's). The store evaluates
-    it in the write's own transaction on its own clock, so a lease that
-    lapses stops blocking at its deadline without any record changing, and
-    a grant cannot slip between the check and the write. A refusal is
-    recorded with outcome ``fenced``.
-    """
-    if token is None:
-        # Every write without a lease carries this one compare: built once
-        # per key (Compare is immutable), not on every write.
-        cached = _VACANT.get(key)
-        if cached is None:
-            if len(_VACANT) >= 4096:
-                _VACANT.clear()
-            cached = _VACANT[key] = Compare(
-                _held_prefix(key), "vacant", "==", None, refusal="fenced"
-            )
-        return [cached]
-    return [Compare(_held_prefix(key), "vacant", "==", _held_key(key, token), refusal="fenced")]
-
-
-_VACANT: dict[str, Compare] = {}
-
-
-def explain(session: Session, key: str, token: int | None, result: TxnResult) -> None:
+def explain(session: LeaseSession, key: str, token: int | None, result: TxnResult) -> None:
     """Raise :class:`LeaseHeld` when :func:`guard`'s compare refused a write of ``key``."""
-    prefix = _held_prefix(key)
+    prefix = core.held_prefix(key)
     failed = result.failed
     if failed is not None and not (failed.target == "vacant" and failed.key == prefix):
         return
     backend = session.store.backend
     now = backend.now()
-    exempt = None if token is None else _held_key(key, token)
-    live = [e for e in _scan(backend, key).held if e.live(now) and e.record_key != exempt]
+    exempt = None if token is None else core.held_key(key, token)
+    live = [e for e in (_scan(backend, key)).held if e.live(now) and e.record_key != exempt]
     if not live and failed is None:
         return  # the backend cannot say, and no lease is live now: not ours to explain
-    raise held_error(session, key, live, now)
+    raise core.held_error(session.agent, key, live, now)
 
 
-def install(store: Store) -> None:
+def install(store: GuardedStore) -> None:
     """Install the lease exclusion guard on ``store`` (``Store`` does this by default)."""
     store.add_guard(guard, explain)
 
 
-def held_error(session: Session, key: str, live: Sequence[_Entry], now: float) -> LeaseHeld:
+def held_error(session: LeaseSession, key: str, live: Sequence[Entry], now: float) -> LeaseHeld:
     """The :class:`LeaseHeld` error for a write of ``key`` refused by the ``live`` grants."""
-    agent = session.agent
-    rule = (
-        "While a lease on a key is live, the store accepts only writes and deletes made under "
-        "an exclusive lease of that key; nothing was written."
-    )
-    if not live:
-        return LeaseHeld(
-            f"Write to {key} refused: a lease on {key} was live when the store checked the "
-            f"write, and it has ended since. {rule} Nobody holds {key} now: re-read it and "
-            "write again.",
-            key=key,
-            holder=None,
-            token=None,
-            mode=None,
-            expires=None,
-            holders=[],
-        )
-    first = live[0]
-    last = max((e.expires for e in live if e.expires is not None), default=None)
-    if last is None:
-        until = "with no deadline"
-    else:
-        until = f"until {_iso(last)} (store clock, {max(0.0, last - now):.1f} s from now)"
-    if len(live) == 1:
-        who = (
-            f"{first.agent} holds a{'n' if first.mode == 'exclusive' else ''} {first.mode} "
-            f"lease on it (token {first.number}) {until} unless renewed"
-        )
-    else:
-        names = ", ".join(f"{e.agent} (token {e.number})" for e in live)
-        who = f"{names} hold {first.mode} leases on it, the last {until} unless renewed"
-    mine = [e for e in live if e.agent == agent]
-    if mine and mine[0].mode == "exclusive":
-        todo = (
-            f" You ({agent}) hold that lease (token {mine[0].number}): write under it, "
-            f"{call('session.write', key, var('value'), lease=mine[0].number)}."
-        )
-    elif mine:
-        todo = (
-            f" You ({agent}) hold a shared lease (token {mine[0].number}), which is for "
-            f"reading: release it, then acquire {key} exclusively "
-            f"({call('session.acquire', key, mode='exclusive')}) and write under that lease."
-        )
-    else:
-        wait = 10 if last is None else max(1, math.ceil(last - now))
-        todo = (
-            f" Wait for it: {call('session.acquire', key, wait=wait)}, then re-read {key}, "
-            "write under your lease "
-            f"({call('session.write', key, var('value'), lease=var('lease'))}) and release it."
-        )
-    return LeaseHeld(
-        f"Write to {key} refused: {who}. {rule}{todo}",
-        key=key,
-        holder=first.agent,
-        token=first.number,
-        mode=first.mode,
-        expires=first.expires,
-        holders=[
-            {"agent": e.agent, "token": e.number, "mode": e.mode, "expires": e.expires}
-            for e in live
-        ],
-    )
+    return core.held_error(session.agent, key, live, now)
 
 
 def fenced_error(
-    session: Session, key: str, lease: Any, records: dict[str, Record | None]
+    session: LeaseSession, key: str, lease: Any, records: dict[str, Record | None]
 ) -> Fenced:
     """Explain why a write under ``lease`` was refused, as a :class:`Fenced` error."""
     backend = session.store.backend
     now = backend.now()
-    token = lease.token if isinstance(lease, Lease) else int(lease)
-    hk = _held_key(key, token)
-    rec = records.get(hk, backend.get(hk))
-    holders = _describe_holders(backend, key, now)
-    tail = (
-        f" Stop writing {key}: re-read it (it may have changed), acquire a new lease and redo "
-        "your change under it."
-    )
-    reason: str
-    if isinstance(lease, Lease) and lease.key != key:
-        reason = "wrong-key"
-        why = (
-            f"the write carried the lease of {lease.key} (token {token}), and a lease guards only "
-            f"its own key."
-        )
-        tail = f" Acquire a lease on {key} and write with that one."
-    elif isinstance(lease, Lease) and lease.agent != session.agent:
-        reason = "other-agent"
-        why = f"that lease (token {token}) belongs to {lease.agent}, not to {session.agent}."
-        tail = " Each agent writes under its own lease."
-    elif (isinstance(lease, Lease) and lease.mode == "shared") or (
-        rec is not None and not rec.deleted and json.loads(rec.data).get("mode") == "shared"
-    ):
-        reason = "shared"
-        why = f"token {token} is a shared lease, for reading; writes need an exclusive one."
-        tail = (
-            f" Acquire {key} exclusively ({call('session.acquire', key, mode='exclusive')}) to "
-            "write it."
-        )
-    elif rec is not None and not rec.deleted and rec.author != session.agent:
-        reason = "other-agent"
-        why = f"token {token} of {key} is held by {rec.author}, not by {session.agent}."
-        tail = " Each agent writes under its own lease: acquire one."
-    elif rec is not None and not rec.deleted and rec.expires is not None and rec.expires <= now:
-        reason = "expired"
-        why = (
-            f"your lease (token {token}) expired at {_iso(rec.expires)} (store clock), "
-            f"{now - rec.expires:.3f} s before this write was refused."
-        )
-    elif rec is None or rec.deleted:
-        last = _tokens_version(backend, key)
-        if token > last:
-            reason = "unknown-token"
-            why = (
-                f"no lease with token {token} was ever granted on {key} (its latest token is "
-                f"{last}). Tokens are per key: check the key and the token."
-            )
-            tail = f" Acquire a lease on {key} and write with its token."
-        else:
-            reason = "ended"
-            why = f"your lease (token {token}) {_end_of(session.store, key, token)}."
-    else:
-        # The lease is live and ours: what failed is the version check
-        # (expect=) that came with it.
-        reason = "version"
-        target = records.get(key)
-        at = 0 if target is None or target.deleted else target.version
-        why = (
-            f"your lease (token {token}) is live, but the version check failed: {key} is at "
-            f"version {at}."
-        )
-        tail = (
-            f" Re-read {key} and write with {option('expect', at)} (or with no expected "
-            "version, under the lease)."
-        )
-    current = _live_tokens(backend, key, now)
-    return Fenced(
-        f"Write to {key} refused: {why} {holders}{tail}",
-        key=key,
-        token=token,
-        reason=reason,
-        current_token=current[0][0] if current else None,
-        holder=current[0][1] if current else None,
+    carried = _carried(lease) or Carried(int(lease))
+    hk = core.held_key(key, carried.token)
+    rec = records[hk] if hk in records else backend.get(hk)
+    live = core.live_tokens(_scan(backend, key), now)
+    last_token, ended = 0, ""
+    gone = rec is None or rec.deleted
+    if gone and core.fenced_reason(session.agent, key, carried, rec, now) is None:
+        last_token = _tokens_version(backend, key)
+        if carried.token <= last_token:
+            ended = _end_of(backend, key, carried.token)
+    target = records.get(key)
+    version = 0 if target is None or target.deleted else target.version
+    return core.fenced_error(
+        session.agent, key, carried, rec, now, live, last_token, ended, version
     )
 
 
-# --- helpers shared by the explanations ---------------------------------------------------
+# --- reads shared by the explanations ---------------------------------------------------
 
 
 def _tokens_version(backend: Backend, key: str) -> int:
-    rec = backend.get(_tokens_key(key))
+    rec = backend.get(core.tokens_key(key))
     return 0 if rec is None else rec.version
 
 
-def _live_tokens(backend: Backend, key: str, now: float) -> list[tuple[int, str, str]]:
-    state = _scan(backend, key)
-    return [(e.number, e.agent, e.mode) for e in state.held if e.live(now)]
-
-
-def _whole(seconds: float) -> float | int:
-    """``seconds`` as an int when it is whole, so a message says ``--wait 0``, not ``0.0``."""
-    return int(seconds) if float(seconds).is_integer() else seconds
-
-
-def _describe_holders(backend: Backend, key: str, now: float) -> str:
-    live = _live_tokens(backend, key, now)
-    if not live:
-        return f"Nobody holds {key} now."
-    parts = [f"{agent} (token {token}, {mode})" for token, agent, mode in live]
-    return f"{key} is now leased by {', '.join(parts)}."
-
-
-def _describe_blockers(blockers: list[_Entry], now: float) -> str:
-    held = [e for e in blockers if e.kind == "held"]
-    queued = [e for e in blockers if e.kind == "q"]
-    parts = []
-    if held:
-        parts.append(
-            "held by "
-            + ", ".join(
-                f"{e.agent} (token {e.number}, {e.mode}"
-                + (f", expires in {e.expires - now:.1f} s)" if e.expires is not None else ")")
-                for e in held
-            )
-        )
-    if queued:
-        parts.append(f"{len(queued)} request(s) ahead in line")
-    return "; ".join(parts) or "the key was busy"
-
-
-def _end_of(store: Store, key: str, token: int) -> str:
+def _end_of(backend: Backend, key: str, token: int) -> str:
     """How lease ``token`` of ``key`` ended, from the history."""
-    for ev in store.backend.history(key=key):
-        if ev.get("lease") != token:
-            continue
-        if ev.get("op") == "lease_release":
-            return f"was released at {ev.get('time')}"
-        if ev.get("op") == "lease_expire":
-            return f"expired at {ev.get('expires')} (store clock)"
-    return "is no longer held (it was released, or it expired)"
+    for ev in backend.history(key=key):
+        if ev.get("lease") == token and ev.get("op") in ("lease_release", "lease_expire"):
+            return core.end_of([ev], token)
+    return core.end_of([], token)
 
 
-def _expire_event(session: Session, key: str, e: _Entry) -> dict[str, Any]:
-    """The lease_expire event of a lapsed grant, recorded by whoever notices."""
-    event = make_event(session.agent, "lease_expire", key, 0, {}, check="lease", lease=e.number)
-    event.update(
-        agent=e.agent,
-        mode=e.mode,
-        expires=_iso(e.expires) if e.expires is not None else None,
-        observed_by=session.agent,
-        version=None,
-        prev=None,
-        hash=None,
-    )
-    return event
-
-
-def _reap(session: Session, key: str, rec: Record) -> None:
+def _reap(session: LeaseSession, key: str, rec: Record) -> None:
     """Remove an expired grant and record its lease_expire event (once)."""
-    rest = rec.key[len(_prefix(key)) :]
-    entry = _decode(rec, rest)
+    entry = core.decode(rec, rec.key[len(core.prefix(key)) :])
     if entry is None or entry.kind != "held":
         return
     session.store.backend.txn(
         [Compare(rec.key, "version", "==", rec.version), Compare(rec.key, "expires", "<=", NOW)],
-        [Delete(rec.key, purge=True), Append(_expire_event(session, key, entry))],
+        [Delete(rec.key, purge=True), Append(core.expire_event(session.agent, key, entry))],
     )
 
 
 # --- the CLI's way in: a token instead of a Lease object -----------------------------------
 
 
-def from_token(session: Session, key: str, token: int) -> Lease:
+def from_token(session: LeaseSession, key: str, token: int) -> Lease:
     """The :class:`Lease` of ``session``'s agent on ``key`` with fencing token ``token``.
 
     For tools that keep only the token (the CLI). Raises
@@ -1621,41 +1177,35 @@ def from_token(session: Session, key: str, token: int) -> Lease:
     expired. Nothing is changed.
     """
     validate_key(key)
-    token = _check_token(token)
+    token = core.check_token(token)
     backend = session.store.backend
-    rec = backend.get(_held_key(key, token))
+    rec = backend.get(core.held_key(key, token))
     now = backend.now()
     if rec is None or rec.deleted:
         last = _tokens_version(backend, key)
         if token > last:
-            raise UsageError(
-                f"No lease with token {token} was ever granted on {key} (its latest token is "
-                f"{last}). Tokens are per key: check the key and the token.",
-                key=key,
-                token=token,
-            )
+            raise core.unknown_token(key, token, last)
+        ended = _end_of(backend, key, token)
+        holders = core.describe_holders(key, core.live_tokens(_scan(backend, key), now))
         raise LeaseLost(
-            f"The lease on {key} with token {token} {_end_of(session.store, key, token)}; you "
-            f"hold nothing to renew or release. {_describe_holders(backend, key, now)}",
+            f"The lease on {key} with token {token} {ended}; you hold nothing to renew or "
+            f"release. {holders}",
             key=key,
             token=token,
         )
-    value = json.loads(rec.data)
     if rec.author != session.agent:
-        raise UsageError(
-            f"Token {token} of {key} belongs to {rec.author}, not to {session.agent}. Only the "
-            f"holder may renew or release a lease: act as {rec.author} "
-            f"({call('store.session', rec.author)}).",
-            key=key,
-            token=token,
-        )
+        raise core.not_holder(key, token, rec.author, session.agent)
+    value = core.unpack(rec.data)
     lease = Lease(
-        session, key, token, _check_mode(value.get("mode", "exclusive")),
+        session,
+        key,
+        token,
+        core.check_mode(value.get("mode", "exclusive")),
         float(value.get("ttl", 30.0)),
-        rec.expires if rec.expires is not None else now, ticket=value.get("ticket"),
+        rec.expires if rec.expires is not None else now,
+        ticket=value.get("ticket"),
         data=rec.data,
     )
     if rec.expires is not None and rec.expires <= now:
-        exc = lease._lost_error("check", rec)
-        raise exc
+        raise lease._lost_error("check", rec)
     return lease
