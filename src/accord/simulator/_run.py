@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._core.write import backoff_delay
-from ..backends.base import put_if_compares
 from ..errors import (
     Conflict,
     Fenced,
@@ -87,16 +86,22 @@ class RunStats:
 
 
 class _Timed:
-    """The explorer's backend with every operation taking ``latency`` virtual seconds."""
+    """The explorer's backend with every operation taking ``latency`` virtual seconds.
+
+    The latency is a virtual sleep before the operation's own scheduling
+    point: a store operation is not free, so a strategy that needs more of
+    them (a lease's acquire and release, a fork and a merge) pays for each.
+    Waits and history reads cost nothing more than the explorer's point.
+    """
+
+    spans_processes = False
+    spans_hosts = False
 
     def __init__(self, inner: ExplorerBackend, latency: float) -> None:
         self.inner = inner
         self.latency = latency
         self.operations = 0
         self.url = inner.url
-        self.spans_processes = False
-        self.spans_hosts = False
-        self.sync = inner.memory
 
     async def _cost(self) -> None:
         self.operations += 1
@@ -107,31 +112,27 @@ class _Timed:
         await self._cost()
         return await self.inner.get(key)
 
+    async def read_live(self, key: str) -> Any:
+        await self._cost()
+        return await self.inner.read_live(key)
+
     async def scan(self, prefix: str, limit: int | None = None) -> Any:
         await self._cost()
         return await self.inner.scan(prefix, limit)
 
-    async def history(
+    def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        for event in await self.inner.history(since, key, limit):
-            yield event
+        return self.inner.history(since, key, limit)
 
-    async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
-        for event in await self.inner.changes(key):
-            yield event
+    def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        return self.inner.changes(key)
 
     async def revision(self) -> int:
         return await self.inner.revision()
 
     async def now(self) -> float:
         return await self.inner.now()
-
-    async def read_live(self, key: str) -> Any:
-        rec = await self.get(key)
-        if rec is None or rec.deleted:
-            return None
-        return rec.kind, rec.data, rec.version, rec.revision, rec.author, rec.lamport, rec.clock
 
     async def txn(self, compares: Any, success: Any, failure: Any = ()) -> Any:
         await self._cost()
@@ -140,9 +141,11 @@ class _Timed:
     async def put_if_version(
         self, put: Any, expect: int, guards: Sequence[Any] = (), failure: Sequence[Any] = ()
     ) -> Any:
-        return await self.txn(put_if_compares(put.key, expect, guards), [put], failure)
+        await self._cost()
+        return await self.inner.put_if_version(put, expect, guards, failure)
 
     async def purge_expired(self, prefix: str, before: float) -> int:
+        await self._cost()
         return await self.inner.purge_expired(prefix, before)
 
     async def wait(self, keys: Any, prefixes: Any, since: int, timeout: float | None) -> int:
@@ -153,9 +156,31 @@ class _Timed:
 
 
 def _open_store(backend: Any, rng: random.Random) -> Any:
+    # As the explorer's World opens its store: no sync twin, the virtual
+    # clock's sleep, seeded jitter (so a seed replays the same run).
     from .._store_async import AsyncStore
 
-    return AsyncStore(backend)
+    return AsyncStore(backend, sleep=sleep, random=rng.random)
+
+
+async def _acquire(s: Any, key: str, ttl: float, wait: float) -> Any:
+    """``s.acquire(key, ttl=, wait=)``: the lease's own acquire loop.
+
+    ``acquire()`` runs that loop in an asyncio task of its own (so that a
+    cancelled caller leaves the line cleanly), and a task runs outside the
+    explorer's scheduler, which cannot schedule it; the simulator never
+    cancels, so it runs the loop (``_Acquirer.run``, the whole of acquire but
+    the task) in the agent itself; and releases with ``_release`` (what
+    ``release`` shields in a task). Use the public calls once the lease
+    runs inline under the explorer.
+    """
+    from .._core import lease as core
+    from ..strategies import _lease_async as lease_io
+
+    acquirer = lease_io._Acquirer(
+        s, key, core.check_ttl(ttl), core.check_wait(wait), core.check_mode("exclusive"), None
+    )
+    return await acquirer.run()
 
 
 async def _read(s: Any, key: str) -> tuple[Any, int]:
@@ -239,7 +264,9 @@ class _Run:
                 c.retries += 1
                 c.wasted += c.think
                 if attempt < RETRIES:
-                    await sleep(backoff_delay(attempt, BACKOFF, MAX_BACKOFF), "backoff")
+                    # update()'s own backoff: the same delays, the store's jitter.
+                    delay = backoff_delay(attempt, BACKOFF, MAX_BACKOFF, self.store.random)
+                    await self.store.sleep(delay)
         raise RetriesExhausted(f"{c.key}: gave up after {RETRIES + 1} attempts", key=c.key)
 
     async def lease(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
@@ -247,7 +274,7 @@ class _Run:
         # its thought is never thrown away, unless it outlives the lease.
         for _ in range(RETRIES + 1):
             try:
-                lease = await s.acquire(c.key, ttl=self.ttl, wait=self.patience)
+                lease = await _acquire(s, c.key, self.ttl, self.patience)
             except LeaseTimeout:
                 c.retries += 1
                 continue
@@ -260,7 +287,8 @@ class _Run:
                 c.wasted += c.think
                 continue
             with contextlib.suppress(LeaseLost):
-                await lease.release()
+                # release() without its asyncio.shield (a task), as _acquire.
+                await lease._release()
             return
         raise RetriesExhausted(f"{c.key}: no lease after {RETRIES + 1} attempts", key=c.key)
 
