@@ -103,6 +103,7 @@ def summarize(workload: Workload, strategy: str, runs: Sequence[RunStats]) -> Su
             wasted += thrown
             model += thrown + (c.think if c.landed is not None and not c.lost else 0.0)
         model += run.writer_time + run.synthesis_time
+        conflicts += run.conflicts
         landed += good
         ops += run.operations
         goodputs.append(good / run.duration if run.duration > 0 else 0.0)
@@ -140,31 +141,47 @@ class Choice:
         return asdict(self)
 
 
+SIMPLEST = ("optimistic", "lease", "queue", "branch", "blind")
+"""The order of simplicity: among strategies that tie on every figure, the first."""
+
+
 def choose(workload: Workload, summaries: Sequence[Summary]) -> Choice:
-    """The cheapest strategy per landed change that loses nothing; a cost
-    within 5 % of the cheapest is a tie, won by the higher goodput."""
+    """The strategy to use: the cheapest per landed change among those that
+    lose nothing. A cost within 5 % of the cheapest is a tie, won by the
+    higher goodput; a goodput within 5 % of the best is a tie, won by the
+    lower median latency (within 5 %), then by the simpler strategy."""
     if not summaries:
         return Choice("none", "no strategy was simulated")
     safe = [s for s in summaries if s.safe] or list(summaries)
     cheapest = min(s.cost for s in safe)
     tied = [s for s in safe if s.cost <= cheapest * (1 + TIE)]
-    best = max(tied, key=lambda s: (s.goodput, -s.p99))
+    fastest = max(s.goodput for s in tied)
+    tied = [s for s in tied if s.goodput >= fastest * (1 - TIE)]
+    quickest = min(s.p50 for s in tied)
+    tied = [s for s in tied if s.p50 <= quickest * (1 + TIE)]
+    order = {name: i for i, name in enumerate(SIMPLEST)}
+    best = min(tied, key=lambda s: order.get(s.strategy, len(order)))
     money = workload.currency
     parts = [
-        f"{best.cost:.4g} {money} per change, {best.goodput:.3g} changes/s, p99 {best.p99:.3g} s"
+        f"{best.cost:.3g} {money} per change, {best.goodput:.3g} changes/s, "
+        f"p50 {best.p50:.3g} s, p99 {best.p99:.3g} s"
     ]
     others = sorted((s for s in summaries if s is not best), key=lambda s: s.cost)
     for other in others[:2]:
-        if other.lost:
+        if other.failed:
+            parts.append(f"{other.strategy} failed ({other.error})")
+        elif other.lost:
             parts.append(f"{other.strategy} loses {other.lost:.3g} changes per run")
         elif other.gave_up:
             parts.append(f"{other.strategy} gives up {other.gave_up:.3g} changes per run")
         elif other.cost > best.cost * (1 + TIE):
             parts.append(f"{other.strategy} costs {_more(other.cost, best.cost)} more")
-        elif other.goodput < best.goodput:
+        elif other.goodput < best.goodput * (1 - TIE):
             parts.append(f"{other.strategy} has {_less(other.goodput, best.goodput)} less goodput")
+        elif other.p50 > best.p50 * (1 + TIE):
+            parts.append(f"{other.strategy} takes {other.p50:.3g} s at p50")
         else:
-            parts.append(f"{other.strategy} waits {other.p99:.3g} s at p99")
+            parts.append(f"{other.strategy} ties, and is not simpler")
     return Choice(best.strategy, "; ".join(parts))
 
 

@@ -77,6 +77,7 @@ class RunStats:
     duration: float
     changes: list[Change] = field(default_factory=list)
     lost: int = 0
+    conflicts: int = 0
     writer_time: float = 0.0
     synthesis_time: float = 0.0
     steps: int = 0
@@ -192,6 +193,10 @@ async def _read(s: Any, key: str) -> tuple[Any, int]:
     return doc.value, doc.version
 
 
+def _hot(value: Any) -> Any:
+    return value.get(HOT) if isinstance(value, dict) else None
+
+
 def _change(value: Any, change_id: str, conflicting: bool) -> dict[str, Any]:
     """The value after one change: its own entry, and the hot part if it truly conflicts."""
     new = dict(value) if isinstance(value, dict) else {}
@@ -212,6 +217,9 @@ class _Run:
         self.changes: list[Change] = []
         self.stats = RunStats(strategy, seed, 0.0)
         self.store: Any = None
+        self.forks: dict[int, dict[str, Any]] = {}
+        self.branches: dict[str, list[Any]] = {}
+        self.pending: dict[str, list[Change]] = {}
         self.started = 0.0
         self.backend: _Timed | None = None
         # Each agent's own draws (its keys, think times, which changes
@@ -254,19 +262,30 @@ class _Run:
             # ``update()`` itself: its reads, its version check, its backoff.
             await s.update(c.key, lambda v: _change(v, cid, conflicting))
             return
+        # Read, think, write with the version read. On a conflict, back off as
+        # update() does and read again; the thought is thrown away only if
+        # the change truly conflicts with what landed meanwhile (both touched
+        # the same part): else the agent re-applies it to the new value.
+        value, version = await _read(s, c.key)
+        await self.think(c.think)
         for attempt in range(RETRIES + 1):
-            value, version = await _read(s, c.key)
-            await self.think(c.think)
             try:
                 await s.write(c.key, _change(value, cid, conflicting), expect=version)
                 return
             except Conflict:
                 c.retries += 1
-                c.wasted += c.think
-                if attempt < RETRIES:
-                    # update()'s own backoff: the same delays, the store's jitter.
-                    delay = backoff_delay(attempt, BACKOFF, MAX_BACKOFF, self.store.random)
-                    await self.store.sleep(delay)
+                if attempt == RETRIES:
+                    break
+                # update()'s own backoff: the same delays, the store's jitter.
+                delay = backoff_delay(attempt, BACKOFF, MAX_BACKOFF, self.store.random)
+                await self.store.sleep(delay)
+                fresh, version = await _read(s, c.key)
+                stale = conflicting and _hot(fresh) != _hot(value)
+                value = fresh
+                if stale:
+                    c.wasted += c.think
+                    await self.think(c.think)
+        c.wasted += c.think
         raise RetriesExhausted(f"{c.key}: gave up after {RETRIES + 1} attempts", key=c.key)
 
     async def lease(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
@@ -324,31 +343,39 @@ class _Run:
                 break
 
     async def branch(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
-        # Fork, think alone, write the branch, merge it at once. A merge that
-        # lost the race to another commit is computed again (no thought lost);
-        # a true conflict is resolved by a synthesis (a model call).
-        b = await s.fork(c.key)
+        # Each agent works on its own branch of each key it touches: no
+        # coordination at all until the synthesis merges them (main, below).
+        mine = self.forks.setdefault(c.agent, {})
+        b = mine.get(c.key)
+        if b is None:
+            b = mine[c.key] = await s.fork(c.key)
+            self.branches.setdefault(c.key, []).append(b)
         await self.think(c.think)
         await b.write(_change(await b.read(), cid, conflicting))
-        synthesised = False
-        for _ in range(4 * (RETRIES + 1)):
-            merge = await self.store.merge(c.key, [b], agent=s.agent)
-            if merge.conflicts and not synthesised:
-                c.conflicts += len(merge.conflicts)
-                await sleep(self.w.synthesis_time, "synthesis")
-                self.stats.synthesis_time += self.w.synthesis_time
-                synthesised = True
-            if merge.conflicts:
-                # The synthesis: this change's side wins where they clash.
+        self.pending.setdefault(c.key, []).append(c)
+
+    async def synthesise(self) -> None:
+        """Merge every key's branches; each conflict costs a synthesis (a model call)."""
+        for key in sorted(self.branches):
+            branches = self.branches[key]
+            merge = await self.store.merge(key, branches, agent="synthesis")
+            left = sum(len(conflict.sides) - 1 for conflict in merge.conflicts)
+            if left:
+                self.stats.conflicts += left
+                spent = left * self.w.synthesis_time
+                await sleep(spent, "synthesis")
+                self.stats.synthesis_time += spent
+                # The synthesis settles each clash (here: the first side's content).
                 merge = await self.store.merge(
-                    c.key, [b], resolve=lambda conflict: cid, agent=s.agent
+                    key,
+                    branches,
+                    resolve=lambda conflict: next(iter(conflict.sides.values())),
+                    agent="synthesis",
                 )
-            try:
-                await merge.commit()
-                return
-            except Conflict:
-                c.retries += 1
-        raise RetriesExhausted(f"{c.key}: merge lost every race", key=c.key)
+            await merge.commit()
+            now = self.now()
+            for c in self.pending.get(key, []):
+                c.landed = now
 
     async def agent(self, index: int) -> None:
         s = self.store.session(f"agent-{index}")
@@ -360,7 +387,8 @@ class _Run:
                 await run(s, c, f"c{index}.{op}", conflicting)
             except RetriesExhausted:
                 continue
-            c.landed = self.now()
+            if self.strategy != "branch":
+                c.landed = self.now()
 
     async def main(self) -> None:
         agent = current_agent()
@@ -384,6 +412,8 @@ class _Run:
         for i in range(self.w.agents):
             sched.spawn(f"agent-{i}", self.agent(i))
         await join()
+        if self.strategy == "branch":
+            await self.synthesise()
 
     def count_lost(self) -> int:
         """Landed changes whose entry is missing from the final values."""
