@@ -174,6 +174,8 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         # The shape of the work, and one run of it.
         ("workload", ("accord.simulator._workload",)),
         ("run", ("accord.simulator._run",)),
+        # The same agents as real processes on a real store, to check it.
+        ("reality", ("accord.simulator._real",)),
         # Sums over seeds and the choice; many runs, on every core.
         ("metrics", ("accord.simulator._metrics",)),
         ("api", ("accord.simulator._api",)),

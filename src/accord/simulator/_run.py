@@ -193,6 +193,11 @@ async def _read(s: Any, key: str) -> tuple[Any, int]:
     return doc.value, doc.version
 
 
+def _cid(c: Change) -> str:
+    """The entry a change adds to its key's value."""
+    return f"c{c.agent}.{c.op}"
+
+
 def _hot(value: Any) -> Any:
     return value.get(HOT) if isinstance(value, dict) else None
 
@@ -222,14 +227,14 @@ class _Run:
         self.pending: dict[str, list[Change]] = {}
         self.started = 0.0
         self.backend: _Timed | None = None
-        # Each agent's own draws (its keys, think times, which changes
-        # conflict), made up front: they do not depend on the schedule, so
-        # every strategy sees the same work for the same seed.
         # Bounds generous enough never to be the story: a lease outlives any
         # plausible think time; waits outlast the whole run.
         total = workload.think.mean * workload.operations * (workload.agents + 1)
         self.ttl = max(60.0, 20 * workload.think.mean)
         self.patience = max(600.0, 20 * total)
+        # Each agent's own draws (its keys, think times, which changes
+        # conflict), made up front: they do not depend on the schedule, so
+        # every strategy sees the same work for the same seed.
         self.plans: list[list[tuple[str, float, bool]]] = []
         for _ in range(workload.agents):
             plan = []
@@ -242,9 +247,14 @@ class _Run:
 
     async def think(self, seconds: float) -> None:
         if seconds > 0:
-            await sleep(seconds, "think")
+            await self.sleep(seconds, "think")
+
+    async def sleep(self, seconds: float, label: str) -> None:
+        """Sleep in the run's time: virtual here, real in a validation run."""
+        await sleep(seconds, label)
 
     def now(self) -> float:
+        """The run's time, in seconds."""
         agent = current_agent()
         assert agent is not None
         return agent.scheduler.now
@@ -333,7 +343,7 @@ class _Run:
             return
         decided = 0
         async for request in s.requests(key, timeout=self.patience, ttl=self.ttl):
-            await sleep(self.w.apply, "apply")
+            await self.sleep(self.w.apply, "apply")
             self.stats.writer_time += self.w.apply
             await s.accept(
                 request, apply(request.base.value if request.base else None, request.change)
@@ -363,7 +373,7 @@ class _Run:
             if left:
                 self.stats.conflicts += left
                 spent = left * self.w.synthesis_time
-                await sleep(spent, "synthesis")
+                await self.sleep(spent, "synthesis")
                 self.stats.synthesis_time += spent
                 # The synthesis settles each clash (here: the first side's content).
                 merge = await self.store.merge(
@@ -384,7 +394,7 @@ class _Run:
             c = Change(index, op, key, self.now(), think)
             self.changes.append(c)
             try:
-                await run(s, c, f"c{index}.{op}", conflicting)
+                await run(s, c, _cid(c), conflicting)
             except RetriesExhausted:
                 continue
             if self.strategy != "branch":
@@ -396,10 +406,7 @@ class _Run:
         sched = agent.scheduler
         self.backend = _Timed(ExplorerBackend(sched), self.w.op_latency)
         self.store = _open_store(self.backend, self.rng)
-        counts: dict[str, int] = {}
-        for plan in self.plans:
-            for key, _, _ in plan:
-                counts[key] = counts.get(key, 0) + 1
+        counts = self.counts()
         # Every key the agents touch exists before they start (a branch forks
         # an existing key); the clock of the run starts after.
         setup = self.store.session("setup")
@@ -415,20 +422,20 @@ class _Run:
         if self.strategy == "branch":
             await self.synthesise()
 
-    def count_lost(self) -> int:
-        """Landed changes whose entry is missing from the final values."""
-        assert self.backend is not None
-        memory = self.backend.inner.memory
-        present: dict[str, set[str]] = {}
+    def counts(self) -> dict[str, int]:
+        """How many changes each key gets (a queue writer decides that many)."""
+        counts: dict[str, int] = {}
+        for plan in self.plans:
+            for key, _, _ in plan:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def count_lost(self, values: dict[str, Any]) -> int:
+        """Landed changes whose entry is missing from the final ``values`` by key."""
         lost = 0
         for c in self.changes:
-            if c.landed is None:
-                continue
-            if c.key not in present:
-                rec = memory.get(c.key)
-                value = _decode(rec)
-                present[c.key] = set(value) if isinstance(value, dict) else set()
-            if f"c{c.agent}.{c.op}" not in present[c.key]:
+            value = values.get(c.key)
+            if c.landed is not None and not (isinstance(value, dict) and _cid(c) in value):
                 c.lost = True
                 lost += 1
         return lost
@@ -459,5 +466,6 @@ def run_once(workload: Workload, strategy: str, seed: int) -> RunStats:
         stats.error = f"{type(result.error).__name__}: {result.error}"
     if run.backend is not None:
         stats.operations = run.backend.operations
-        stats.lost = run.count_lost()
+        memory = run.backend.inner.memory
+        stats.lost = run.count_lost({key: _decode(memory.get(key)) for key in run.counts()})
     return stats
