@@ -182,7 +182,12 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         # What is made of the results: shapes from plans, tables, plots.
         (
             "outputs",
-            ("accord.simulator._plan", "accord.simulator._render", "accord.simulator._plot"),
+            (
+                "accord.simulator._plan",
+                "accord.simulator._render",
+                "accord.simulator._plot",
+                "accord.simulator._validate",
+            ),
         ),
         ("package", ("accord.simulator",)),
     ),
