@@ -4,12 +4,12 @@
 :class:`~accord.backends.memory.MemoryBackend`, inline on the event loop (a
 dict never blocks), and names no ``.sync``: an ``AsyncStore`` over it runs
 every primitive without a worker thread, as it does over the explorer's
-backend. ``wait`` is not offered (nothing native waits yet: the strategies
-that do still need a twin).
+backend. ``wait`` looks again every millisecond (the queue waits natively).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -83,7 +83,19 @@ class InlineMemoryBackend:
     async def wait(
         self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float | None
     ) -> int:
-        raise NotImplementedError("InlineMemoryBackend does not wait")
+        # The memory backend's own wait blocks on a condition; here the loop
+        # looks again every millisecond instead, until a change or the timeout.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or 0.0)
+        memory = self.memory
+        while True:
+            with memory._cond:
+                if memory._changed(keys, prefixes, since):
+                    return memory.revision()
+            left = deadline - loop.time()
+            if left <= 0:
+                return memory.revision()
+            await asyncio.sleep(min(left, 0.001))
 
     async def close(self) -> None:
         self.memory.close()

@@ -11,6 +11,7 @@ bench/bench_explore.py. No real time anywhere: ``think`` is virtual.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import accord
@@ -78,6 +79,116 @@ async def updated(world: World) -> None:
 
     await _two(world, agent)
     assert await _final(setup) == 2
+
+
+async def leased(world: World) -> None:
+    """Under a lease: read, think, write with the lease (fenced), release."""
+    setup = await _setup(world, **{DOC: 0})
+
+    async def agent(s: AsyncSession) -> None:
+        async with s.lease(DOC, ttl=30, wait=120) as lease:
+            doc = await s.read(DOC)
+            await accord.think()
+            await s.write(DOC, doc.value + 1, lease=lease)
+
+    await _two(world, agent)
+    assert await _final(setup) == 2
+
+
+async def queued(world: World) -> None:
+    """Through the queue: each agent submits its change; one writer applies them."""
+    setup = await _setup(world, **{DOC: 0})
+
+    async def submitter(s: AsyncSession) -> None:
+        await accord.think()
+        request = await s.submit(DOC, 1)
+        decided = await request.wait(timeout=120)
+        assert decided.accepted, decided
+
+    async def writer(s: AsyncSession) -> None:
+        assert await s.serve(DOC, lambda value, change: value + change, limit=2) == 2
+
+    await world.run({"agent-a": submitter, "agent-b": submitter, "writer": writer})
+    assert await _final(setup) == 2
+
+
+async def branched(world: World) -> None:
+    """On branches: each agent edits its own part of a JSON document on a
+    branch; the merge keeps both (JSON merges by path)."""
+    store = world.store
+    setup = await _setup(world, **{DOC: {"agent-a": None, "agent-b": None}})
+    forks: dict[str, Any] = {}
+
+    async def agent(s: AsyncSession) -> None:
+        branch = await s.fork(DOC)
+        forks[s.agent] = branch
+        draft = dict(await branch.read())
+        await accord.think()
+        draft[s.agent] = f"section by {s.agent}"
+        await branch.write(draft)
+
+    await _two(world, agent)
+    merged = await store.merge(DOC, [forks["agent-a"], forks["agent-b"]], agent="setup")
+    await merged.commit()
+    assert await _final(setup) == {
+        "agent-a": "section by agent-a",
+        "agent-b": "section by agent-b",
+    }
+
+
+async def blind_sections(world: World) -> None:
+    """The branches' workflow without branches: each agent reads the
+    document, thinks, writes it back with its section, blind."""
+    setup = await _setup(world, **{DOC: {"agent-a": None, "agent-b": None}})
+
+    async def agent(s: AsyncSession) -> None:
+        doc = await s.read(DOC)
+        draft = dict(doc.value)
+        await accord.think()
+        draft[s.agent] = f"section by {s.agent}"
+        await s.write(DOC, draft, force=True)
+
+    await _two(world, agent)
+    final = await _final(setup)
+    assert None not in final.values(), f"a section was lost: {final}"
+
+
+# --- leases done wrong -----------------------------------------------------------------------
+
+
+async def fenced_bug(world: World) -> None:
+    """The holder pauses past its TTL (a 31 s model call on a 30 s lease),
+    then writes without the lease (blind): the planted fenced-write bug."""
+    setup = await _setup(world, **{DOC: 0})
+
+    async def agent(s: AsyncSession) -> None:
+        lease = await s.acquire(DOC, ttl=30, wait=120)
+        doc = await s.read(DOC)
+        await accord.think(31)
+        await s.write(DOC, doc.value + 1, force=True)  # the bug: no lease=, no expect=
+        with contextlib.suppress(accord.LeaseLost):
+            await lease.release()
+
+    await _two(world, agent)
+    assert await _final(setup) == 2
+
+
+async def opposite_order(world: World) -> None:
+    """Two agents take two leases in opposite order (without lease_all)."""
+    await _setup(world, x=0, y=0)
+
+    def agent(first: str, second: str) -> Any:
+        async def run(s: AsyncSession) -> None:
+            async with s.lease(first, ttl=300, wait=120) as one:
+                await accord.think()
+                async with s.lease(second, ttl=300, wait=120) as two:
+                    for key, lease in ((first, one), (second, two)):
+                        doc = await s.read(key)
+                        await s.write(key, doc.value + 1, lease=lease)
+
+        return run
+
+    await world.run({"agent-a": agent("x", "y"), "agent-b": agent("y", "x")})
 
 
 # --- write skew ----------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,8 @@ import accord
 from accord.explorer import World, explore
 
 from . import explore_store_flows as flows
+
+pytest_plugins = ["pytester"]
 
 
 def test_world_store_is_an_async_store_over_the_schedule_s_backend() -> None:
@@ -76,11 +81,49 @@ def test_the_lost_update_is_found_within_100_schedules(seed: int) -> None:
     assert "lost-update on docs/plan.md" in report and "Replay token: x1." in report
 
 
-@pytest.mark.parametrize("workflow", [flows.expect_retry, flows.updated])
-def test_version_checks_pass_10000_schedules(workflow: Any) -> None:
+@pytest.mark.slow  # about 10 s each on a loaded machine; CI runs it (no -m filter)
+@pytest.mark.parametrize(
+    "workflow",
+    [flows.expect_retry, flows.updated, flows.leased, flows.queued, flows.branched],
+    ids=["expect-retry", "update", "lease", "queue", "branches"],
+)
+def test_each_strategy_passes_10000_schedules(workflow: Any) -> None:
     result = explore(workflow, schedules=10_000, seed=7)
     assert result.ok, result.report()
     assert result.schedules == 10_000
+
+
+def test_the_branches_workflow_without_branches_loses_a_section() -> None:
+    result = explore(flows.blind_sections, schedules=100, seed=2)
+    assert result.failure is not None and "a section was lost" in result.failure.message
+
+
+def test_a_holder_paused_past_its_ttl_writing_without_its_lease_is_found() -> None:
+    for seed in range(5):
+        result = explore(flows.fenced_bug, schedules=200, seed=seed)
+        failure = result.failure
+        assert failure is not None, f"seed {seed}"
+        # Either the store refused the late blind write (another agent's
+        # lease was live: LeaseHeld) or it went through and lost an update.
+        assert failure.headline in ("LeaseHeld in agent-a", "LeaseHeld in agent-b") or (
+            failure.kind == "anomaly"
+        ), failure.message
+        assert failure.trace[-1].time >= 31 or any(e.time >= 31 for e in failure.trace)
+
+
+def test_two_leases_in_opposite_order_are_reported_as_a_deadlock_with_the_cycle() -> None:
+    result = explore(flows.opposite_order, schedules=300, seed=1)
+    failure = result.failure
+    assert failure is not None and failure.kind == "deadlock", result.report()
+    assert failure.deadlock is not None and failure.deadlock.cycle is not None
+    cycle = failure.deadlock.cycle
+    assert set(cycle) == {"agent-a", "agent-b"} and cycle[0] == cycle[-1]
+    assert {(w.agent, w.waits_for) for w in failure.deadlock.waits} == {
+        ("agent-a", "y"),
+        ("agent-b", "x"),
+    }
+    assert "Deadlock on leases: " in failure.message and "lease_all" in failure.message
+    assert failure.to_dict()["deadlock"]["cycle"] == list(cycle)
 
 
 def test_version_checks_pass_every_schedule_of_the_exhaustive_strategy() -> None:
@@ -140,3 +183,110 @@ def test_50_failing_schedules_replay_to_the_same_history_3_times() -> None:
             assert _normalised(again.failure.history) == _normalised(first)
             checked += 1
     assert checked == 150
+
+
+# --- the command line and the pytest plugin, on store workflows --------------------------
+
+FLOWS = str(Path(__file__).with_name("explore_store_flows.py"))
+
+
+def accord_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "accord", "explore", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_finds_the_lost_update_draws_it_and_replays_it(tmp_path: Path) -> None:
+    drawn = tmp_path / "race.html"
+    found = accord_cli(
+        f"{FLOWS}:blind",
+        "--seed",
+        "3",
+        "--schedules",
+        "100",
+        "--timeline",
+        str(drawn),
+        cwd=tmp_path,
+    )
+    assert found.returncode == 5, found.stdout + found.stderr
+    assert "lost-update on docs/plan.md" in found.stdout
+    assert drawn.exists() and "docs/plan.md" in drawn.read_text()
+    token = found.stdout.rsplit("Replay token: ", 1)[1].split()[0]
+    again = accord_cli(f"{FLOWS}:blind", "--replay", token, "--json", cwd=tmp_path)
+    assert again.returncode == 5
+    data = json.loads(again.stdout)
+    assert data["failure"]["token"] == token and data["failure"]["kind"] == "anomaly"
+    assert data["failure"]["history"][-1]["key"] == "docs/plan.md"
+
+
+def test_cli_json_says_a_guarded_workflow_passed(tmp_path: Path) -> None:
+    done = accord_cli(
+        f"{FLOWS}:updated", "--schedules", "300", "--seed", "5", "--json", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["ok"] is True and data["schedules"] == 300
+
+
+PLUGIN_STORE_TESTS = """
+import accord
+
+
+@accord.explores(schedules=100, seed=3)
+async def test_blind(world):
+    setup = world.store.session("setup")
+    await setup.write("doc", 0)
+
+    async def agent(s):
+        doc = await s.read("doc")
+        await accord.think()
+        await s.write("doc", doc.value + 1, force=True)
+
+    await world.run({"a": agent, "b": agent})
+
+
+@accord.explores(schedules=200, seed=3)
+async def test_update(world):
+    setup = world.store.session("setup")
+    await setup.write("doc", 0)
+
+    async def agent(s):
+        await accord.think()
+        await s.update("doc", lambda n: n + 1)
+
+    await world.run({"a": agent, "b": agent})
+    assert (await setup.read("doc")).value == 2
+"""
+
+
+def test_the_plugin_runs_store_workflows_and_replays_their_tokens(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_store_flows=PLUGIN_STORE_TESTS)
+    first = pytester.runpytest()
+    first.assert_outcomes(passed=1, failed=1)
+    out = first.stdout.str()
+    assert "lost-update on doc" in out
+    assert "pytest test_store_flows.py::test_blind --accord-replay x1." in out
+    token = out.rsplit("Replay token: ", 1)[1].split()[0]
+    again = pytester.runpytest("--accord-replay", token, "-k", "test_blind")
+    again.assert_outcomes(failed=1, deselected=1)
+    assert "schedule 1 of 1 failed (replay)" in again.stdout.str()
+    fewer = pytester.runpytest("--accord-schedules", "7", "-k", "test_update")
+    fewer.assert_outcomes(passed=1, deselected=1)
+
+
+@pytest.mark.slow  # 10,000 schedules, as the page says
+def test_the_docs_picture_runs_as_written() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "explore.md").read_text()
+    section = text.split("## With accord's store", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/explore.md", "exec"), namespace)
+    namespace["test_blind_writes_lose_an_update"]()
+    namespace["test_update_does_not"]()

@@ -46,6 +46,10 @@ FILES: list[tuple[str, str]] = [
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
     ("strategies/_lease_async.py", "strategies/lease.py"),
+    ("_core/_faces_async.py", "_core/faces.py"),
+    ("strategies/_writer_role_async.py", "strategies/writer_role.py"),
+    ("strategies/_queue_async.py", "strategies/queue.py"),
+    ("strategies/_branch_async.py", "strategies/branch.py"),
 ]
 """(async source, generated sync module), relative to src/accord."""
 
@@ -72,6 +76,12 @@ NAMES: dict[str, str] = {
     "AsyncLeaseSet": "LeaseSet",
     "AsyncMerge": "Merge",
     "AsyncRequest": "Request",
+    "AsyncSessionLike": "SessionLike",
+    "AsyncStoreLike": "StoreLike",
+    "_faces_async": "faces",
+    "_queue_async": "queue",
+    "_writer_role_async": "writer_role",
+    "_branch_async": "branch",
 }
 """Names the sync face spells differently (``asyncio.sleep`` becomes ``time.sleep``)."""
 
@@ -79,6 +89,17 @@ HEADER = (
     "# WARNING: generated from src/accord/{source} by tools/async_to_sync.py; do not edit.\n"
     "# Edit the async source and run: .venv/bin/python tools/async_to_sync.py\n"
 )
+
+
+def _header(source: str) -> str:
+    """:data:`HEADER` for ``source``, its first line split when it is too long."""
+    header = HEADER.format(source=source)
+    first, _, rest = header.partition("\n")
+    if len(first) > 100:
+        where, _, tail = first.partition(" by ")
+        header = f"{where}\n# by {tail}\n{rest}"
+    return header
+
 
 _IN_TEXT = [name for name in NAMES if name.startswith(("Async", "_")) and name != "asyncio"]
 _WORDS = re.compile(
@@ -119,17 +140,6 @@ def convert(text: str, source: str) -> str:
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[end:]
     return _tidy(_header(source) + "".join(lines), source)
-
-
-def _header(source: str) -> str:
-    """:data:`HEADER` for ``source``, its first line broken in two when a long
-    path would take it past the line length."""
-    header = HEADER.format(source=source)
-    first, _, rest = header.partition("\n")
-    if len(first) <= 100:
-        return header
-    path, _, tail = first.partition(" by ")
-    return f"{path}\n# by {tail}\n{rest}"
 
 
 def _tidy(text: str, source: str) -> str:

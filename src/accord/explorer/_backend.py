@@ -58,6 +58,9 @@ class ExplorerBackend:
 
     spans_processes: ClassVar[bool] = False
     spans_hosts: ClassVar[bool] = False
+    runs_inline: ClassVar[bool] = True
+    """The scheduler drives every coroutine itself: code over this backend
+    starts no asyncio task (a lease's acquire and release run in the caller)."""
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.url = "memory://"

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import AccordError, UsageError
+from ..errors import AccordError, Deadlock, UsageError
 from ._backend import ExplorerBackend
 from ._report import timeline_text
 from ._runtime import (
@@ -32,6 +32,7 @@ from ._runtime import (
     Scheduler,
     Strategy,
     TraceEntry,
+    WaitInfo,
     join,
     sleep,
 )
@@ -182,6 +183,7 @@ class _Outcome:
     message: str
     history: list[dict[str, Any]] | None = None
     check: Any = None
+    deadlock: DeadlockInfo | None = None
 
 
 @dataclass
@@ -444,6 +446,27 @@ def _make_strategy(o: _Options, strategy: str | Strategy) -> Strategy:
     raise UsageError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
 
 
+def _lease_deadlock(
+    index: int, run: RunResult, exc: Deadlock, history: list[dict[str, Any]] | None
+) -> _Outcome:
+    """A lease wait that would have closed a cycle (accord's own detection
+    refused it with :class:`accord.Deadlock`): reported as a deadlock, with
+    the cycle, as the scheduler reports agents stuck for ever."""
+    edges = list(getattr(exc, "edges", None) or ())
+    waits = tuple(
+        WaitInfo(str(e["agent"]), str(e["key"]), (str(e["key"]),), (str(e["blocked_by"]),))
+        for e in edges
+    )
+    ring = [str(a) for a in getattr(exc, "cycle", None) or ()]
+    info = DeadlockInfo(waits, (*ring, ring[0]) if ring else None)
+    who = f"agent {run.failed_agent!r}" if run.failed_agent != "main" else "the workflow"
+    msg = (
+        f"Deadlock on leases: {' -> '.join(info.cycle) if info.cycle else 'a cycle'}. "
+        f"The store refused the wait of {who} that closed the cycle: {str(exc).strip()}"
+    )
+    return _Outcome(index, run, "deadlock", ("deadlock",), msg, history, deadlock=info)
+
+
 def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outcome:
     # The store history goes with every finding (the timeline draws it); the
     # checker reads it only when the schedule ran to its end.
@@ -451,6 +474,8 @@ def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outc
     if run.outcome == "failed":
         exc = run.error
         assert exc is not None
+        if isinstance(exc, Deadlock):
+            return _lease_deadlock(index, run, exc, history)
         cls = type(exc)
         sig = ("exception", f"{cls.__module__}.{cls.__qualname__}")
         text = str(exc).strip()
@@ -583,7 +608,7 @@ async def _failure(
         agent=run.failed_agent,
         error=run.error,
         traceback=run.traceback,
-        deadlock=run.deadlock,
+        deadlock=best.deadlock or run.deadlock,
         history=best.history,
         check=best.check,
         reproducible=reproducible,

@@ -366,7 +366,7 @@ class AsyncLease(_ReleasedOnExit):
         the release runs to its end even if the caller is cancelled.
         """
         if True:  # ASYNC
-            await asyncio.shield(self._release())
+            await _shielded(self.session.store.backend, self._release())
         else:
             self._release()
 
@@ -483,6 +483,12 @@ class AsyncLease(_ReleasedOnExit):
         :class:`LeaseLost`.
         """
         if True:  # ASYNC
+            if _inline(self.session.store.backend):
+                raise UsageError(
+                    "keepalive=True renews from an asyncio task, which the interleaving "
+                    "explorer cannot schedule: inside an exploration, renew the lease "
+                    f"yourself ({call('lease.renew')}) or give it a TTL that covers the work."
+                )
             if self._keeper is None:
                 self._keeper = asyncio.create_task(
                     self._keepalive_loop(), name=f"accord-keepalive-{self.key}"
@@ -584,6 +590,20 @@ async def acquire(
 
 if True:  # ASYNC
 
+    def _inline(backend: Any) -> bool:
+        """True when the backend's caller drives every coroutine itself, one
+        step at a time (the explorer's, ``runs_inline``): an asyncio task
+        started there would run outside its schedule, so none is."""
+        return bool(getattr(backend, "runs_inline", False))
+
+    async def _shielded(backend: Any, work: Any) -> None:
+        """``await asyncio.shield(work)``; ``work`` itself on an inline backend
+        (nothing there is cancelled by asyncio)."""
+        if _inline(backend):
+            await work
+        else:
+            await asyncio.shield(work)
+
     async def _cancellable(acquirer: _Acquirer) -> AsyncLease:
         """Run ``acquirer`` in a task of its own; if the caller is cancelled,
         leave the line and hold nothing before the cancellation goes on.
@@ -594,6 +614,8 @@ if True:  # ASYNC
         line until it lapses. A busy task stops at its next turn instead
         (``stopped``), and a grant that won the race is released.
         """
+        if _inline(acquirer.backend):
+            return await acquirer.run()
         inner = asyncio.ensure_future(acquirer.run())
         try:
             return await asyncio.shield(inner)
@@ -660,7 +682,7 @@ class _Acquirer:
                 # free our place and wake whoever can go now.
                 if True:  # ASYNC
                     # Shielded: a second cancellation must not cut it short.
-                    await asyncio.shield(self._abandon(None))
+                    await _shielded(self.backend, self._abandon(None))
                 else:
                     self._abandon(None)
 
