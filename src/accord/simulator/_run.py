@@ -97,6 +97,9 @@ class _Timed:
 
     spans_processes = False
     spans_hosts = False
+    runs_inline = True
+    """As the explorer's backend: the scheduler drives every coroutine, so the
+    lease starts no asyncio task of its own."""
 
     def __init__(self, inner: ExplorerBackend, latency: float) -> None:
         self.inner = inner
@@ -162,26 +165,6 @@ def _open_store(backend: Any, rng: random.Random) -> Any:
     from .._store_async import AsyncStore
 
     return AsyncStore(backend, sleep=sleep, random=rng.random)
-
-
-async def _acquire(s: Any, key: str, ttl: float, wait: float) -> Any:
-    """``s.acquire(key, ttl=, wait=)``: the lease's own acquire loop.
-
-    ``acquire()`` runs that loop in an asyncio task of its own (so that a
-    cancelled caller leaves the line cleanly), and a task runs outside the
-    explorer's scheduler, which cannot schedule it; the simulator never
-    cancels, so it runs the loop (``_Acquirer.run``, the whole of acquire but
-    the task) in the agent itself; and releases with ``_release`` (what
-    ``release`` shields in a task). Use the public calls once the lease
-    runs inline under the explorer.
-    """
-    from .._core import lease as core
-    from ..strategies import _lease_async as lease_io
-
-    acquirer = lease_io._Acquirer(
-        s, key, core.check_ttl(ttl), core.check_wait(wait), core.check_mode("exclusive"), None
-    )
-    return await acquirer.run()
 
 
 async def _read(s: Any, key: str) -> tuple[Any, int]:
@@ -303,7 +286,7 @@ class _Run:
         # its thought is never thrown away, unless it outlives the lease.
         for _ in range(RETRIES + 1):
             try:
-                lease = await _acquire(s, c.key, self.ttl, self.patience)
+                lease = await s.acquire(c.key, ttl=self.ttl, wait=self.patience)
             except LeaseTimeout:
                 c.retries += 1
                 continue
@@ -316,8 +299,7 @@ class _Run:
                 c.wasted += c.think
                 continue
             with contextlib.suppress(LeaseLost):
-                # release() without its asyncio.shield (a task), as _acquire.
-                await lease._release()
+                await lease.release()
             return
         raise RetriesExhausted(f"{c.key}: no lease after {RETRIES + 1} attempts", key=c.key)
 
