@@ -181,10 +181,6 @@ def _cid(c: Change) -> str:
     return f"c{c.agent}.{c.op}"
 
 
-def _hot(value: Any) -> Any:
-    return value.get(HOT) if isinstance(value, dict) else None
-
-
 def _change(value: Any, change_id: str, conflicting: bool) -> dict[str, Any]:
     """The value after one change: its own entry, and the hot part if it truly conflicts."""
     new = dict(value) if isinstance(value, dict) else {}
@@ -255,30 +251,22 @@ class _Run:
             # ``update()`` itself: its reads, its version check, its backoff.
             await s.update(c.key, lambda v: _change(v, cid, conflicting))
             return
-        # Read, think, write with the version read. On a conflict, back off as
-        # update() does and read again; the thought is thrown away only if
-        # the change truly conflicts with what landed meanwhile (both touched
-        # the same part): else the agent re-applies it to the new value.
-        value, version = await _read(s, c.key)
-        await self.think(c.think)
+        # Read, think, write with the version read. The change depends on
+        # the value read (a document), so a lost attempt throws the thought
+        # away: back off as update() does, read again, think again.
         for attempt in range(RETRIES + 1):
+            value, version = await _read(s, c.key)
+            await self.think(c.think)
             try:
                 await s.write(c.key, _change(value, cid, conflicting), expect=version)
                 return
             except Conflict:
                 c.retries += 1
-                if attempt == RETRIES:
-                    break
-                # update()'s own backoff: the same delays, the store's jitter.
-                delay = backoff_delay(attempt, BACKOFF, MAX_BACKOFF, self.store.random)
-                await self.store.sleep(delay)
-                fresh, version = await _read(s, c.key)
-                stale = conflicting and _hot(fresh) != _hot(value)
-                value = fresh
-                if stale:
-                    c.wasted += c.think
-                    await self.think(c.think)
-        c.wasted += c.think
+                c.wasted += c.think
+                if attempt < RETRIES:
+                    # update()'s own backoff: the same delays, the store's jitter.
+                    delay = backoff_delay(attempt, BACKOFF, MAX_BACKOFF, self.store.random)
+                    await self.store.sleep(delay)
         raise RetriesExhausted(f"{c.key}: gave up after {RETRIES + 1} attempts", key=c.key)
 
     async def lease(self, s: Any, c: Change, cid: str, conflicting: bool) -> None:
