@@ -183,3 +183,50 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch
     out = CliRunner().invoke(cli, ["simulate", "--plot", "x"])
     assert out.exit_code == 1
     assert "accord[timeline]" in out.output
+
+
+# --- accord plan --simulate ------------------------------------------------------
+
+MANIFEST = """
+[agents.a]
+[agents.b]
+[agents.c]
+
+[[resource]]
+key = "plan.md"
+writer = "a"
+readers = ["b"]
+
+[[resource]]
+key = "counter"
+writers = ["a", "b", "c"]
+conflicts = "high"
+reasoning = "short"
+"""
+
+
+def test_plan_simulate_fills_the_shared_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "accord.toml"
+    path.write_text(MANIFEST)
+    out = CliRunner().invoke(cli, ["plan", str(path), "--simulate", "--seeds", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["key"]: r for r in json.loads(out.output)["resources"]}
+    assert "simulated" not in rows["plan.md"]  # one writer: nothing to choose
+    simulated = rows["counter"]["simulated"]
+    assert simulated["strategy"] in accord.simulator.STRATEGIES
+    assert "3 agents" in simulated["why"] and "conflicts=high" in simulated["why"]
+    out = CliRunner().invoke(cli, ["plan", str(path), "--simulate", "--seeds", "2"])
+    assert out.exit_code == 0, out.output
+    assert "simulated:" in out.output
+
+
+def test_plan_simulate_from_history_uses_what_it_shows() -> None:
+    from accord.plan import plan_history, read_history
+    from accord.simulator._plan import workload_for
+
+    plan = plan_history(read_history("tests/histories/clean_retry.jsonl"), source="h")
+    row = next(r for r in plan.rows if r.resource.key == "docs/plan.md")
+    workload, where = workload_for(row, 0)
+    assert "writes refused" in where
+    assert workload.agents >= 2
+    assert 0 < workload.conflict <= 1

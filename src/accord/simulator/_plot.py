@@ -71,8 +71,9 @@ def plot_sweep(
 ) -> list[Path]:
     """Draw ``result`` to ``path`` (its suffix is ignored; a ``.png`` and a
     ``.svg`` are written): cost against conflict rate (at ``agents``, default
-    the largest count) beside cost against agent count (at ``conflict``,
-    default the lowest rate). Returns the files written."""
+    the workload's own count if swept, else the largest) beside cost against
+    agent count (at ``conflict``, default the workload's own rate if swept,
+    else the lowest). Returns the files written."""
     ensure_matplotlib()
     import matplotlib
 
@@ -80,8 +81,17 @@ def plot_sweep(
     import matplotlib.pyplot as plt
 
     names = [s.strategy for s in next(iter(result.points.values())).summaries]
-    at_agents = agents if agents is not None else max(result.agents)
-    at_conflict = conflict if conflict is not None else min(result.conflicts)
+    base = result.base
+    at_agents = (
+        agents
+        if agents is not None
+        else (base.agents if base.agents in result.agents else max(result.agents))
+    )
+    at_conflict = (
+        conflict
+        if conflict is not None
+        else (base.conflict if base.conflict in result.conflicts else min(result.conflicts))
+    )
     if at_agents not in result.agents or at_conflict not in result.conflicts:
         raise UsageError(
             f"the sweep has no point at agents={at_agents}, conflict={at_conflict:g}: it has "
@@ -116,11 +126,11 @@ def plot_sweep(
         f"skew {result.base.skew:g}; shaded: the recommended strategy"
     )
     fig.tight_layout()
-    base = Path(path)
-    base = base.with_suffix("") if base.suffix.lower() in (".png", ".svg") else base
+    stem = Path(path)
+    stem = stem.with_suffix("") if stem.suffix.lower() in (".png", ".svg") else stem
     written = []
     for suffix in (".png", ".svg"):
-        out = base.with_name(base.name + suffix)
+        out = stem.with_name(stem.name + suffix)
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=110, metadata={"Date": None} if suffix == ".svg" else None)
         written.append(out)
