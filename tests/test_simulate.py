@@ -230,3 +230,35 @@ def test_plan_simulate_from_history_uses_what_it_shows() -> None:
     assert "writes refused" in where
     assert workload.agents >= 2
     assert 0 < workload.conflict <= 1
+
+
+def test_sweep_and_plot_write_png_and_svg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--operations",
+            "2",
+            "--think",
+            "exp:5",
+            "--strategies",
+            "optimistic,queue",
+            "--seeds",
+            "1",
+            "--sweep-agents",
+            "1,3",
+            "--sweep-conflicts",
+            "0,0.5",
+            "--processes",
+            "1",
+            "--plot",
+            str(tmp_path / "sweep"),
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert len(data["points"]) == 4
+    assert sorted(data["plots"]) == [str(tmp_path / "sweep.png"), str(tmp_path / "sweep.svg")]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    assert (tmp_path / "sweep.svg").read_text().lstrip().startswith("<?xml")
