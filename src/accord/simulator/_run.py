@@ -89,10 +89,15 @@ class RunStats:
 class _Timed:
     """The explorer's backend with every operation taking ``latency`` virtual seconds.
 
-    The latency is a virtual sleep before the operation's own scheduling
-    point: a store operation is not free, so a strategy that needs more of
-    them (a lease's acquire and release, a fork and a merge) pays for each.
-    Waits and history reads cost nothing more than the explorer's point.
+    A store operation is not free, so a strategy that needs more of them (a
+    lease's acquire and release, a fork and a merge) pays for each. A read
+    adds its latency to the calling agent's debt; a write sleeps off the
+    debt and its own latency before its scheduling point, and so does the
+    agent's next think, backoff or apply (:meth:`pay`). Time comes out the
+    same as a sleep per operation, with half the scheduler's steps: reads
+    take effect at once, which only matters for races of a few
+    milliseconds against think times of seconds. Waits and history reads
+    cost nothing more than the explorer's point.
     """
 
     spans_processes = False
@@ -106,22 +111,36 @@ class _Timed:
         self.latency = latency
         self.operations = 0
         self.url = inner.url
+        self.debt: dict[str, float] = {}
 
-    async def _cost(self) -> None:
+    def _owe(self) -> None:
         self.operations += 1
         if self.latency > 0:
-            await sleep(self.latency, "store operation")
+            agent = current_agent()
+            name = agent.name if agent is not None else ""
+            self.debt[name] = self.debt.get(name, 0.0) + self.latency
+
+    def pay(self, seconds: float = 0.0) -> float:
+        """``seconds`` plus the calling agent's debt (which is then cleared)."""
+        agent = current_agent()
+        return seconds + self.debt.pop(agent.name if agent is not None else "", 0.0)
+
+    async def _cost(self) -> None:
+        self._owe()
+        owed = self.pay()
+        if owed > 0:
+            await sleep(owed, "store operations")
 
     async def get(self, key: str) -> Any:
-        await self._cost()
+        self._owe()
         return await self.inner.get(key)
 
     async def read_live(self, key: str) -> Any:
-        await self._cost()
+        self._owe()
         return await self.inner.read_live(key)
 
     async def scan(self, prefix: str, limit: int | None = None) -> Any:
-        await self._cost()
+        self._owe()
         return await self.inner.scan(prefix, limit)
 
     def history(
@@ -159,12 +178,16 @@ class _Timed:
         await self.inner.close()
 
 
-def _open_store(backend: Any, rng: random.Random) -> Any:
+def _open_store(backend: _Timed, rng: random.Random) -> Any:
     # As the explorer's World opens its store: no sync twin, the virtual
-    # clock's sleep, seeded jitter (so a seed replays the same run).
+    # clock's sleep (paying the store operations' time owed), seeded jitter
+    # (so a seed replays the same run).
     from .._store_async import AsyncStore
 
-    return AsyncStore(backend, sleep=sleep, random=rng.random)
+    async def pay_and_sleep(seconds: float) -> None:
+        await sleep(backend.pay(seconds), "backoff")
+
+    return AsyncStore(backend, sleep=pay_and_sleep, random=rng.random)
 
 
 async def _read(s: Any, key: str) -> tuple[Any, int]:
@@ -229,8 +252,12 @@ class _Run:
             await self.sleep(seconds, "think")
 
     async def sleep(self, seconds: float, label: str) -> None:
-        """Sleep in the run's time: virtual here, real in a validation run."""
-        await sleep(seconds, label)
+        """Sleep in the run's time: virtual here (with the store operations'
+        time owed), real in a validation run."""
+        if self.backend is not None:
+            seconds = self.backend.pay(seconds)
+        if seconds > 0:
+            await sleep(seconds, label)
 
     def now(self) -> float:
         """The run's time, in seconds."""
