@@ -185,7 +185,7 @@ def simulate(
             strategies=names,
             seeds=seeds,
             seed=seed,
-            processes=processes or 1,
+            processes=processes,
             progress=progress,
         )
 
