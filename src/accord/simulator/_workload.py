@@ -265,7 +265,9 @@ SHAPES: dict[str, Workload] = {
         conflict=0.2,
         apply=15.0,
     ),
-    # One hot counter many agents bump after thinking about what to add.
+    # One hot counter many agents bump after thinking about what to add: the
+    # bump is a pure function of the value (update()), every two bumps touch
+    # the same number.
     "counter": Workload(
         name="counter",
         agents=16,
@@ -274,6 +276,7 @@ SHAPES: dict[str, Workload] = {
         think=Think("exponential", 20.0),
         operations=5,
         conflict=1.0,
+        rethink=False,
         apply=0.0,
     ),
     # A large shared memory store: many keys, a mild hot set, little overlap.
