@@ -85,9 +85,11 @@ def summarize(workload: Workload, strategy: str, runs: Sequence[RunStats]) -> Su
             failed += 1
             error = error or run.error or run.outcome
         good = 0
+        # A lost attempt is a write the store refused; the history counts
+        # them all (update()'s own retries too, which its caller never sees).
+        retries += max(run.refused, sum(c.retries for c in run.changes))
         for c in run.changes:
             changes += 1
-            retries += c.retries
             conflicts += c.conflicts
             thrown = c.wasted
             if c.landed is None:

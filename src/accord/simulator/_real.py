@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from ..errors import AccordError, UsageError
-from ._run import Change, RunStats, _Run
+from ._run import Change, RunStats, _Run, refused_writes
 from ._workload import Workload
 
 __all__ = ["run_real"]
@@ -128,6 +128,7 @@ def run_real(
     if errors:
         stats.outcome, stats.error = "failed", errors[0]
     with sync_open(url) as store:
+        stats.refused = refused_writes(e.to_dict() for e in store.history())
         values = {}
         for key in counts:
             try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,9 @@ __all__ = ["STRATEGIES", "Change", "RunStats", "run_once"]
 
 STRATEGIES = ("blind", "optimistic", "lease", "queue", "branch")
 """The strategies a workload runs under; ``blind`` (last writer wins) is the baseline."""
+
+KEYS = "r/"
+"""The prefix of the resources' keys."""
 
 HOT = "hot"
 """The part of a value that truly conflicting changes all touch."""
@@ -78,6 +81,7 @@ class RunStats:
     changes: list[Change] = field(default_factory=list)
     lost: int = 0
     conflicts: int = 0
+    refused: int = 0
     writer_time: float = 0.0
     synthesis_time: float = 0.0
     steps: int = 0
@@ -199,6 +203,18 @@ async def _read(s: Any, key: str) -> tuple[Any, int]:
     return doc.value, doc.version
 
 
+def refused_writes(events: Iterable[dict[str, Any]]) -> int:
+    """Writes of the resources that the store refused (``Conflict``), from a
+    history: every lost attempt, ``update()``'s own included."""
+    return sum(
+        1
+        for e in events
+        if e.get("op") == "write"
+        and e.get("outcome") == "conflict"
+        and str(e.get("key", "")).startswith(KEYS)
+    )
+
+
 def _cid(c: Change) -> str:
     """The entry a change adds to its key's value."""
     return f"c{c.agent}.{c.op}"
@@ -220,7 +236,7 @@ class _Run:
         self.seed = seed
         self.rng = random.Random(seed)
         self.picker = ZipfPicker(workload.resources, workload.skew)
-        self.keys = [f"r/{i}" for i in range(workload.resources)]
+        self.keys = [f"{KEYS}{i}" for i in range(workload.resources)]
         self.changes: list[Change] = []
         self.stats = RunStats(strategy, seed, 0.0)
         self.store: Any = None
@@ -464,5 +480,6 @@ def run_once(workload: Workload, strategy: str, seed: int) -> RunStats:
     if run.backend is not None:
         stats.operations = run.backend.operations
         memory = run.backend.inner.memory
+        stats.refused = refused_writes(run.backend.inner.events())
         stats.lost = run.count_lost({key: _decode(memory.get(key)) for key in run.counts()})
     return stats

@@ -82,8 +82,8 @@ def compare(shape: str, strategy: str, seed: int = 1) -> Comparison:
         strategy,
         summarize(workload, strategy, [simulated]),
         summarize(workload, strategy, [real]),
-        sum(c.retries for c in simulated.changes),
-        sum(c.retries for c in real.changes),
+        max(simulated.refused, sum(c.retries for c in simulated.changes)),
+        max(real.refused, sum(c.retries for c in real.changes)),
     )
 
 
