@@ -61,6 +61,11 @@ def _axis(
         ax.axvspan(lo, hi, color=COLOURS.get(name, "#cccccc"), alpha=0.12, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"model cost per landed change ({currency})")
+    finite = [y for ys in costs.values() for y in ys if 0 < y < float("inf")]
+    if finite and max(finite) > 5 * min(finite):
+        # One strategy (often the blind baseline) far above the others: a
+        # log scale keeps the others apart.
+        ax.set_yscale("log")
     if log_x:
         ax.set_xscale("log", base=2)
     ax.grid(True, alpha=0.3)
