@@ -11,7 +11,7 @@ from accord.simulator._validate import SHAPES, compare, within
 
 pytestmark = pytest.mark.slow
 
-STRATEGIES = ("optimistic", "lease", "blind")
+STRATEGIES = ("optimistic", "lease", "queue")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

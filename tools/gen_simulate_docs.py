@@ -26,7 +26,7 @@ AGENTS = {
     "memory": (2, 4, 8, 16, 32, 64),
 }
 CONFLICTS = (0.0, 0.05, 0.2, 0.5, 1.0)
-REALITY = ("optimistic", "lease", "blind")
+REALITY = ("optimistic", "lease", "queue")
 
 
 def main() -> None:

@@ -58,9 +58,9 @@ def _process(
             # Meet the others before the first move: every agent starts at once.
             await asyncio.to_thread(barrier.wait, START_TIMEOUT)
             kind, what = role
-            if kind == "writer":
-                key, count = what
-                await run.writer(key, count)
+            if kind == "writers":
+                # One writer process serves every key (a coroutine per key).
+                await asyncio.gather(*(run.writer(key, count) for key, count in what))
             else:
                 await run.agent(what)
         return run.changes
@@ -76,6 +76,9 @@ def run_real(
 ) -> RunStats:
     """Run seed ``seed`` of ``workload`` under ``strategy`` as real processes
     on the (empty) store at ``url``; measured as :func:`run_once` measures.
+
+    One process per agent; for the queue, one more process runs the writers
+    of every key.
 
     ``branch`` is not run here (its synthesis is one more process's work
     after the others; not needed for the comparison). Raises
@@ -93,7 +96,7 @@ def run_real(
             setup.write(key, {}, expect=0)
     roles: list[tuple[str, Any]] = [("agent", i) for i in range(workload.agents)]
     if strategy == "queue":
-        roles += [("writer", (key, count)) for key, count in sorted(counts.items())]
+        roles.append(("writers", sorted(counts.items())))
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(len(roles) + 1)
     out = ctx.Queue()
