@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 
 from accord.backends.memory import MemoryBackend
@@ -62,13 +61,11 @@ def main() -> None:
         flush=True,
     )
     start = time.perf_counter()
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = sweep(
         BENCH, agents=AGENTS, conflicts=CONFLICTS, seeds=args.seeds, processes=args.processes
     )
     wall = time.perf_counter() - start
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    cpu = sum(s.cpu for p in result.points.values() for s in p.summaries)
     operations = round(
         sum(s.operations * s.runs for p in result.points.values() for s in p.summaries)
     )

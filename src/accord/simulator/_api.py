@@ -5,9 +5,10 @@ and sweeps of it over agent counts and conflict rates (on every core).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import params
@@ -97,9 +98,9 @@ def _strategies(strategies: Iterable[str] | None) -> tuple[str, ...]:
 
 def _task(job: tuple[Workload, str, int, int]) -> Summary:
     workload, strategy, seeds, first = job
-    return summarize(
-        workload, strategy, [run_once(workload, strategy, first + i) for i in range(seeds)]
-    )
+    start = time.process_time()
+    runs = [run_once(workload, strategy, first + i) for i in range(seeds)]
+    return replace(summarize(workload, strategy, runs), cpu=time.process_time() - start)
 
 
 def _processes(processes: int | None) -> int:

@@ -13,7 +13,7 @@ survived, so a strategy that loses work pays for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._run import RunStats
@@ -39,7 +39,8 @@ class Summary:
     ``gave_up``: changes abandoned per run (retries exhausted);
     ``cost``: the price of model time per landed change; ``landed``: changes
     landed per run; ``operations``: store operations per run; ``failed``:
-    runs that raised (``error`` is the first one's error).
+    runs that raised (``error`` is the first one's error); ``cpu``: the CPU
+    seconds the runs took.
     """
 
     strategy: str
@@ -59,6 +60,8 @@ class Summary:
     operations: float
     failed: int
     error: str | None = None
+    cpu: float = field(default=0.0, compare=False)
+    """CPU seconds the runs took (not compared: it is the machine's, not the model's)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (an infinite cost, nothing landed, is None)."""

@@ -230,6 +230,16 @@ def _change(value: Any, change_id: str, conflicting: bool) -> dict[str, Any]:
 
 
 class _Run:
+    """One run's agents: their plans (drawn from the seed), their strategy's
+    code for one change each, and what every change did.
+
+    The methods named after the strategies make one change each; ``agent``
+    makes an agent's changes in turn; ``main`` opens the store, spawns the
+    agents (and the queue's writers) and, for branches, synthesises at the
+    end. ``sleep`` and ``now`` are the run's clock: virtual here, the wall
+    clock in a real run (``_real._RealRun``).
+    """
+
     def __init__(self, workload: Workload, strategy: str, seed: int) -> None:
         self.w = workload
         self.strategy = strategy
