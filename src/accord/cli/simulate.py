@@ -22,7 +22,7 @@ def _numbers(text: str, name: str, cast: Any) -> list[Any]:
     return values
 
 
-def _bar(total_hint: str) -> Any:
+def _bar() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     return Progress(
@@ -166,7 +166,7 @@ def simulate(
     base = base.with_(**{k: v for k, v in fields.items() if v is not None})
     names = strategies.split(",") if strategies else None
     show = not as_json and err_console.is_terminal
-    bar = _bar("") if show else None
+    bar = _bar() if show else None
 
     def go(progress: Any) -> Any:
         if sweep:
