@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -224,7 +225,8 @@ def test_plan_simulate_from_history_uses_what_it_shows() -> None:
     from accord.plan import plan_history, read_history
     from accord.simulator._plan import workload_for
 
-    plan = plan_history(read_history("tests/histories/clean_retry.jsonl"), source="h")
+    history = Path(__file__).parent / "histories" / "clean_retry.jsonl"
+    plan = plan_history(read_history(history), source="h")
     row = next(r for r in plan.rows if r.resource.key == "docs/plan.md")
     workload, where = workload_for(row, 0)
     assert "writes refused" in where
