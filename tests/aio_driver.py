@@ -60,9 +60,21 @@ class Loop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
 
     def close(self) -> None:
+        # As asyncio.run does: the calls still running (a test that left an
+        # acquire waiting in another thread) are cancelled and run to their
+        # end first, so none is destroyed pending with the loop.
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=TIMEOUT)
 
 
 def wrap(value: Any, loop: Loop) -> Any:

@@ -242,7 +242,7 @@ def test_on_a_store_with_a_twin_each_face_runs_its_own_explanation(tmp_path: Pat
         raise Refused(f"{key} is guarded (async)")
 
     async def main() -> None:
-        sync_backend = SQLiteBackend(str(tmp_path / "state.db"))
+        sync_backend = SQLiteBackend(f"sqlite:///{tmp_path / 'state.db'}")
         store = aio.AsyncStore(ThreadBackend(sync_backend))
         assert store.sync is not None
         store.add_guard(_always_refuses, explain)

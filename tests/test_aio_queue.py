@@ -162,3 +162,32 @@ def test_the_sync_module_functions_take_a_sync_store(sqlite_url: str) -> None:
     with accord.open(sqlite_url) as sync_store:
         request = sync_store.session("critic").submit("draft", "x")
         assert queue.get_request(sync_store, request.id) == request
+
+
+def test_an_async_writer_serves_sync_submitters(sqlite_url: str) -> None:
+    """The other way round from tests/test_aio.py: sync agents submit and wait
+    in threads, a coroutine serves them; one store file, both faces."""
+    with accord.open(sqlite_url) as sync_store:
+        requests = [sync_store.session(f"agent-{i}").submit("draft", f"[{i}]") for i in range(5)]
+        decided: list[accord.Request] = []
+        waiters = [
+            threading.Thread(target=lambda r=r: decided.append(r.wait(timeout=BOUND)))
+            for r in requests
+        ]
+        for waiter in waiters:
+            waiter.start()
+
+        async def main() -> None:
+            async with await aio.open(sqlite_url) as store:
+                writer = store.session("author")
+                served = await writer.serve(
+                    "draft", lambda value, change: (value or "") + change, timeout=0
+                )
+                assert served == 5
+
+        asyncio.run(main())
+        for waiter in waiters:
+            waiter.join(BOUND)
+        assert sorted(d.id for d in decided) == sorted(r.id for r in requests)
+        assert all(d.accepted and type(d) is accord.Request for d in decided)
+        assert sync_store.session("reader").read("draft").value == "[0][1][2][3][4]"

@@ -290,3 +290,14 @@ def test_the_docs_picture_runs_as_written() -> None:
     exec(compile(code, "docs/explore.md", "exec"), namespace)
     namespace["test_blind_writes_lose_an_update"]()
     namespace["test_update_does_not"]()
+
+
+def test_a_keepalive_lease_is_refused_inside_an_exploration_with_what_to_do() -> None:
+    async def workflow(world: World) -> None:
+        s = world.store.session("a")
+        await s.acquire("doc", ttl=30, keepalive=True)
+
+    failure = explore(workflow, schedules=1, seed=0).failure
+    assert failure is not None and failure.headline == "UsageError in main"
+    assert "keepalive=True renews from an asyncio task" in failure.message
+    assert "lease.renew()" in failure.message

@@ -121,6 +121,11 @@ class AsyncTwin:
             hooks=store.writes.hooks,
             guards=store.writes.guards,
         )
+        # The lease exclusion's explanation, native on the async face (the
+        # sync face keeps its own; the guard is the same function).
+        from .strategies import _lease_async
+
+        astore.add_guard(_lease_async.guard, _lease_async.explain)
         return astore
 
     async def aclose(self) -> None:

@@ -204,7 +204,7 @@ def check_merge_list(key: str, branch_list: object, branch_type: type) -> None:
         )
 
 
-def check_merge_item(key: str, branch: object, branch_type: type, seen: set[str]) -> None:
+def check_merge_item(key: str, branch: Any, branch_type: type, seen: set[str]) -> None:
     """Refuse one item of a merge's list: not a branch, another key's, or listed twice."""
     if not isinstance(branch, branch_type):
         raise UsageError(
@@ -212,8 +212,9 @@ def check_merge_item(key: str, branch: object, branch_type: type, seen: set[str]
             f"{call('session.fork', key)} or {call('store.branches', key)}), not "
             f"{type(branch).__name__}."
         )
-    bkey: str = getattr(branch, "key")  # noqa: B009
-    bid: str = getattr(branch, "id")  # noqa: B009
+    item: Any = branch  # a branch of either face: both have key and id
+    bkey: str = item.key
+    bid: str = item.id
     if bkey != key:
         raise UsageError(
             f"Branch {bid} is a branch of {bkey}, not {key}: merge the branches "

@@ -33,7 +33,17 @@ from ..errors import (
     var,
 )
 from ..keys import has_surrogate, internal
-from ..records import Append, Compare, Delete, Doc, Put, Record, TxnResult, decode_value
+from ..records import (
+    Append,
+    Compare,
+    Delete,
+    Doc,
+    Put,
+    Record,
+    TxnResult,
+    decode_value,
+    encode_value,
+)
 from .write import make_event
 
 DEFAULT_ROLE_TTL = 15.0
@@ -174,8 +184,6 @@ class Reject:
 
 def encode_change(change: Any) -> tuple[str, Any, bytes]:
     """``(kind, JSON-storable form, raw bytes)`` of a request's change."""
-    from ..records import encode_value
-
     kind, data = encode_value(change)
     if kind == "text":
         stored: Any = data.decode("utf-8")

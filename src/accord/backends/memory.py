@@ -22,6 +22,9 @@ class MemoryBackend(Backend):
 
     spans_processes: ClassVar[bool] = False
     spans_hosts: ClassVar[bool] = False
+    clock_in_process: ClassVar[bool] = True
+    """``now()`` calls the clock function and nothing else (no I/O): the
+    thread adapter calls it inline, not in a worker."""
 
     def __init__(self, url: str = "memory://", clock: Callable[[], float] | None = None) -> None:
         self.url = url

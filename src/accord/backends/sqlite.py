@@ -206,6 +206,9 @@ class SQLiteBackend(Backend):
 
     spans_processes: ClassVar[bool] = True
     spans_hosts: ClassVar[bool] = False
+    clock_in_process: ClassVar[bool] = True
+    """``now()`` reads this machine's clock and nothing else (no I/O): the
+    thread adapter calls it inline, not in a worker."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -3,7 +3,8 @@
 SQLite (sqlite3 blocks) and the memory backend have no async driver: this
 adapter runs each of their calls in a worker thread of its own pool, so the
 event loop never blocks on them. A call that waits (``wait``) holds one
-worker while it waits; the pool is sized for that (``max_workers``).
+worker a slice at a time (:data:`WAIT_SLICE`), so waiters share the pool
+with the calls they wait for.
 
 ``history`` and ``changes`` are read in pages, each page by one call in one
 thread: a backend's cursor never moves between threads (the SQLite backend
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,6 +29,9 @@ T = TypeVar("T")
 DEFAULT_WORKERS = 32
 """Worker threads per adapter: enough for many agents waiting at once."""
 
+WAIT_SLICE = 0.05
+"""Longest one worker spends in one piece of a ``wait`` (see :meth:`ThreadBackend.wait`)."""
+
 
 class ThreadBackend(AsyncBackend):
     """Run a sync backend's calls in worker threads. ``sync`` is the backend."""
@@ -35,6 +40,10 @@ class ThreadBackend(AsyncBackend):
         self.sync = backend
         self.url = backend.url
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="accord-aio")
+        # A clock that is only a function of this process (SQLite's, the
+        # memory backend's) is read inline: a worker hop would cost more
+        # than the reading, and a lease reads it on every turn.
+        self._inline_clock = bool(getattr(backend, "clock_in_process", False))
         self._closed = False
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -106,9 +115,25 @@ class ThreadBackend(AsyncBackend):
     async def wait(
         self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
     ) -> int:
-        return await self._run(self.sync.wait, keys, prefixes, since, timeout)
+        """The sync backend's ``wait``, in slices of :data:`WAIT_SLICE` seconds.
+
+        Each slice holds a worker; between slices the worker is free. So more
+        coroutines than workers may wait at once (50 agents in line for one
+        lease, say) and the calls of the agent they wait for still get a
+        worker within about a slice, instead of queueing behind whole waits.
+        A slice that ends early saw a change (or failed): that ends the wait.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            piece = max(0.0, min(deadline - loop.time(), WAIT_SLICE))
+            revision, took = await self._run(_timed_wait, self.sync, keys, prefixes, since, piece)
+            if took < piece or loop.time() >= deadline:
+                return revision
 
     async def now(self) -> float:
+        if self._inline_clock:
+            return self.sync.now()
         return await self._run(self.sync.now)
 
     async def purge_expired(self, prefix: str, before: float) -> int:
@@ -130,7 +155,15 @@ def _page(
     return list(history(since=since, key=key, limit=want))
 
 
-def _slice(
-    changes: Callable[[str], Any], key: str, start: int, stop: int
-) -> list[dict[str, Any]]:
+def _slice(changes: Callable[[str], Any], key: str, start: int, stop: int) -> list[dict[str, Any]]:
     return list(itertools.islice(changes(key), start, stop))
+
+
+def _timed_wait(
+    backend: Backend, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
+) -> tuple[int, float]:
+    """``backend.wait(...)`` and how long it took in the worker (not counting
+    the time the call queued for one)."""
+    started = time.monotonic()
+    revision = backend.wait(keys, prefixes, since, timeout)
+    return revision, time.monotonic() - started

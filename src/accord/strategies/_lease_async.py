@@ -484,9 +484,11 @@ class AsyncLease(_ReleasedOnExit):
         """
         if True:  # ASYNC
             if _inline(self.session.store.backend):
+                from ..errors import option
+
                 raise UsageError(
-                    "keepalive=True renews from an asyncio task, which the interleaving "
-                    "explorer cannot schedule: inside an exploration, renew the lease "
+                    f"{option('keepalive', True)} renews from an asyncio task, which the "
+                    "interleaving explorer cannot schedule: inside an exploration, renew the lease "
                     f"yourself ({call('lease.renew')}) or give it a TTL that covers the work."
                 )
             if self._keeper is None:
@@ -671,13 +673,14 @@ class _Acquirer:
     # --- the loop ----------------------------------------------------------------
 
     async def run(self) -> AsyncLease:
-        granted = False
         try:
-            lease = await self._loop()
-            granted = True
-            return lease
-        finally:
-            if not granted and self.ticket is not None:
+            return await self._loop()
+        except GeneratorExit:
+            # The coroutine is being closed, not cancelled: its event loop is
+            # gone, so nothing can be awaited. The ticket lapses by itself.
+            raise
+        except BaseException:
+            if self.ticket is not None:
                 # Leaving the line (timeout, deadlock, cancel, interrupt):
                 # free our place and wake whoever can go now.
                 if True:  # ASYNC
@@ -685,6 +688,7 @@ class _Acquirer:
                     await _shielded(self.backend, self._abandon(None))
                 else:
                     self._abandon(None)
+            raise
 
     def _given_up(self) -> bool:
         return self.stopped or (self.cancel is not None and self.cancel.is_set())
@@ -694,7 +698,11 @@ class _Acquirer:
         for _ in range(SPIN_LIMIT * 10):
             if self._given_up():
                 raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
-            since = await self.backend.revision()
+            # The revision a wait starts from must be read before the scan
+            # it decides on (a change between them would be missed). Only a
+            # waiter with a ticket waits: an acquire free at once (or one
+            # that joins the line now) does not read it.
+            since = 0 if self.ticket is None else await self.backend.revision()
             state = await _scan(self.backend, self.key)
             now = await self.backend.now()
             if self.started is None:

@@ -822,7 +822,9 @@ async def serve(
                 continue
             conflicts = 0
             count += decided
-            idle_until = await backend.now() + idle
+            if timeout is not None:
+                # The idle time counts from the end of the last decision.
+                idle_until = await backend.now() + idle
             if error is not None:
                 raise error
             if limit is not None and count >= limit:

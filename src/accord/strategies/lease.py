@@ -578,16 +578,18 @@ class _Acquirer:
     # --- the loop ----------------------------------------------------------------
 
     def run(self) -> Lease:
-        granted = False
         try:
-            lease = self._loop()
-            granted = True
-            return lease
-        finally:
-            if not granted and self.ticket is not None:
+            return self._loop()
+        except GeneratorExit:
+            # The coroutine is being closed, not cancelled: its event loop is
+            # gone, so nothing can be awaited. The ticket lapses by itself.
+            raise
+        except BaseException:
+            if self.ticket is not None:
                 # Leaving the line (timeout, deadlock, cancel, interrupt):
                 # free our place and wake whoever can go now.
                 self._abandon(None)
+            raise
 
     def _given_up(self) -> bool:
         return self.stopped or (self.cancel is not None and self.cancel.is_set())
@@ -597,7 +599,11 @@ class _Acquirer:
         for _ in range(SPIN_LIMIT * 10):
             if self._given_up():
                 raise LeaseCancelled(f"The acquire of the lease on {self.key} was cancelled.")
-            since = self.backend.revision()
+            # The revision a wait starts from must be read before the scan
+            # it decides on (a change between them would be missed). Only a
+            # waiter with a ticket waits: an acquire free at once (or one
+            # that joins the line now) does not read it.
+            since = 0 if self.ticket is None else self.backend.revision()
             state = _scan(self.backend, self.key)
             now = self.backend.now()
             if self.started is None:
