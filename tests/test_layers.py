@@ -88,6 +88,9 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     # What reads histories and manifests: the race checker, the plan, the
     # schedule explorer.
     ("analysis", ("accord.history", "accord.plan", "accord.explorer")),
+    # The cost simulator (issue 18): the real strategies on the explorer's
+    # scheduler and virtual clock; it reads plans to fill them in.
+    ("simulation", ("accord.simulator",)),
     # What the servers share over a Session: credentials, the rules for
     # branch ids and merge resolutions, replayed answers (issue 12).
     # What a call that died in the crash window did (_recover).
@@ -166,6 +169,27 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         # The demo's own plan, drawn.
         ("demo", ("accord.plan._demo",)),
         ("package", ("accord.plan",)),
+    ),
+    "accord.simulator": (
+        # The shape of the work, and one run of it.
+        ("workload", ("accord.simulator._workload",)),
+        ("run", ("accord.simulator._run",)),
+        # The same agents as real processes on a real store, to check it.
+        ("reality", ("accord.simulator._real",)),
+        # Sums over seeds and the choice; many runs, on every core.
+        ("metrics", ("accord.simulator._metrics",)),
+        ("api", ("accord.simulator._api",)),
+        # What is made of the results: shapes from plans, tables, plots.
+        (
+            "outputs",
+            (
+                "accord.simulator._plan",
+                "accord.simulator._render",
+                "accord.simulator._plot",
+                "accord.simulator._validate",
+            ),
+        ),
+        ("package", ("accord.simulator",)),
     ),
 }
 

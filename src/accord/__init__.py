@@ -45,6 +45,7 @@ from .plan import Plan, make_plan
 from .policy import Manifest, load_manifest
 from .records import Doc, Event
 from .session import Operation, Session
+from .simulator import simulate
 from .store import Store, open
 from .strategies.branch import Branch, Merge
 from .strategies.crdt import SharedText
@@ -108,6 +109,7 @@ __all__ = [
     "load_manifest",
     "make_plan",
     "open",
+    "simulate",
     "think",
     "tool_call",
 ]

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "demo",
     "check",
     "explore",
+    "simulate",
     "plan",
     "queue",
     "branch",

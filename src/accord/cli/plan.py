@@ -31,6 +31,19 @@ from ._common import EXIT_PLAN, console, emit_json, handle_errors, json_option
     type=click.Path(dir_okay=False),
     help="With --from-history: write a starting manifest to PATH.",
 )
+@click.option(
+    "--simulate",
+    "simulated",
+    is_flag=True,
+    help="Run the cost simulator on each shared resource (shape from the manifest's hints, "
+    "or from the history's think times and conflict rates) and show its measured choice.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=10,
+    help="With --simulate: seeds per strategy (default 10).",
+)
 @json_option
 @handle_errors
 def plan(
@@ -38,6 +51,8 @@ def plan(
     check: bool,
     history: str | None,
     write_to: str | None,
+    simulated: bool,
+    seeds: int,
     as_json: bool,
 ) -> None:
     """Classify every shared resource and pick the simplest strategy that works.
@@ -47,6 +62,8 @@ def plan(
     recommended), why, and its cost. --check exits 6 when a many-writer
     resource has no strategy, patterns with different strategies overlap, or
     (with --from-history) an agent wrote a resource it is not declared on.
+    --simulate adds the cost simulator's measured choice to each shared
+    resource's row (see `accord simulate`).
     """
     from ..plan import make_plan, plan_history, read_history, write_manifest
 
@@ -78,6 +95,10 @@ def plan(
         result = plan_history(read_history(history), source=history)
         if write_to:
             write_manifest(result.manifest, write_to, source=history, plan=result)
+    if simulated:
+        from ..simulator._plan import simulate_plan
+
+        simulate_plan(result, seeds=seeds, processes=None)
     if as_json:
         data = result.to_json()
         if write_to:

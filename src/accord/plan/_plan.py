@@ -26,7 +26,9 @@ class PlanRow:
     ``strategy`` is the declared strategy when ``declared`` is true, else
     the recommended one. ``recommended`` is always the protocol's choice.
     ``origin`` says where ``strategy`` comes from: declared, recommended, or
-    "in use" (what a history shows the agents used).
+    "in use" (what a history shows the agents used). ``simulated`` and
+    ``simulated_why`` are the cost simulator's measured choice for the
+    resource and its reason (``accord plan --simulate``), None when not run.
     """
 
     resource: Resource
@@ -38,6 +40,8 @@ class PlanRow:
     cost: str
     observed: Observed | None = None
     origin: str = ""
+    simulated: str | None = None
+    simulated_why: str = ""
 
     def __post_init__(self) -> None:
         if not self.origin:
@@ -63,6 +67,8 @@ class PlanRow:
         }
         if self.observed is not None:
             out["observed"] = self.observed.summary()
+        if self.simulated is not None:
+            out["simulated"] = {"strategy": self.simulated, "why": self.simulated_why}
         return out
 
 

@@ -31,7 +31,16 @@ def plan_table(plan: Plan, *, title: str | None = None, wide: bool = True) -> An
         else:
             style = "red" if row.resource.key in flagged else "yellow"
             text.append(" (recommended)" if not wide else "\nrecommended", style=style)
+        if row.simulated is not None:
+            text.append("\n" if wide else "; ")
+            text.append(f"simulated: {row.simulated}", style="bold cyan")
         return text
+
+    def why_of(row: PlanRow) -> str:
+        if row.simulated is None:
+            return row.why
+        return f"{row.why}\nsimulated: {row.simulated_why}"
+
 
     def writers_of(res: Resource) -> str:
         writers = res.writers.describe()
@@ -54,7 +63,7 @@ def plan_table(plan: Plan, *, title: str | None = None, wide: bool = True) -> An
             res = row.resource
             table.add_row(
                 res.key, res.readers.describe(), writers_of(res), row.access,
-                strategy_cell(row), row.why, row.cost,
+                strategy_cell(row), why_of(row), row.cost,
             )
         return table
     table.add_column("resource", overflow="fold", max_width=24)
@@ -67,7 +76,7 @@ def plan_table(plan: Plan, *, title: str | None = None, wide: bool = True) -> An
         detail.add_row("strategy", strategy_cell(row))
         detail.add_row("readers", res.readers.describe())
         detail.add_row("writers", writers_of(res))
-        detail.add_row("why", row.why)
+        detail.add_row("why", why_of(row))
         detail.add_row("cost", row.cost)
         table.add_row(Text(res.key, style="bold") + Text(f"\n{row.access}"), detail)
     return table

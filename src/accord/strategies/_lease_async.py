@@ -744,6 +744,12 @@ class _Acquirer:
             # runs out.
             nearest = core.nearest(blockers)
             timeout = min(left, MAX_SLEEP if self.cancel is None else CANCEL_LATENCY)
+            if True:  # ASYNC
+                if _inline(self.backend):
+                    # Under a scheduler that drives every coroutine, a wait
+                    # is woken exactly by the commit that rings it: no
+                    # safety poll (it would only cost steps).
+                    timeout = left
             if nearest.expires is not None:
                 timeout = min(timeout, max(0.0, nearest.expires - now) + 0.001)
             refresh_in = (mine.expires or now) - now - self.qttl / 2

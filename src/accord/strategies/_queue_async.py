@@ -238,7 +238,11 @@ async def _wait(request: AsyncRequest, timeout: float) -> AsyncRequest:
         if left <= 0:
             raise still_pending(request, timeout)
         if True:  # ASYNC
-            left = min(left, WAIT_CHUNK)
+            # No chunks under a scheduler that drives every coroutine (the
+            # explorer's ``runs_inline``): no thread to free, a wait woken
+            # exactly by the decision.
+            if not getattr(backend, "runs_inline", False):
+                left = min(left, WAIT_CHUNK)
         await backend.wait([rkey], [], since, left)
 
 
