@@ -83,6 +83,7 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
             "accord._aio_strategies",
             "accord.aio",
             "accord.watch",
+            "accord._watch",
         ),
     ),
     # What reads histories and manifests: the race checker, the plan, the

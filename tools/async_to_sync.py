@@ -44,6 +44,7 @@ FILES: list[tuple[str, str]] = [
     ("_writepath_async.py", "_writepath.py"),
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
+    ("_watch_async.py", "_watch.py"),
 ]
 """(async source, generated sync module), relative to src/accord."""
 
@@ -63,6 +64,8 @@ NAMES: dict[str, str] = {
     "_writepath_async": "_writepath",
     "_session_async": "session",
     "_store_async": "store",
+    "_watch_async": "_watch",
+    "AsyncWatching": "Watching",
     "AsyncBranch": "Branch",
     "AsyncLease": "Lease",
     "AsyncLeaseSet": "LeaseSet",

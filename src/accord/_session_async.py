@@ -54,8 +54,8 @@ from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
+    from ._core.watch import WatchEvent
     from ._store_async import AsyncStore
-    from .watch import WatchEvent
 
     if True:  # ASYNC
         from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
@@ -209,7 +209,7 @@ class AsyncSession:
             PostgreSQL its waits are the ``LISTEN`` task on the loop). ``stop``
             is an ``asyncio.Event`` or a ``threading.Event``. See docs/watch.md.
             """
-            from ._aio_strategies import watch
+            from ._watch_async import watch
 
             return watch(
                 self,
@@ -246,7 +246,7 @@ class AsyncSession:
             retries, for up to ``retry_timeout`` seconds, then raises
             :class:`BackendUnavailable`. Arguments are checked at the call.
             """
-            from .watch import watch
+            from ._watch_async import watch
 
             return watch(
                 self,
