@@ -45,6 +45,8 @@ FILES: list[tuple[str, str]] = [
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
     ("_watch_async.py", "_watch.py"),
+    ("backends/_pg_listener_async.py", "backends/_pg_listener.py"),
+    ("backends/postgres_async.py", "backends/postgres.py"),
 ]
 """(async source, generated sync module), relative to src/accord."""
 
@@ -66,6 +68,11 @@ NAMES: dict[str, str] = {
     "_store_async": "store",
     "_watch_async": "_watch",
     "AsyncWatching": "Watching",
+    "AsyncPostgresBackend": "PostgresBackend",
+    "AsyncListener": "Listener",
+    "_pg_listener_async": "_pg_listener",
+    "AsyncConnectionPool": "ConnectionPool",
+    "AsyncConnection": "Connection",
     "AsyncBranch": "Branch",
     "AsyncLease": "Lease",
     "AsyncLeaseSet": "LeaseSet",
@@ -117,7 +124,10 @@ def convert(text: str, source: str) -> str:
     for row, start, end, new in sorted(edits, reverse=True):
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[end:]
-    return _tidy(HEADER.format(source=source) + "".join(lines), source)
+    header = HEADER.format(source=source)
+    if any(len(line) > 100 for line in header.splitlines()):
+        header = header.replace(" by tools/", "\n# by tools/", 1)
+    return _tidy(header + "".join(lines), source)
 
 
 def _tidy(text: str, source: str) -> str:

@@ -130,7 +130,5 @@ def _page(
     return list(history(since=since, key=key, limit=want))
 
 
-def _slice(
-    changes: Callable[[str], Any], key: str, start: int, stop: int
-) -> list[dict[str, Any]]:
+def _slice(changes: Callable[[str], Any], key: str, start: int, stop: int) -> list[dict[str, Any]]:
     return list(itertools.islice(changes(key), start, stop))
