@@ -49,16 +49,14 @@ _STOP = "a threading.Event"
 def watch(
     session: Session,
     key_or_prefix: str,
-    since: int | None = None,
-    *,
-    prefix: bool = False,
-    timeout: float | None = None,
-    stop: Any = None,
-    retry_timeout: float = 30.0,
+    since: int | None,
+    prefix: bool,
+    timeout: float | None,
+    stop: Any,
+    retry_timeout: float,
 ) -> Watching:
-    """Iterate over the committed changes of a key or prefix (see
-    :meth:`accord.Session.watch`). Arguments are checked now, not at the
-    first step."""
+    """What :meth:`accord.Session.watch` returns (its arguments, all
+    given). Arguments are checked now, not at the first step."""
     if timeout is not None:
         timeout = params.seconds(timeout, "timeout", example="30")
     retry_timeout = params.seconds(retry_timeout, "retry_timeout", example="30")

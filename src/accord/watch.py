@@ -18,26 +18,8 @@ The parts live apart; this module names them in one place:
 
 from __future__ import annotations
 
-from ._core.watch import (
-    PAGE,
-    STOP_POLL,
-    WAIT_SLICE,
-    WatchEvent,
-    WatchState,
-    backoff,
-    is_change,
-    unavailable,
-)
+from ._core.watch import *  # noqa: F403 (its __all__: the I/O-free names)
+from ._core.watch import __all__ as _IO_FREE
 from ._watch import watch
 
-__all__ = [
-    "PAGE",
-    "STOP_POLL",
-    "WAIT_SLICE",
-    "WatchEvent",
-    "WatchState",
-    "backoff",
-    "is_change",
-    "unavailable",
-    "watch",
-]
+__all__ = [*_IO_FREE, "watch"]

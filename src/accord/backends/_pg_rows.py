@@ -17,22 +17,14 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable, UsageError
-from ..records import (
-    NOW,
-    Append,
-    Compare,
-    Delete,
-    Op,
-    Put,
-    Record,
-    TxnResult,
-    fast_event_encoder,
-    value_hash,
-)
+from ..records import NOW, Append, Delete, Put, Record, TxnResult, fast_event_encoder, value_hash
 from .base import _stamp, iso_time, plan_ops, short_put
+
+if TYPE_CHECKING:
+    from ..records import Compare, Op
 
 __all__ = [
     "PutIf",
@@ -84,15 +76,7 @@ def event(
     """A row of ``_pg_sql.EVENT_COLUMNS`` as a history event."""
     # The same stamping plan_ops does (base._stamp and the lease deadline),
     # done at read time from the columns the function stored.
-    out: dict[str, Any] = json.loads(body)
-    out["rev"] = rev
-    out["time"] = iso_time(ts)
-    if version is not None and "version" not in out:
-        out["version"] = version
-    if prev is not None and "prev" not in out:
-        out["prev"] = prev
-    if hash_ is not None and "hash" not in out:
-        out["hash"] = hash_
+    out = _stamp(json.loads(body), rev, iso_time(ts), version, prev, hash_)
     if expires is not None and "expires" not in out:
         out["expires"] = iso_time(expires)
     return out
