@@ -146,6 +146,36 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         ("pictures", ("accord.history.timeline",)),
         ("package", ("accord.history",)),
     ),
+    "accord.backends": (
+        # The contract (the Protocols) and the drivers' shared helpers.
+        ("contract", ("accord.backends.base",)),
+        # PostgreSQL without I/O, for both faces: the URL, the SQL, rows and
+        # arguments, errors and the retry rule.
+        (
+            "postgres without I/O",
+            (
+                "accord.backends._pg_config",
+                "accord.backends._pg_sql",
+                "accord.backends._pg_rows",
+                "accord.backends._pg_errors",
+            ),
+        ),
+        # PostgreSQL's own I/O parts: the schema's migration, the LISTEN
+        # connection (generated from its async source).
+        ("postgres parts", ("accord.backends._pg_schema", "accord.backends._pg_listener")),
+        # The drivers (postgres_async, their async source, sits with postgres)
+        # and the thread-offload adapter.
+        (
+            "drivers",
+            (
+                "accord.backends.memory",
+                "accord.backends.sqlite",
+                "accord.backends.postgres",
+                "accord.backends.thread",
+            ),
+        ),
+        ("package", ("accord.backends",)),
+    ),
     "accord.policy": (
         ("patterns", ("accord.policy.patterns",)),
         ("manifest", ("accord.policy.manifest",)),
