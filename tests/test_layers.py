@@ -125,6 +125,16 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         ("format and result", ("accord.history.format", "accord.history.result")),
         # Foreign operations (read, write, cas, append) read from lines.
         ("foreign", ("accord.history.foreign",)),
+        # The native checker's parts: what it remembers, how it reads an
+        # event's fields, its findings in words.
+        (
+            "native parts",
+            (
+                "accord.history.native_state",
+                "accord.history.native_fields",
+                "accord.history.native_explain",
+            ),
+        ),
         # The checkers and the importers: each one job, none imports another.
         (
             "checkers",
