@@ -61,7 +61,7 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
     # The write path without a face: clocks (read from and written through a
     # backend) and the I/O-free core that issue 13 adds.
     # The one write path (its commit, hooks and guards) is the core's I/O.
-    ("core", ("accord.clock", "accord._core", "accord._writepath")),
+    ("core", ("accord.clock", "accord._clockio", "accord._core", "accord._writepath")),
     # Recipes over the core (kazoo's recipes over its client): leases,
     # queues, branches, CRDT values; the manifest and its enforcement, which
     # the store installs as a guard.

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "accord"
 
 FILES: list[tuple[str, str]] = [
+    ("_clockio_async.py", "_clockio.py"),
     ("_writepath_async.py", "_writepath.py"),
     ("_session_async.py", "session.py"),
     ("_store_async.py", "store.py"),
@@ -73,6 +74,7 @@ NAMES: dict[str, str] = {
     "_pg_listener_async": "_pg_listener",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
+    "_clockio_async": "_clockio",
     "AsyncBranch": "Branch",
     "AsyncLease": "Lease",
     "AsyncLeaseSet": "LeaseSet",

@@ -20,11 +20,12 @@ in ``store.writes``):
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # ASYNC-ONLY
 import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._clockio_async import stored_agent_clock
 from ._core.write import (
     ABSENT,
     MAX_VERSION,
@@ -48,7 +49,7 @@ from ._core.write import (
     unguarded_delete,
 )
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, stored_agent_clock
+from .clock import AgentClock, decode_clock
 from .errors import Conflict, NotFound
 from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
@@ -67,6 +68,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_VERSION", "AsyncSession", "Operation", "decode_clock"]
 
+if True:  # ASYNC
+
+    def _resumed_by_tick() -> tuple[int, int, str]:
+        raise RuntimeError(
+            "An async session's clocks resume from the store in `await session._tick()`; "
+            "a strategy on the async face must tick with it, not with clock.tick()."
+        )
+
 
 class AsyncSession:
     """One agent's handle: identity, clocks, and what it has read.
@@ -82,12 +91,19 @@ class AsyncSession:
         self.store = store
         self.agent = agent
         if True:  # ASYNC
-            # The sync twin: the same agent on the store's sync twin, sharing
-            # this session's clocks and memory. Hooks and guards are given it,
-            # and the strategies run on it in worker threads.
-            self.sync: Session = store.sync.session(agent)
-            self.clock = self.sync.clock
-            self.seen = self.sync.seen
+            if store.sync is not None:
+                self.sync: Session = store.sync.session(agent)
+                """The same agent on the store's sync twin, sharing this
+                session's clocks and memory (hooks and guards are given it,
+                and the strategies run on it in worker threads). Absent when
+                the store has no twin."""
+                self.clock = self.sync.clock
+                self.seen = self.sync.seen
+            else:
+                # No twin: the clocks resume from the store natively, at the
+                # first tick (:meth:`_tick`).
+                self.clock = AgentClock(agent, resume=_resumed_by_tick)
+                self.seen = Seen()
         else:
             # The clocks continue the agent's from the store (its latest event,
             # and the store's largest Lamport time), read once, at the first
@@ -104,19 +120,25 @@ class AsyncSession:
         """The version of ``key`` this agent last read or wrote, or None."""
         return self.seen.version(key)
 
+    async def _tick(self) -> tuple[int, dict[str, int]]:
+        """Advance this agent's clocks for an event it makes: (lamport, vector).
+
+        The first tick resumes them from the store (its reads are awaited
+        here, so a strategy on the async face ticks with ``await
+        session._tick()``, never ``session.clock.tick()``).
+        """
+        clock = self.clock
+        if not clock.resumed:
+            clock.resume_with(await stored_agent_clock(self.store.backend, self.agent))
+        return clock.tick()
+
     if True:  # ASYNC
 
-        async def _tick(self) -> tuple[int, dict[str, int]]:
-            # The first tick resumes the agent's clocks from the store: a
-            # read, done in a worker thread.
-            if self.clock.resumed:
-                return self.clock.tick()
-            return await asyncio.to_thread(self.clock.tick)
-
-    else:
-
-        def _tick(self) -> tuple[int, dict[str, int]]:
-            return self.clock.tick()
+        def _twin(self, what: str) -> Session:
+            """The sync twin a strategy not yet native runs on (see
+            :meth:`AsyncStore.needs_twin`)."""
+            self.store.needs_twin(what)
+            return self.sync
 
     # --- reads -------------------------------------------------------------
 
@@ -211,6 +233,7 @@ class AsyncSession:
             """
             from ._watch_async import watch
 
+            self._twin("watch()")
             return watch(
                 self,
                 key_or_prefix,
@@ -404,8 +427,9 @@ class AsyncSession:
         from .strategies import lease as lease_mod
 
         if True:  # ASYNC
+            twin = self._twin("write(lease=)")
             held = lease if isinstance(lease, int) else getattr(lease, "sync", lease)
-            return await asyncio.to_thread(lease_mod.fence_compares, self.sync, key, held)
+            return await asyncio.to_thread(lease_mod.fence_compares, twin, key, held)
         else:
             return lease_mod.fence_compares(self, key, lease)
 
@@ -435,7 +459,7 @@ class AsyncSession:
             if True:  # ASYNC
                 held = getattr(lease, "sync", lease)
                 error = await asyncio.to_thread(
-                    lease_mod.fenced_error, self.sync, key, held, records
+                    lease_mod.fenced_error, self._twin("write(lease=)"), key, held, records
                 )
             else:
                 error = lease_mod.fenced_error(self, key, lease, records)
@@ -500,9 +524,7 @@ class AsyncSession:
         ``backoff`` seconds doubling up to ``max_backoff``). After ``retries``
         lost attempts it raises :class:`RetriesExhausted`.
         """
-        retries, backoff, max_backoff = check_update_args(
-            key, fn, retries, backoff, max_backoff
-        )
+        retries, backoff, max_backoff = check_update_args(key, fn, retries, backoff, max_backoff)
         last: Conflict | None = None
         for attempt in range(retries + 1):
             try:
@@ -518,7 +540,8 @@ class AsyncSession:
             except Conflict as exc:
                 last = exc
                 if attempt < retries:
-                    await asyncio.sleep(backoff_delay(attempt, backoff, max_backoff))
+                    store = self.store
+                    await store.sleep(backoff_delay(attempt, backoff, max_backoff, store.random))
         assert last is not None
         raise retries_exhausted(key, retries, last)
 
@@ -541,6 +564,7 @@ class AsyncSession:
         if True:  # ASYNC
             from . import _aio_strategies as _strategies
 
+            self._twin("acquire()")
             return await _strategies.acquire(
                 self, key, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
             )
@@ -606,6 +630,7 @@ class AsyncSession:
         if True:  # ASYNC
             from . import _aio_strategies as _strategies
 
+            self._twin("lease_all()")
             return await _strategies.acquire_all(
                 self, keys, ttl=ttl, wait=wait, mode=mode, keepalive=keepalive
             )
@@ -625,7 +650,7 @@ class AsyncSession:
             from ._aio_strategies import AsyncRequest
 
             request = await asyncio.to_thread(
-                self.sync.submit, key, change, idempotency_key=idempotency_key
+                self._twin("submit()").submit, key, change, idempotency_key=idempotency_key
             )
             return AsyncRequest.of(self.store, request)
         else:
@@ -646,6 +671,7 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import Requests
 
+            self._twin("requests()")
             return Requests(self, key, timeout=timeout, **kwargs)
         else:
             from .strategies import queue
@@ -666,7 +692,7 @@ class AsyncSession:
             from ._aio_strategies import AsyncRequest, sync_request
 
             decided = await asyncio.to_thread(
-                self.sync.accept, sync_request(request), new_value, expect=expect
+                self._twin("accept()").accept, sync_request(request), new_value, expect=expect
             )
             return AsyncRequest.of(self.store, decided)
         else:
@@ -679,7 +705,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncRequest, sync_request
 
-            decided = await asyncio.to_thread(self.sync.reject, sync_request(request), reason)
+            twin = self._twin("reject()")
+            decided = await asyncio.to_thread(twin.reject, sync_request(request), reason)
             return AsyncRequest.of(self.store, decided)
         else:
             from .strategies import queue
@@ -690,7 +717,7 @@ class AsyncSession:
         """Run the writer loop for ``key``: ``apply(current_value, change)``."""
         if True:  # ASYNC
             # The loop runs in a worker thread; ``apply`` is called there.
-            return await asyncio.to_thread(self.sync.serve, key, apply, **kwargs)
+            return await asyncio.to_thread(self._twin("serve()").serve, key, apply, **kwargs)
         else:
             from .strategies import queue
 
@@ -702,7 +729,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            return AsyncBranch(self.store, await asyncio.to_thread(self.sync.fork, key))
+            twin = self._twin("fork()")
+            return AsyncBranch(self.store, await asyncio.to_thread(twin.fork, key))
         else:
             from .strategies import branch
 
@@ -717,7 +745,7 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            found = await asyncio.to_thread(self.sync.branch, key, branch_id)
+            found = await asyncio.to_thread(self._twin("branch()").branch, key, branch_id)
             return AsyncBranch(self.store, found)
         else:
             from .strategies import branch
@@ -729,10 +757,8 @@ class AsyncSession:
         if True:  # ASYNC
             from ._aio_strategies import AsyncBranch
 
-            return [
-                AsyncBranch(self.store, b)
-                for b in await asyncio.to_thread(self.sync.branches, key)
-            ]
+            twin = self._twin("branches()")
+            return [AsyncBranch(self.store, b) for b in await asyncio.to_thread(twin.branches, key)]
         else:
             from .strategies import branch
 

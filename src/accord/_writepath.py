@@ -12,14 +12,18 @@ compares, what a refusal means) live in :mod:`accord._core.write`, without
 I/O; this module does the reads and the commit around them.
 
 One ``WritePath`` belongs to one store (``store.writes``). Hooks and
-guards are plain functions, shared by both faces of a store: they are given
-the sync session (an async session's ``sync`` twin), and on the async face
-the ones that may read the store (hooks, a guard's explanation) run in a
-worker thread.
+guards are shared by both faces of a store that has a sync twin. A plain
+hook or explanation is given the sync session (an async session's ``sync``
+twin), and on the async face runs in a worker thread, since it may read the
+store; on a store with no twin it is called inline with the async session
+(it must do no I/O there). A hook or explanation that is a coroutine
+function is awaited with the async session, in the loop; the sync face skips
+it. See :class:`accord._core.write.Guards`.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -76,8 +80,11 @@ class WritePath:
 
     def intercept(self, actor: Any, op: str, key: str, **info: Any) -> Operation:
         """Run every hook on an operation (policy, history, test schedulers)."""
-        operation = Operation(twin(actor), op, key, info)
+        plain = twin(actor)
+        operation = Operation(plain, op, key, info)
         for hook in self.hooks:
+            if inspect.iscoroutinefunction(hook):
+                continue  # the sync face cannot run it: only an async store adds one
             hook(operation)
         return operation
 
@@ -124,8 +131,11 @@ class WritePath:
 
     def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
         """Raise the error of the guard whose compare refused ``result``, if any."""
-        for explain in self.guards.explainers(twin(actor), key, token, result.failed):
-            explain(actor, key, token, result)
+        plain = twin(actor)
+        explainers = self.guards.explainers(plain, key, token, result.failed)
+        for sync, coro in explainers:  # noqa: B007, RUF100 (the sync face skips coroutines)
+            if sync is not None:
+                sync(actor, key, token, result)
 
     # --- reading a refusal ----------------------------------------------------
 

@@ -10,15 +10,19 @@ compares, what a refusal means) live in :mod:`accord._core.write`, without
 I/O; this module does the reads and the commit around them.
 
 One ``AsyncWritePath`` belongs to one store (``store.writes``). Hooks and
-guards are plain functions, shared by both faces of a store: they are given
-the sync session (an async session's ``sync`` twin), and on the async face
-the ones that may read the store (hooks, a guard's explanation) run in a
-worker thread.
+guards are shared by both faces of a store that has a sync twin. A plain
+hook or explanation is given the sync session (an async session's ``sync``
+twin), and on the async face runs in a worker thread, since it may read the
+store; on a store with no twin it is called inline with the async session
+(it must do no I/O there). A hook or explanation that is a coroutine
+function is awaited with the async session, in the loop; the sync face skips
+it. See :class:`accord._core.write.Guards`.
 """
 
 from __future__ import annotations
 
 import asyncio  # ASYNC-ONLY
+import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -44,8 +48,9 @@ from .records import Compare, Op, Put, Record, TxnResult, Value
 if True:  # ASYNC
 
     def twin(actor: Any) -> Any:
-        """The sync session hooks and guards are given (an async session's twin)."""
-        return actor.sync
+        """The session plain hooks and guards are given: an async session's sync
+        twin, or the async session itself on a store with no twin."""
+        return getattr(actor, "sync", None) or actor
 
 else:
 
@@ -82,10 +87,24 @@ class AsyncWritePath:
 
     async def intercept(self, actor: Any, op: str, key: str, **info: Any) -> Operation:
         """Run every hook on an operation (policy, history, test schedulers)."""
-        operation = Operation(twin(actor), op, key, info)
+        plain = twin(actor)
+        operation = Operation(plain, op, key, info)
         for hook in self.hooks:
+            if inspect.iscoroutinefunction(hook):
+                if True:  # ASYNC
+                    # Awaited with the async session; what it decides
+                    # (allow_blind) joins the operation's.
+                    native = operation
+                    if plain is not actor:
+                        native = Operation(actor, op, key, info, operation.allow_blind)
+                    await hook(native)
+                    operation.allow_blind = native.allow_blind
+                continue  # the sync face cannot run it: only an async store adds one
             if True:  # ASYNC
-                await asyncio.to_thread(hook, operation)
+                if plain is actor:
+                    hook(operation)  # no twin: inline, so it must do no I/O
+                else:
+                    await asyncio.to_thread(hook, operation)
             else:
                 hook(operation)
         return operation
@@ -135,11 +154,21 @@ class AsyncWritePath:
 
     async def explain(self, actor: Any, key: str, token: int | None, result: TxnResult) -> None:
         """Raise the error of the guard whose compare refused ``result``, if any."""
-        for explain in self.guards.explainers(twin(actor), key, token, result.failed):
+        plain = twin(actor)
+        explainers = self.guards.explainers(plain, key, token, result.failed)
+        for sync, coro in explainers:  # noqa: B007, RUF100 (the sync face skips coroutines)
             if True:  # ASYNC
-                await asyncio.to_thread(explain, twin(actor), key, token, result)
+                if coro is not None:
+                    await coro(actor, key, token, result)
+                elif sync is None:
+                    pass
+                elif plain is actor:
+                    sync(actor, key, token, result)  # no twin: inline, no I/O allowed
+                else:
+                    await asyncio.to_thread(sync, plain, key, token, result)
             else:
-                explain(actor, key, token, result)
+                if sync is not None:
+                    sync(actor, key, token, result)
 
     # --- reading a refusal ----------------------------------------------------
 
@@ -156,9 +185,7 @@ class AsyncWritePath:
         out.reverse()
         return out
 
-    async def conflict(
-        self, actor: Actor, key: str, expected: int, rec: Record | None
-    ) -> Conflict:
+    async def conflict(self, actor: Actor, key: str, expected: int, rec: Record | None) -> Conflict:
         """The :class:`Conflict` for ``actor``'s write of ``key`` based on ``expected``.
 
         The agent now knows the current version (the message carries it), so

@@ -9,18 +9,13 @@ clocks are concurrent were made without either agent seeing the other's.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from .keys import internal
-from .records import Compare, Put, compact_json_encoder
-
-if TYPE_CHECKING:
-    from .backends.base import Backend
+from .records import compact_json_encoder
 
 _encode_clock = compact_json_encoder(sort_keys=True)
 
@@ -80,7 +75,10 @@ class AgentClock:
 
     def _resume_locked(self) -> None:
         assert self._resume is not None
-        top, mine, clock_text = self._resume()
+        self._apply_locked(self._resume())
+
+    def _apply_locked(self, resumed: tuple[int, int, str]) -> None:
+        top, mine, clock_text = resumed
         self._resume = None
         self.lamport = max(self.lamport, top, mine)
         for agent, count in decode_clock(clock_text).items():
@@ -92,6 +90,13 @@ class AgentClock:
         """True once the clock has continued from the store (or has nothing to
         resume): :meth:`tick` then reads nothing."""
         return self._resume is None
+
+    def resume_with(self, resumed: tuple[int, int, str]) -> None:
+        """Continue from ``resumed`` (what ``resume()`` would return), read by
+        the caller: the async face reads it with ``await``. Merging is a max,
+        so a second resume (two threads at once) changes nothing wrong."""
+        with self._lock:
+            self._apply_locked(resumed)
 
     def tick(self) -> tuple[int, dict[str, int]]:
         """Advance for a local event; returns (lamport, vector) after it."""
@@ -141,88 +146,3 @@ into the per-agent records, and L is the largest Lamport time among them."""
 def agent_clock_key(agent: str) -> str:
     """The record of ``agent``'s latest clocks: ``{"agent", "lamport", "clock"}``."""
     return internal("clocks", "agent", hashlib.sha256(agent.encode()).hexdigest()[:32])
-
-
-def _loads(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:  # pragma: no cover - we wrote it
-        return None
-
-
-def stored_agent_clock(backend: Backend, agent: str) -> tuple[int, int, str]:
-    """``(lamport_max, lamport, clock_text)``: the largest Lamport time of any
-    event in the store, and the Lamport time and vector clock (JSON) of
-    ``agent``'s latest event (0 and ``"{}"`` when it has none).
-
-    A recipe over the primitive, like leases: the store keeps a checkpoint
-    (:data:`CHECKPOINT_KEY`) and one record per agent, brought up to date
-    here from the history appended since the checkpoint, so each event is
-    read about once, by a session that starts after it, and writes pay
-    nothing. The checkpoint moves once at least :data:`_CHECKPOINT_EVERY`
-    events came after it: a session start reads fewer events than that, or
-    writes the checkpoint (a transaction of internal records, which takes
-    revisions of its own, as every op does).
-    Bringing them up to date is best effort: when another session did it at
-    the same moment (the compare on the checkpoint fails), or it cannot be
-    written, the answer computed here is still right.
-    """
-    head = backend.get(CHECKPOINT_KEY)
-    state = _loads(head.data) if head is not None and not head.deleted else None
-    if not isinstance(state, dict):
-        state = {"rev": 0, "lamport": 0}
-    since, top = int(state.get("rev", 0)), int(state.get("lamport", 0))
-    latest: dict[str, tuple[int, Any]] = {}
-    last = since
-    scanned = 0
-    for event in backend.history(since=since):
-        last = event["rev"]
-        scanned += 1
-        lamport, who = event.get("lamport"), event.get("agent")
-        # Events with no Lamport time of their own (a lease_expire that
-        # another agent recorded for the holder) say nothing of the agent.
-        if type(lamport) is not int or lamport < 1 or type(who) is not str:
-            continue
-        top = max(top, lamport)
-        known = latest.get(who)
-        if known is None or lamport >= known[0]:
-            latest[who] = (lamport, event.get("clock") or {})
-    records = {name: backend.get(agent_clock_key(name)) for name in {*latest, agent}}
-    stored: dict[str, tuple[int, Any]] = {}
-    for name, rec in records.items():
-        data = _loads(rec.data) if rec is not None and not rec.deleted else None
-        if isinstance(data, dict) and data.get("agent") == name:
-            stored[name] = (int(data.get("lamport", 0)), data.get("clock") or {})
-    mine = stored.get(agent, (0, {}))
-    if agent in latest and latest[agent][0] >= mine[0]:
-        mine = latest[agent]
-    if scanned >= _CHECKPOINT_EVERY:
-        _checkpoint(backend, head.version if head is not None else 0, last, top, latest,
-                    stored, records)
-    return top, mine[0], _encode_clock(mine[1] if isinstance(mine[1], dict) else {})
-
-
-def _checkpoint(
-    backend: Backend,
-    head_version: int,
-    rev: int,
-    top: int,
-    latest: dict[str, tuple[int, Any]],
-    stored: dict[str, tuple[int, Any]],
-    records: dict[str, Any],
-) -> None:
-    from .errors import AccordError
-
-    compares = [Compare(CHECKPOINT_KEY, "version", "==", head_version)]
-    puts = [Put(CHECKPOINT_KEY, "json", _encode({"rev": rev, "lamport": top}).encode())]
-    for name, (lamport, clock) in latest.items():
-        if name in stored and stored[name][0] > lamport:
-            continue
-        key = agent_clock_key(name)
-        rec = records.get(name)
-        compares.append(Compare(key, "version", "==", 0 if rec is None else rec.version))
-        data = {"agent": name, "lamport": lamport, "clock": clock}
-        puts.append(Put(key, "json", _encode(data).encode()))
-    # Best effort: if it cannot be written, the next session catches up.
-    with contextlib.suppress(AccordError):
-        backend.txn(compares, puts)

@@ -23,10 +23,10 @@ in ``store.writes``):
 from __future__ import annotations
 
 import threading  # noqa: F401, RUF100 (the sync face's watch(stop=))
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._clockio import stored_agent_clock
 from ._core.write import (
     ABSENT,
     MAX_VERSION,
@@ -50,7 +50,7 @@ from ._core.write import (
     unguarded_delete,
 )
 from .backends.base import iso_time
-from .clock import AgentClock, decode_clock, stored_agent_clock
+from .clock import AgentClock, decode_clock
 from .errors import Conflict, NotFound
 from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
@@ -94,7 +94,16 @@ class Session:
         return self.seen.version(key)
 
     def _tick(self) -> tuple[int, dict[str, int]]:
-        return self.clock.tick()
+        """Advance this agent's clocks for an event it makes: (lamport, vector).
+
+        The first tick resumes them from the store (its reads are awaited
+        here, so a strategy on the async face ticks with ``await
+        session._tick()``, never ``session.clock.tick()``).
+        """
+        clock = self.clock
+        if not clock.resumed:
+            clock.resume_with(stored_agent_clock(self.store.backend, self.agent))
+        return clock.tick()
 
     # --- reads -------------------------------------------------------------
 
@@ -443,7 +452,8 @@ class Session:
             except Conflict as exc:
                 last = exc
                 if attempt < retries:
-                    time.sleep(backoff_delay(attempt, backoff, max_backoff))
+                    store = self.store
+                    store.sleep(backoff_delay(attempt, backoff, max_backoff, store.random))
         assert last is not None
         raise retries_exhausted(key, retries, last)
 

@@ -10,9 +10,12 @@ URL it uses ``ACCORD_URL``, else the SQLite file ``./.accord/state.db``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import random as _random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,8 @@ class Store:
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         record_reads: bool = False,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+        sleep: Callable[[float], Any] | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         max_value_size = params.count(
             max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE)
@@ -98,6 +103,12 @@ class Store:
         self.backend = backend
         self.record_reads = params.flag(record_reads, "record_reads")
         self.idempotency_window = idempotency_window
+        self.sleep: Callable[[float], Any] = time.sleep if sleep is None else sleep
+        """How the write path sleeps (``update()``'s backoff): ``asyncio.sleep``
+        by default; a simulation passes its virtual clock's sleep."""
+        self.random: Callable[[], float] = _random.random if random is None else random
+        """Where the write path's jitter comes from (uniform in [0, 1)); a
+        simulation passes a seeded one, so a run replays exactly."""
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self.policy: Any = None
@@ -160,7 +171,12 @@ class Store:
             return session
 
     def add_hook(self, hook: Hook) -> None:
-        """Run ``hook(operation)`` before every session operation; it may raise."""
+        """Run ``hook(operation)`` before every session operation; it may raise.
+
+        On the async face ``hook`` may be a coroutine function, awaited with
+        the async session (see :class:`accord._core.write.Guards`).
+        """
+        _refuse_coroutine(hook, "add_hook")
         self.writes.add_hook(hook)
 
     def add_guard(self, guard: Guard, explain: Explain) -> None:
@@ -174,8 +190,12 @@ class Store:
         without a lease). When a write is refused,
         ``explain(session, key, token, result)`` runs before the path's own
         explanation and raises the guard's error if one of its compares is
-        what refused it (``result.failed``).
+        what refused it (``result.failed``). On the async face ``explain`` may
+        be a coroutine function, awaited with the async session; adding a
+        guard that is already here gives it the explanation of that kind
+        (see :class:`accord._core.write.Guards`).
         """
+        _refuse_coroutine(explain, "add_guard")
         self.writes.add_guard(guard, explain)
 
     # --- history -------------------------------------------------------------
@@ -223,6 +243,15 @@ class Store:
         from .strategies import branch
 
         return branch.merge(self, key, branches, resolve=resolve, agent=agent)
+
+
+def _refuse_coroutine(fn: Any, method: str) -> None:
+    if inspect.iscoroutinefunction(fn):
+        raise UsageError(
+            f"{fn.__qualname__} is a coroutine function: a sync Store cannot await it. "
+            f"Add it with {call('store.' + method, var('fn'))} on a store opened with "
+            f"{call('accord.aio.open', var('url'))}, or pass a plain function."
+        )
 
 
 def _events(source: Iterator[dict[str, Any]]) -> Iterator[Event]:

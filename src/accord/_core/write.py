@@ -20,6 +20,7 @@ writer, anything added with ``Store.add_guard``) are registered in one place,
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 from collections.abc import Callable
@@ -122,13 +123,18 @@ class Operation:
         return agent
 
 
-Hook = Callable[[Operation], None]
+Hook = Callable[[Operation], Any]
+"""``hook(operation)``: may raise to refuse the operation. A hook may be a
+coroutine function: the async face awaits it (see :class:`Guards` for the
+rules both kinds follow)."""
 Guard = Callable[[Any, str, "int | None"], list[Compare]]
 """``guard(session, key, token)``: compares for a write of ``key`` by
-``session``'s agent carrying the fencing token ``token`` (None without a lease)."""
-Explain = Callable[[Any, str, "int | None", TxnResult], None]
+``session``'s agent carrying the fencing token ``token`` (None without a lease).
+Always a plain function, with no I/O: it runs inside every write."""
+Explain = Callable[[Any, str, "int | None", TxnResult], Any]
 """``explain(session, key, token, result)``: raise the guard's own error when
-one of its compares refused the write (``result.failed``)."""
+one of its compares refused the write (``result.failed``). A plain function
+or a coroutine function (see :class:`Guards`)."""
 
 
 class Guards:
@@ -138,17 +144,48 @@ class Guards:
     lease and by something else is told about the lease, which it must wait
     out), then the queue's writer guard; a manifest or a user adds more with
     ``Store.add_guard``.
+
+    **Sync and async explanations.** A guard itself is a plain function with
+    no I/O (it only builds compares). Its explanation, like a hook, may read
+    the store, so it comes in two kinds:
+
+    * a plain function, run with a sync ``Session``. The sync face calls it
+      directly. The async face runs it in a worker thread with the session's
+      sync twin when the store has one (``AsyncStore.sync``: SQLite, memory
+      through a thread, PostgreSQL); a store with no twin (an async backend
+      alone, such as the explorer's) calls it inline with the *async*
+      session, so there it must do no I/O (the queue's writer guard reads
+      only the refused result: it qualifies);
+    * a coroutine function, awaited by the async face with the async
+      session, in the loop, without a thread. The sync face never runs it.
+
+    A guard may have one of each: registering a guard that is already here
+    adds no second compare; it gives the guard the explanation of the kind
+    it lacked (or replaces the one of the same kind). So a store with a sync
+    twin, whose sync face registered ``(lease.guard, lease.explain)``, gives
+    its async face a native explanation with
+    ``astore.add_guard(lease.guard, explain_async)``; a store with no twin
+    registers the async one alone. The async face prefers the coroutine.
+    Hooks follow the same rules (``Store.add_hook``); the sync face skips a
+    coroutine hook, which only an async store sharing its hooks can add.
     """
 
-    __slots__ = ("_explainers", "_guards")
+    __slots__ = ("_async", "_guards", "_sync")
 
     def __init__(self) -> None:
         self._guards: list[Guard] = []
-        self._explainers: list[Explain] = []
+        self._sync: list[Explain | None] = []
+        self._async: list[Explain | None] = []
 
     def add(self, guard: Guard, explain: Explain) -> None:
+        is_async = inspect.iscoroutinefunction(explain)
+        for i, known in enumerate(self._guards):
+            if known is guard:
+                (self._async if is_async else self._sync)[i] = explain
+                return
         self._guards.append(guard)
-        self._explainers.append(explain)
+        self._sync.append(None if is_async else explain)
+        self._async.append(explain if is_async else None)
 
     def compares(self, actor: Any, key: str, token: int | None) -> list[Compare]:
         out: list[Compare] = []
@@ -158,16 +195,14 @@ class Guards:
 
     def explainers(
         self, actor: Any, key: str, token: int | None, failed: Compare | None
-    ) -> list[Explain]:
-        """The explanations to run for a write refused by ``failed``: those of
-        the guards whose compares include it (every one when the backend could
-        not say which compare failed)."""
-        if failed is None:
-            return list(self._explainers)
+    ) -> list[tuple[Explain | None, Explain | None]]:
+        """``(sync, async)`` explanations to run for a write refused by
+        ``failed``: those of the guards whose compares include it (every one
+        when the backend could not say which compare failed)."""
         return [
-            explain
-            for guard, explain in zip(self._guards, self._explainers, strict=True)
-            if failed in guard(actor, key, token)
+            (sync, coro)
+            for guard, sync, coro in zip(self._guards, self._sync, self._async, strict=True)
+            if failed is None or failed in guard(actor, key, token)
         ]
 
 
@@ -595,15 +630,18 @@ def check_update_args(
     )
 
 
-def backoff_delay(attempt: int, backoff: float, max_backoff: float) -> float:
-    """Seconds to sleep after losing attempt ``attempt`` (0-based).
+def backoff_delay(
+    attempt: int, backoff: float, max_backoff: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to sleep after losing attempt ``attempt`` (0-based); ``rand``
+    gives the jitter (uniform in [0, 1): the store's ``random``).
 
     Full jitter (AWS, "Exponential Backoff and Jitter"): the losers of one
     round spread out instead of colliding again. The defaults were tuned on
     8 processes hammering one key of one SQLite file: none gives up
     (tests/test_sqlite_stress).
     """
-    return random.uniform(0, min(max_backoff, backoff * 2**attempt))
+    return float(rand() * min(max_backoff, backoff * 2**attempt))
 
 
 def retries_exhausted(key: str, retries: int, last: Conflict) -> RetriesExhausted:

@@ -1,0 +1,93 @@
+"""An async backend with no sync twin, for the async face's native path.
+
+:class:`InlineMemoryBackend` answers the async backend contract from one
+:class:`~accord.backends.memory.MemoryBackend`, inline on the event loop (a
+dict never blocks), and names no ``.sync``: an ``AsyncStore`` over it runs
+every primitive without a worker thread, as it does over the explorer's
+backend. ``wait`` is not offered (nothing native waits yet: the strategies
+that do still need a twin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from accord.backends.base import LiveRow
+from accord.backends.memory import MemoryBackend
+from accord.records import Compare, Op, Put, Record, TxnResult
+
+
+class InlineMemoryBackend:
+    """The async face of one memory backend, with no thread and no twin."""
+
+    spans_processes = False
+    spans_hosts = False
+
+    def __init__(self, memory: MemoryBackend | None = None) -> None:
+        self.memory = memory if memory is not None else MemoryBackend()
+        self.url = self.memory.url
+        self.calls = 0
+        """How many backend calls were made (a test's sanity check)."""
+
+    def _count(self) -> None:
+        self.calls += 1
+
+    async def get(self, key: str) -> Record | None:
+        self._count()
+        return self.memory.get(key)
+
+    async def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
+        self._count()
+        return self.memory.scan(prefix, limit)
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        self._count()
+        return self.memory.txn(compares, success, failure)
+
+    async def put_if_version(
+        self, put: Put, expect: int, guards: Sequence[Compare] = (), failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        self._count()
+        return self.memory.put_if_version(put, expect, guards, failure)
+
+    async def read_live(self, key: str) -> LiveRow | None:
+        self._count()
+        return self.memory.read_live(key)
+
+    async def history(
+        self, since: int = 0, key: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        self._count()
+        for event in list(self.memory.history(since, key, limit)):
+            yield event
+
+    async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        self._count()
+        for event in list(self.memory.changes(key)):
+            yield event
+
+    async def revision(self) -> int:
+        self._count()
+        return self.memory.revision()
+
+    async def now(self) -> float:
+        return self.memory.now()
+
+    async def purge_expired(self, prefix: str, before: float) -> int:
+        self._count()
+        return self.memory.purge_expired(prefix, before)
+
+    async def wait(
+        self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float | None
+    ) -> int:
+        raise NotImplementedError("InlineMemoryBackend does not wait")
+
+    async def close(self) -> None:
+        self.memory.close()
+
+
+def inline_memory(clock: Callable[[], float] | None = None) -> InlineMemoryBackend:
+    return InlineMemoryBackend(MemoryBackend(clock=clock))
