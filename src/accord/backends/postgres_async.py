@@ -171,6 +171,13 @@ class AsyncPostgresBackend(AsyncBackend):
                 raise
             return backend
 
+        def drop(self) -> None:
+            """Close from outside the event loop (it is gone, or runs in
+            another thread): close the sync twin; the async pool's
+            connections belong to their loop and go with it."""
+            self._closed = True
+            self.sync.close()
+
     # --- running statements ---------------------------------------------------
 
     async def _rows(
