@@ -19,7 +19,6 @@ from .format import NATIVE_OPS, EventStream, clock_time, parse_time
 from .native_explain import (
     concurrent,
     duplicate_apply,
-    fence_undecided,
     fenced_write,
     lost_update,
     notes,
@@ -259,7 +258,7 @@ class NativeChecker:
             held = k.reads.get(agent)
             if held is not None and held[0] == based:
                 read_time = held[1]
-        # The record of this version (see _new_w; built inline: this is hot).
+        # The record of this version (see native_state.W; built inline: this is hot).
         w = [
             version,
             rev,
@@ -564,7 +563,7 @@ class NativeChecker:
             return
         why = None
         if lease.unreadable is not None and (lease.end_rev is None or lease.end_rev >= rev):
-            self._unknown(fence_undecided(line, ev, key, token, agent, time, rev, lease))
+            self._unknown(fenced_write(line, ev, key, token, agent, time, rev, lease, None))
             return
         if lease.end_reason is not None and lease.end_rev is not None and lease.end_rev < rev:
             why = f"the lease had been {lease.end_reason} at {clock_time(lease.end_time)}"

@@ -33,7 +33,6 @@ __all__ = [
     "clock_text",
     "concurrent",
     "duplicate_apply",
-    "fence_undecided",
     "fenced_write",
     "label",
     "lost_update",
@@ -201,45 +200,6 @@ def stale_read(
     )
 
 
-def fence_undecided(
-    line: int,
-    ev: dict[str, Any],
-    key: str,
-    token: Any,
-    agent: str,
-    time: str,
-    rev: int,
-    lease: LeaseState,
-) -> Anomaly:
-    """A write accepted under a lease whose deadline could not be read."""
-    return Anomaly(
-        name="fenced-write-accepted",
-        key=key,
-        certain=False,
-        explanation=(
-            f"Unknown: {agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
-            f"{clock_time(time)}) was accepted under lease token {token}, whose "
-            f"deadline could not be read (line {lease.unreadable} was skipped). "
-            "Whether the lease was still held is undecided: fix that line and "
-            "check again."
-        ),
-        events=(
-            {
-                "rev": rev,
-                "time": time,
-                "agent": agent,
-                "op": ev.get("op"),
-                "key": key,
-                "version": ev.get("version"),
-                "lease": token,
-                "line": line,
-            },
-        ),
-        agents=tuple(dict.fromkeys((lease.agent, agent))),
-        details={"token": token, "unreadable_line": lease.unreadable},
-    )
-
-
 def fenced_write(
     line: int,
     ev: dict[str, Any],
@@ -249,17 +209,44 @@ def fenced_write(
     time: str,
     rev: int,
     lease: LeaseState,
-    why: str,
+    why: str | None,
 ) -> Anomaly:
-    """A write accepted under a lease that had ended (``why``)."""
+    """A write accepted under a lease that had ended (``why``), or, with
+    ``why`` None, under one whose deadline could not be read (undecided)."""
+    what = f"{agent}'s write of {key} v{ev.get('version')} (rev {rev}, at {clock_time(time)})"
+    if why is None:
+        return Anomaly(
+            name="fenced-write-accepted",
+            key=key,
+            certain=False,
+            explanation=(
+                f"Unknown: {what} was accepted under lease token {token}, whose "
+                f"deadline could not be read (line {lease.unreadable} was skipped). "
+                "Whether the lease was still held is undecided: fix that line and "
+                "check again."
+            ),
+            events=(
+                {
+                    "rev": rev,
+                    "time": time,
+                    "agent": agent,
+                    "op": ev.get("op"),
+                    "key": key,
+                    "version": ev.get("version"),
+                    "lease": token,
+                    "line": line,
+                },
+            ),
+            agents=tuple(dict.fromkeys((lease.agent, agent))),
+            details={"token": token, "unreadable_line": lease.unreadable},
+        )
     w_ev = {k_: ev.get(k_) for k_ in ("rev", "time", "agent", "op", "key", "version", "lease")}
     w_ev["line"] = line
     return Anomaly(
         name="fenced-write-accepted",
         key=key,
         explanation=(
-            f"{agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
-            f"{clock_time(time)}) was accepted under lease token {token}, but {why}. "
+            f"{what} was accepted under lease token {token}, but {why}. "
             "The store should have fenced it off: the writer no longer held the key."
         ),
         events=(w_ev,),

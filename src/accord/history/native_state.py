@@ -40,7 +40,6 @@ __all__ = [
     "W",
     "clock_leq",
     "lease_after",
-    "new_w",
     "older",
     "on_runs",
     "push",
@@ -60,38 +59,13 @@ KEYED = MUTATING | {"read"}
 
 V, REV, TIME, AGENT, OP, PREV, BASED, CHECK, LEASE, LINE, READ, PARENT, ONPATH, LOSTBY = range(14)
 W = list[Any]
-
-
-def new_w(
-    version: int,
-    rev: int,
-    time: str,
-    agent: str,
-    op: str,
-    prev: int,
-    based_on: int | None,
-    check: str,
-    lease: Any,
-    line: int,
-    read_time: str | None,
-) -> list[Any]:
-    parent = prev if based_on is None else based_on
-    return [
-        version,
-        rev,
-        time,
-        agent,
-        op,
-        prev,
-        based_on,
-        check,
-        lease,
-        line,
-        read_time,
-        parent,
-        False,
-        None,
-    ]
+"""One version of a key, a list indexed by the numbers above (a list, not an
+object: the checker builds one per write, inline, on its hot path):
+``[version, rev, time, agent, op, prev, based_on, check, lease, line,
+read_time, parent, on_path, lost_by]``. ``read_time``: when the writer read
+its basis (None: unknown); ``parent``: the version it built on (``based_on``,
+else ``prev``); ``on_path``: whether its change is in the current value;
+``lost_by``: the version that erased it (None: not erased)."""
 
 
 class KeyState:
