@@ -155,7 +155,9 @@ class AsyncPostgresBackend(AsyncBackend):
 
         @classmethod
         async def open(cls, url: str) -> AsyncPostgresBackend:
-            """Connect (and create or upgrade the schema) without blocking the loop."""
+            """Connect (and create or upgrade the schema) without blocking the
+            loop: the way to make one (the constructor alone connects nothing,
+            and ``accord.aio.open(url)`` calls this)."""
             # The sync twin migrates the schema, in a worker thread.
             sync = await asyncio.to_thread(PostgresBackend, url)
             try:
