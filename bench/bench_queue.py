@@ -16,7 +16,12 @@ branch editing lines of its own (a clean merge), through ``store.merge``
 (reads the branches and the base from SQLite, then merges), against the
 least work: one ``difflib`` diff of the base against one branch.
 
-Run: .venv/bin/python bench/bench_queue.py [--requests 480] [--rounds 1]
+With ``--postgres URL`` part 1 runs on PostgreSQL instead (one schema per
+case, dropped after), against a bare versioned ``UPDATE`` on one psycopg
+connection; ``--only-queue`` leaves out ``update()`` and the merges.
+
+Run: .venv/bin/python bench/bench_queue.py [--requests 480] [--think 0 2]
+     [--postgres postgresql://postgres@127.0.0.1:5432/test] [--only-queue]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import multiprocessing as mp
 import sqlite3
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +109,35 @@ def _wait_length(store: accord.Store, length: int, timeout: float = 600) -> None
         store.backend.wait([KEY], [], since, 1.0)
 
 
-def run_queue(tmp: Path, submitters: int, total: int, think: float) -> dict[str, float]:
-    url = f"sqlite:///{tmp / f'queue-{submitters}-{think}.db'}"
+def _url(tmp: Path, name: str, postgres: str | None) -> str:
+    """A fresh store for one case: a SQLite file, or a PostgreSQL schema."""
+    if postgres is None:
+        return f"sqlite:///{tmp / f'{name}.db'}"
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    return f"{postgres}{'&' if '?' in postgres else '?'}schema={schema}"
+
+
+def _drop(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return
+    import psycopg
+
+    base, _, schema = url.rpartition("schema=")
+    with psycopg.connect(base.rstrip("?&"), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def run_queue(
+    tmp: Path, submitters: int, total: int, think: float, postgres: str | None = None
+) -> dict[str, float]:
+    url = _url(tmp, f"queue-{submitters}-{think}", postgres)
+    try:
+        return _run_queue(url, submitters, total, think)
+    finally:
+        _drop(url)
+
+
+def _run_queue(url: str, submitters: int, total: int, think: float) -> dict[str, float]:
     per = total // submitters
     with accord.open(url) as store:
         store.session("writer").write(KEY, [])
@@ -132,8 +165,17 @@ def run_queue(tmp: Path, submitters: int, total: int, think: float) -> dict[str,
     return {"per_second": per * submitters / elapsed, "retries": conflicts, "seconds": elapsed}
 
 
-def run_optimistic(tmp: Path, agents: int, total: int, think: float) -> dict[str, float]:
-    url = f"sqlite:///{tmp / f'optimistic-{agents}-{think}.db'}"
+def run_optimistic(
+    tmp: Path, agents: int, total: int, think: float, postgres: str | None = None
+) -> dict[str, float]:
+    url = _url(tmp, f"optimistic-{agents}-{think}", postgres)
+    try:
+        return _run_optimistic(url, agents, total, think)
+    finally:
+        _drop(url)
+
+
+def _run_optimistic(url: str, agents: int, total: int, think: float) -> dict[str, float]:
     per = total // agents
     with accord.open(url) as store:
         store.session("setup").write(KEY, [])
@@ -184,6 +226,30 @@ def run_raw(tmp: Path, total: int) -> float:
     return total / elapsed
 
 
+def run_raw_postgres(postgres: str, total: int) -> float:
+    import psycopg
+
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(
+                f"CREATE TABLE {schema}.kv (key text PRIMARY KEY, value bytea, version bigint)"
+            )
+            conn.execute(f"INSERT INTO {schema}.kv VALUES (%s, %s, 1)", (KEY, b"[]"))
+            began = time.perf_counter()
+            for version in range(1, total + 1):
+                conn.execute(
+                    f"UPDATE {schema}.kv SET value = %s, version = version + 1 "
+                    "WHERE key = %s AND version = %s",
+                    (b"[1]", KEY, version),
+                )
+            elapsed = time.perf_counter() - began
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return total / elapsed
+
+
 def make_text(lines: int) -> str:
     return "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(lines))
 
@@ -225,12 +291,22 @@ def main() -> None:
         default=[0.0, 2.0],
         help="milliseconds each agent spends computing a new value (default: 0 and 2)",
     )
+    parser.add_argument(
+        "--postgres", metavar="URL", help="run part 1 on PostgreSQL (a URL without ?schema=)"
+    )
+    parser.add_argument(
+        "--only-queue", action="store_true", help="the queue alone: no update(), no merges"
+    )
     args = parser.parse_args()
     total = args.requests
+    pg = args.postgres
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        raw = run_raw(tmp, total)
-        print(f"raw engine: {raw:,.0f} commits/s (bare versioned UPDATE, one connection)\n")
+        raw = run_raw(tmp, total) if pg is None else run_raw_postgres(pg, total)
+        engine = "SQLite WAL file" if pg is None else "PostgreSQL"
+        print(
+            f"raw engine: {raw:,.0f} commits/s (bare versioned UPDATE, one connection, {engine})\n"
+        )
         print(
             "| think | agents | queue req/s | vs raw | queue retries | update() req/s | vs raw "
             "| update() retries | retries per update | gave up |"
@@ -238,8 +314,15 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for think_ms in args.think:
             for agents in (1, 4, 16):
-                q = run_queue(tmp, agents, total, think_ms / 1000)
-                o = run_optimistic(tmp, agents, total, think_ms / 1000)
+                q = run_queue(tmp, agents, total, think_ms / 1000, pg)
+                if args.only_queue:
+                    print(
+                        f"| {think_ms:g} ms | {agents} | {q['per_second']:,.0f} "
+                        f"| {q['per_second'] / raw:.4f} | {q['retries']:.0f} | | | | | |",
+                        flush=True,
+                    )
+                    continue
+                o = run_optimistic(tmp, agents, total, think_ms / 1000, pg)
                 print(
                     f"| {think_ms:g} ms | {agents} | {q['per_second']:,.0f} "
                     f"| {q['per_second'] / raw:.4f} | {q['retries']:.0f} "
@@ -248,6 +331,8 @@ def main() -> None:
                     f"| {o['gave_up']:.0f} |",
                     flush=True,
                 )
+        if args.only_queue:
+            return
         print("\n| branches of a 10,000-line text | store.merge | one difflib diff (raw) | ratio |")
         print("|---:|---:|---:|---:|")
         for branches in (2, 8, 32):

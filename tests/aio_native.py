@@ -4,12 +4,12 @@
 :class:`~accord.backends.memory.MemoryBackend`, inline on the event loop (a
 dict never blocks), and names no ``.sync``: an ``AsyncStore`` over it runs
 every primitive without a worker thread, as it does over the explorer's
-backend. ``wait`` is not offered (nothing native waits yet: the strategies
-that do still need a twin).
+backend. ``wait`` polls in the loop (a waiting lease's pauses).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -83,7 +83,22 @@ class InlineMemoryBackend:
     async def wait(
         self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float | None
     ) -> int:
-        raise NotImplementedError("InlineMemoryBackend does not wait")
+        """Until one of ``keys`` (or a key under ``prefixes``) changed after
+        revision ``since``, or ``timeout`` seconds passed: in the loop, no
+        thread. It looks, then lets the loop run for a millisecond, and looks
+        again (the writers may be on this loop; a test backend may poll)."""
+        self._count()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        memory = self.memory
+        while True:
+            with memory._cond:
+                if memory._changed(keys, prefixes, since):
+                    return memory._revision
+                revision = memory._revision
+            if deadline is not None and loop.time() >= deadline:
+                return revision
+            await asyncio.sleep(0.001)
 
     async def close(self) -> None:
         self.memory.close()

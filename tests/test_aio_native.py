@@ -289,22 +289,26 @@ def test_a_sync_store_refuses_a_coroutine_hook() -> None:
         store.add_guard(_always_refuses, explain)
 
 
-def test_a_strategy_not_native_yet_is_refused_by_name(no_threads: None) -> None:
+def test_a_strategy_not_native_yet_is_refused_and_the_queue_runs(no_threads: None) -> None:
     async def main() -> None:
         store = native()
         a = store.session("agent-a")
         await a.write("doc", 1)
         with pytest.raises(accord.UsageError, match=r"acquire\(\) does not run yet"):
             await a.acquire("doc", ttl=5)
-        with pytest.raises(accord.UsageError, match=r"submit\(\)"):
-            await a.submit("doc", "change")
-        with pytest.raises(accord.UsageError, match=r"fork\(\)"):
-            await a.fork("doc")
         with pytest.raises(accord.UsageError, match=r"write\(lease=\)"):
             await a.write("doc", 2, lease=7)
-        with pytest.raises(accord.UsageError, match=r"store.branches\(\)"):
-            await store.branches("doc")
         assert (await a.read("doc")).value == 1
+        # The queue and branches are native: they run here, in the loop.
+        request = await a.submit("queued", "change")
+        assert request.pending
+        writer = store.session("writer")
+        assert await writer.serve("queued", lambda v, c: c, timeout=0) == 1
+        assert (await request.wait(timeout=5)).accepted
+        branch = await a.fork("doc")
+        assert [b.id for b in await store.branches("doc")] == [branch.id]
+        await branch.write(3)
+        assert (await (await store.merge("doc", [branch])).commit()).value == 3
 
     asyncio.run(main())
 

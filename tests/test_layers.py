@@ -218,13 +218,9 @@ ALLOWED_UPWARD: Mapping[tuple[str, str], str] = {
     # The strategies name Session and Store for their types and reach into
     # their private names (_event, _intercept, _remember, _conflict, ...).
     # Issue 13: strategies import the core, never session/store.
-    ("accord.strategies.branch", "accord.session"): "type-only: fork(session), Branch._session",
-    ("accord.strategies.branch", "accord.store"): "type-only: Branch._store",
     ("accord.strategies.crdt", "accord.session"): "type-only: SharedText(session, key)",
     ("accord.strategies.lease", "accord.session"): "type-only: Lease(session, ...)",
     ("accord.strategies.lease", "accord.store"): "type-only: status(store), install(store)",
-    ("accord.strategies.queue", "accord.session"): "type-only: the writer role per Session",
-    ("accord.strategies.queue", "accord.store"): "type-only: Request._store, install(store)",
     # The manifest is a hook on the Store that checks a Session's Operation;
     # issue 13 registers it one way with the lease's and the queue's guards.
     ("accord.policy.enforce", "accord.session"): "type-only: Policy.check(operation)",

@@ -48,6 +48,10 @@ FILES: list[tuple[str, str]] = [
     ("_watch_async.py", "_watch.py"),
     ("backends/_pg_listener_async.py", "backends/_pg_listener.py"),
     ("backends/postgres_async.py", "backends/postgres.py"),
+    ("_core/_faces_async.py", "_core/faces.py"),
+    ("strategies/_writer_role_async.py", "strategies/writer_role.py"),
+    ("strategies/_queue_async.py", "strategies/queue.py"),
+    ("strategies/_branch_async.py", "strategies/branch.py"),
 ]
 """(async source, generated sync module), relative to src/accord."""
 
@@ -80,6 +84,12 @@ NAMES: dict[str, str] = {
     "AsyncLeaseSet": "LeaseSet",
     "AsyncMerge": "Merge",
     "AsyncRequest": "Request",
+    "AsyncSessionLike": "SessionLike",
+    "AsyncStoreLike": "StoreLike",
+    "_faces_async": "faces",
+    "_queue_async": "queue",
+    "_writer_role_async": "writer_role",
+    "_branch_async": "branch",
 }
 """Names the sync face spells differently (``asyncio.sleep`` becomes ``time.sleep``)."""
 
@@ -87,6 +97,17 @@ HEADER = (
     "# WARNING: generated from src/accord/{source} by tools/async_to_sync.py; do not edit.\n"
     "# Edit the async source and run: .venv/bin/python tools/async_to_sync.py\n"
 )
+
+
+def _header(source: str) -> str:
+    """:data:`HEADER` for ``source``, its first line split when it is too long."""
+    header = HEADER.format(source=source)
+    first, _, rest = header.partition("\n")
+    if len(first) > 100:
+        where, _, tail = first.partition(" by ")
+        header = f"{where}\n# by {tail}\n{rest}"
+    return header
+
 
 _IN_TEXT = [name for name in NAMES if name.startswith(("Async", "_")) and name != "asyncio"]
 _WORDS = re.compile(
@@ -126,10 +147,7 @@ def convert(text: str, source: str) -> str:
     for row, start, end, new in sorted(edits, reverse=True):
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[end:]
-    header = HEADER.format(source=source)
-    if any(len(line) > 100 for line in header.splitlines()):
-        header = header.replace(" by tools/", "\n# by tools/", 1)
-    return _tidy(header + "".join(lines), source)
+    return _tidy(_header(source) + "".join(lines), source)
 
 
 def _tidy(text: str, source: str) -> str:

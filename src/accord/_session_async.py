@@ -57,14 +57,14 @@ from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode
 if TYPE_CHECKING:
     from ._core.watch import WatchEvent
     from ._store_async import AsyncStore
+    from .strategies._branch_async import AsyncBranch
+    from .strategies._queue_async import AsyncRequest
 
     if True:  # ASYNC
-        from ._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncRequest, Leasing
+        from ._aio_strategies import AsyncLease, AsyncLeaseSet, Leasing
         from .session import Session
     else:
-        from .strategies.branch import Branch
         from .strategies.lease import Lease, LeaseSet
-        from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
 
 __all__ = ["MAX_VERSION", "AsyncSession", "Operation", "decode_clock"]
 
@@ -233,7 +233,7 @@ class AsyncSession:
             """
             from ._watch_async import watch
 
-            self._twin("watch()")
+            # Native on every store: the loop needs no sync twin.
             return watch(
                 self,
                 key_or_prefix,
@@ -646,17 +646,9 @@ class AsyncSession:
         self, key: str, change: Any, *, idempotency_key: str | None = None
     ) -> AsyncRequest:
         """Submit a change request for ``key`` to its writer (queue strategy)."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncRequest
+        from .strategies import _queue_async
 
-            request = await asyncio.to_thread(
-                self._twin("submit()").submit, key, change, idempotency_key=idempotency_key
-            )
-            return AsyncRequest.of(self.store, request)
-        else:
-            from .strategies import queue
-
-            return queue.submit(self, key, change, idempotency_key=idempotency_key)
+        return await _queue_async.submit(self, key, change, idempotency_key=idempotency_key)
 
     def requests(
         self, key: str, *, timeout: float = 5, **kwargs: Any
@@ -669,9 +661,8 @@ class AsyncSession:
         at once (:class:`NotWriter` there) and gives the iterator.
         """
         if True:  # ASYNC
-            from ._aio_strategies import Requests
+            from .strategies._queue_async import Requests
 
-            self._twin("requests()")
             return Requests(self, key, timeout=timeout, **kwargs)
         else:
             from .strategies import queue
@@ -688,53 +679,32 @@ class AsyncSession:
 
         The write is checked against ``expect`` (default: the version read for it).
         """
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncRequest, sync_request
+        from .strategies import _queue_async
 
-            decided = await asyncio.to_thread(
-                self._twin("accept()").accept, sync_request(request), new_value, expect=expect
-            )
-            return AsyncRequest.of(self.store, decided)
-        else:
-            from .strategies import queue
-
-            return queue.accept(self, request, new_value, expect=expect)
+        return await _queue_async.accept(self, request, new_value, expect=expect)
 
     async def reject(self, request: AsyncRequest, reason: str) -> AsyncRequest:
         """Reject ``request`` with ``reason``; nothing is written."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncRequest, sync_request
+        from .strategies import _queue_async
 
-            twin = self._twin("reject()")
-            decided = await asyncio.to_thread(twin.reject, sync_request(request), reason)
-            return AsyncRequest.of(self.store, decided)
-        else:
-            from .strategies import queue
-
-            return queue.reject(self, request, reason)
+        return await _queue_async.reject(self, request, reason)
 
     async def serve(self, key: str, apply: Callable[[Any, Any], Value], **kwargs: Any) -> int:
-        """Run the writer loop for ``key``: ``apply(current_value, change)``."""
-        if True:  # ASYNC
-            # The loop runs in a worker thread; ``apply`` is called there.
-            return await asyncio.to_thread(self._twin("serve()").serve, key, apply, **kwargs)
-        else:
-            from .strategies import queue
+        """Run the writer loop for ``key``: ``apply(current_value, change)``.
 
-            served: int = queue.serve(self, key, apply, **kwargs)
-            return served
+        On the async face ``apply`` is called on the event loop (keep it
+        quick); cancelling the call ends the loop and releases the role.
+        """
+        from .strategies import _queue_async
+
+        served: int = await _queue_async.serve(self, key, apply, **kwargs)
+        return served
 
     async def fork(self, key: str) -> AsyncBranch:
         """A private copy of ``key`` based on its current version."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncBranch
+        from .strategies import _branch_async
 
-            twin = self._twin("fork()")
-            return AsyncBranch(self.store, await asyncio.to_thread(twin.fork, key))
-        else:
-            from .strategies import branch
-
-            return branch.fork(self, key)
+        return await _branch_async.fork(self, key)
 
     async def branch(self, key: str, branch_id: str) -> AsyncBranch:
         """The branch ``branch_id`` of ``key``, acting as this agent.
@@ -742,25 +712,12 @@ class AsyncSession:
         Read it freely; ``write()`` and ``discard()`` work only if this agent
         forked it (:class:`NotOwner` otherwise). :class:`NotFound` if none.
         """
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncBranch
+        from .strategies import _branch_async
 
-            found = await asyncio.to_thread(self._twin("branch()").branch, key, branch_id)
-            return AsyncBranch(self.store, found)
-        else:
-            from .strategies import branch
-
-            return branch.get_branch(self.store, key, branch_id, self)
+        return await _branch_async.get_branch(self.store, key, branch_id, self)
 
     async def branches(self, key: str) -> list[AsyncBranch]:
         """The open branches of ``key``, oldest first, acting as this agent."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncBranch
+        from .strategies import _branch_async
 
-            twin = self._twin("branches()")
-            return [AsyncBranch(self.store, b) for b in await asyncio.to_thread(twin.branches, key)]
-        else:
-            from .strategies import branch
-
-            found: list[Branch] = branch.branches(self.store, key, self)
-            return found
+        return await _branch_async.branches(self.store, key, self)

@@ -33,10 +33,7 @@ if True:  # ASYNC
     from .store import Store
 
 if TYPE_CHECKING:
-    if True:  # ASYNC
-        from ._aio_strategies import AsyncBranch, AsyncMerge
-    else:
-        from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
+    from .strategies._branch_async import AsyncBranch, AsyncMerge
 
 __all__ = ["DEFAULT_URL", "AsyncStore", "Explain", "Guard", "Hook", "open"]
 
@@ -158,6 +155,9 @@ class AsyncStore:
                     hooks=self.sync.writes.hooks,
                     guards=self.sync.writes.guards,
                 )
+                # The queue's guard is one function for both faces: this
+                # gives it its coroutine explanation for the async face.
+                __import__("accord.strategies._queue_async", fromlist=["install"]).install(self)
             else:
                 self._policy: Any = None
                 self.writes = AsyncWritePath(backend, max_value_size=max_value_size)
@@ -191,27 +191,27 @@ class AsyncStore:
             """The lease and queue guards of a store with no sync twin.
 
             The lease exclusion's explanation reads the store: here it is
-            native (:func:`_explain_lease`). The queue's reads only the
-            refused result, so its plain function runs inline.
+            native (:func:`_explain_lease`); the queue's is the coroutine of
+            its async source.
             """
-            from .strategies import lease, queue
+            from .strategies import _queue_async, lease
 
             self.add_guard(lease.guard, _explain_lease)
-            self.add_guard(queue.guard, queue.explain)
+            _queue_async.install(self)
 
         def needs_twin(self, what: str) -> Store:
             """The sync twin the strategy ``what`` still runs on; a
             :class:`UsageError` on a store with no twin.
 
-            Transitional: leases, queues, branches and watch run natively on
-            the async face once they are rewritten; until then they need a
+            Transitional: leases and watch run natively on the async face
+            once they are rewritten (queues and branches do already); until then they need a
             store opened with ``accord.aio.open``.
             """
             if self.sync is None:
                 raise NotNativeYet(
                     f"{what} does not run yet on an AsyncStore without a sync twin "
-                    f"({type(self.backend).__name__}): read, scan, write, delete, update "
-                    "and history do. Use those here, or open a store with "
+                    f"({type(self.backend).__name__}): read, scan, write, delete, update, "
+                    "history, the queue and branches do. Use those here, or open a store with "
                     f"{call('accord.aio.open', var('url'))} for {what}."
                 )
             return self.sync
@@ -328,16 +328,9 @@ class AsyncStore:
 
     async def branches(self, key: str) -> list[AsyncBranch]:
         """Every open branch of ``key``."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncBranch
+        from .strategies import _branch_async
 
-            twin = self.needs_twin("store.branches()")
-            return [AsyncBranch(self, b) for b in await asyncio.to_thread(twin.branches, key)]
-        else:
-            from .strategies import branch
-
-            found: list[Branch] = branch.branches(self, key)
-            return found
+        return await _branch_async.branches(self, key)
 
     async def merge(
         self,
@@ -348,17 +341,9 @@ class AsyncStore:
         agent: str | None = None,
     ) -> AsyncMerge:
         """Merge ``branches`` of ``key`` against their common base."""
-        if True:  # ASYNC
-            from ._aio_strategies import AsyncMerge
+        from .strategies import _branch_async
 
-            twin = self.needs_twin("store.merge()")
-            sides = [b.sync for b in branches]
-            merged = await asyncio.to_thread(twin.merge, key, sides, resolve, agent=agent)
-            return AsyncMerge(self, merged)
-        else:
-            from .strategies import branch
-
-            return branch.merge(self, key, branches, resolve=resolve, agent=agent)
+        return await _branch_async.merge(self, key, branches, resolve=resolve, agent=agent)
 
 
 if True:  # ASYNC

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .store import Store
     from .strategies.branch import Branch
     from .strategies.lease import Lease, LeaseSet
-    from .strategies.queue import Request  # noqa: F401, RUF100 (the sync face's)
+    from .strategies.queue import Request
 
 __all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]
 
@@ -548,7 +548,11 @@ class Session:
         return queue.reject(self, request, reason)
 
     def serve(self, key: str, apply: Callable[[Any, Any], Value], **kwargs: Any) -> int:
-        """Run the writer loop for ``key``: ``apply(current_value, change)``."""
+        """Run the writer loop for ``key``: ``apply(current_value, change)``.
+
+        On the async face ``apply`` is called on the event loop (keep it
+        quick); cancelling the call ends the loop and releases the role.
+        """
         from .strategies import queue
 
         served: int = queue.serve(self, key, apply, **kwargs)
@@ -574,5 +578,4 @@ class Session:
         """The open branches of ``key``, oldest first, acting as this agent."""
         from .strategies import branch
 
-        found: list[Branch] = branch.branches(self.store, key, self)
-        return found
+        return branch.branches(self.store, key, self)

@@ -31,7 +31,7 @@ from .records import EVENT_FIELDS, Event
 from .session import Session
 
 if TYPE_CHECKING:
-    from .strategies.branch import Branch, Merge  # noqa: F401, RUF100 (the sync face's)
+    from .strategies.branch import Branch, Merge
 
 __all__ = ["DEFAULT_URL", "Explain", "Guard", "Hook", "Store", "open"]
 
@@ -228,8 +228,7 @@ class Store:
         """Every open branch of ``key``."""
         from .strategies import branch
 
-        found: list[Branch] = branch.branches(self, key)
-        return found
+        return branch.branches(self, key)
 
     def merge(
         self,

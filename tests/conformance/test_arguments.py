@@ -16,7 +16,7 @@ import pytest
 
 import accord
 from accord import params
-from accord.strategies import queue as queue_mod
+from tests.conformance.queue_face import queue_of
 
 NAN, INF = float("nan"), float("inf")
 BAD_SECONDS = [NAN, INF, -INF, -1, -0.5, "x", "5", True, False, None, [1]]
@@ -57,7 +57,7 @@ def test_request_waits_and_writer_loops_refuse_bad_seconds(store: accord.Store, 
         refused(lambda: w.serve("k", lambda v, c: c, timeout=bad), "timeout")
     refused(lambda: w.serve("k", lambda v, c: c, role_wait=bad), "role_wait")
     assert store.revision() == revision  # nothing claimed, nothing written
-    assert queue_mod.writer_of(store, "k") is None
+    assert queue_of(store).writer_of(store, "k") is None
 
 
 @pytest.mark.parametrize("bad", [*BAD_SECONDS, 0], ids=repr)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 import accord
-from accord.strategies import queue
+from tests.conformance.queue_face import queue_of
 
 KEY = "docs/draft.md"
 
@@ -34,7 +34,7 @@ def test_submit_returns_a_pending_request(store: accord.Store) -> None:
     assert request.key == KEY and request.change == "add a summary\n"
     assert request.submitter == "critic" and request.status == "pending"
     assert request.outcome is None and request.seq > 0
-    assert queue.get_request(store, request.id) == request
+    assert queue_of(store).get_request(store, request.id) == request
 
 
 def test_requests_oldest_first_and_each_applied_once(store: accord.Store) -> None:
@@ -166,7 +166,7 @@ def test_writer_role_refuses_a_second_writer_while_live(store: accord.Store) -> 
     list(author.requests(KEY, timeout=0))
     with pytest.raises(accord.NotWriter, match="author"):
         other.requests(KEY, timeout=0)
-    assert queue.writer_of(store, KEY)["agent"] == "author"  # type: ignore[index]
+    assert queue_of(store).writer_of(store, KEY)["agent"] == "author"
 
 
 def test_same_agent_in_another_store_continues_the_role(
@@ -196,7 +196,7 @@ def test_failover_fences_the_dead_writers_late_decision(
     # The new writer waits for the old role to lapse, then takes over; r1 is
     # still pending and first in line.
     taken = new.requests(KEY, timeout=0, role_wait=30)
-    role = queue.writer_of(new_store, KEY)
+    role = queue_of(new_store).writer_of(new_store, KEY)
     assert role is not None and role["agent"] == "writer-b" and role["epoch"] == 2
     first = next(taken)
     assert first.id == r1.id
@@ -233,7 +233,7 @@ def test_a_writer_that_never_decided_leaves_the_request_for_the_next(
         KEY, lambda value, change: value + change, timeout=0, role_wait=30
     )
     assert applied == 1
-    assert queue.get_request(s2, request.id).status == "accepted"
+    assert queue_of(s2).get_request(s2, request.id).status == "accepted"
     assert s2.session("w2").read(KEY).value == "x\n"
 
 
@@ -245,7 +245,7 @@ def test_decisions_must_follow_submission_order(store: accord.Store) -> None:
     second = critic.submit(KEY, "2\n")
     author.read(KEY)
     with pytest.raises(accord.UsageError, match=f"{first.id} was submitted before"):
-        author.accept(queue.get_request(store, second.id), "2\n")
+        author.accept(queue_of(store).get_request(store, second.id), "2\n")
     assert author.read(KEY).version == 1 and second.refresh().pending
     iterator = author.requests(KEY, timeout=0)
     assert next(iterator).id == first.id
@@ -267,7 +267,7 @@ def test_request_of_another_key_is_refused(store: accord.Store) -> None:
         author.accept(forged, "x")
     assert for_b.refresh().pending and author.read("a").version == 1
     with pytest.raises(accord.NotFound):
-        queue.get_request(store, "r-doesnotexist")
+        queue_of(store).get_request(store, "r-doesnotexist")
 
 
 def test_accept_carries_the_version_check(store: accord.Store) -> None:
@@ -445,7 +445,7 @@ def test_serve_limit(store: accord.Store) -> None:
     author = store.session("author")
     assert author.serve(KEY, lambda v, c: (v or "") + c, timeout=0, limit=2) == 2
     assert author.read(KEY).value == "0\n1\n"
-    assert len(queue.pending(store, KEY)) == 3
+    assert len(queue_of(store).pending(store, KEY)) == 3
 
 
 def test_a_request_pickles_without_its_store(store: accord.Store) -> None:
@@ -456,4 +456,4 @@ def test_a_request_pickles_without_its_store(store: accord.Store) -> None:
     assert copy == request and copy.change == {"a": 1}
     with pytest.raises(accord.UsageError, match="not attached"):
         copy.wait(0)
-    assert queue.get_request(store, copy.id) == request
+    assert queue_of(store).get_request(store, copy.id) == request

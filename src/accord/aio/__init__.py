@@ -8,7 +8,9 @@ same names, the same errors (:mod:`accord`'s), the same semantics.
 
 The store and session I/O are generated from one source with the sync face
 (``src/accord/_store_async.py``, ``_session_async.py``,
-``_writepath_async.py``; see docs/async.md). Every backend runs through a
+``_writepath_async.py``; the queue and branches in
+``strategies/_queue_async.py`` and ``strategies/_branch_async.py``; see
+docs/async.md). Every backend runs through a
 thread-offload adapter (:class:`accord.backends.thread.ThreadBackend`):
 sqlite3 and the memory backend block, so their calls run in worker threads
 and the event loop never waits on them.
@@ -21,9 +23,11 @@ with the same ``idempotency_key`` tells which, without writing twice.
 
 from __future__ import annotations
 
-from .._aio_strategies import AsyncBranch, AsyncLease, AsyncLeaseSet, AsyncMerge, AsyncRequest
+from .._aio_strategies import AsyncLease, AsyncLeaseSet
 from .._session_async import AsyncSession
 from .._store_async import AsyncStore, open
+from ..strategies._branch_async import AsyncBranch, AsyncMerge
+from ..strategies._queue_async import AsyncRequest
 
 __all__ = [
     "AsyncBranch",

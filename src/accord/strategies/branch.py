@@ -1,3 +1,6 @@
+# WARNING: generated from src/accord/strategies/_branch_async.py
+# by tools/async_to_sync.py; do not edit.
+# Edit the async source and run: .venv/bin/python tools/async_to_sync.py
 """Isolated copies: fork a key, work on the copy alone, merge the copies at synthesis.
 
 Each agent forks the key and gets a :class:`Branch`, a private copy based on
@@ -20,66 +23,66 @@ Records (written through the one atomic primitive):
     (a version's value never changes, so every fork of it shares the record).
     The store keeps only a key's current value, and a three-way merge needs
     the base.
+
+The rules without I/O (record names, packing, ownership, a merge's checks
+and report, the errors) are in :mod:`accord._core.branch`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._core.branch import (
+    base_key,
+    branch_moved,
+    branch_prefix,
+    cannot_fork,
+    changed_while_written,
+    check_branch_id,
+    check_merge_item,
+    check_merge_list,
+    check_owner,
+    closed,
+    deleted_key,
+    json_bytes,
+    kind_moved,
+    lineage_step,
+    merge_detached,
+    merge_report,
+    missing_base,
+    no_branch,
+    no_such_branch,
+    one_base,
+    open_branches,
+    pack,
+    recreated,
+    side_kind,
+    unpack,
+    unresolved,
+    written_elsewhere,
+    wrong_kind,
+)
+from .._core.faces import SessionLike, StoreLike
 from .._core.write import make_event
 from ..clock import encode_clock
-from ..errors import (
-    BackendUnavailable,
-    InvalidValue,
-    NotFound,
-    NotOwner,
-    PreconditionFailed,
-    UsageError,
-    call,
-    var,
-)
-from ..keys import has_surrogate, internal, validate_key
+from ..errors import InvalidValue, NotFound, PreconditionFailed
+from ..keys import validate_key
 from ..merge import MergeConflict, merge_values
 from ..records import Append, Compare, Doc, Put, Record, Value, decode_value
 
-if TYPE_CHECKING:
-    from ..session import Session
-    from ..store import Store
-
-__all__ = ["Branch", "Merge", "branches", "fork", "get_branch", "merge"]
-
-
-def branch_prefix(key: str) -> str:
-    """The prefix under which the branches of ``key`` live."""
-    return internal("branch", key) + "/"
-
-
-def base_key(key: str, version: int) -> str:
-    """The record holding the value of ``key`` at ``version`` for merges."""
-    return internal("base", key, str(version))
-
-
-def _pack(kind: str, data: bytes) -> Any:
-    if kind == "text":
-        return data.decode("utf-8")
-    if kind == "json":
-        return json.loads(data)
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unpack(kind: str, stored: Any) -> Value:
-    if kind == "bytes":
-        return base64.b64decode(stored)
-    return stored
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+__all__ = [
+    "Branch",
+    "Merge",
+    "base_key",
+    "branch_prefix",
+    "branches",
+    "fork",
+    "get_branch",
+    "merge",
+]
 
 
 @dataclass
@@ -104,32 +107,13 @@ class Branch:
     base_version: int
     agent: str
     kind: str
-    _store: Store = field(repr=False, compare=False)
+    _store: StoreLike = field(repr=False, compare=False)
     _version: int = field(default=0, repr=False, compare=False)
-    _session: Session | None = field(default=None, repr=False, compare=False)
+    _session: SessionLike | None = field(default=None, repr=False, compare=False)
 
     def _check_owner(self, doing: str) -> None:
-        session = self._session
-        if session is None:
-            raise UsageError(
-                f"This handle of branch {self.id} of {self.key} belongs to no agent (it came "
-                f"from {call('store.branches', self.key)}), so it cannot {doing} the branch. "
-                f"Get it through its owner's session ({call('store.session', self.agent)}), "
-                f"with {call('session.branch', self.key, self.id)}.",
-                key=self.key,
-                branch=self.id,
-            )
-        if session.agent != self.agent:
-            raise NotOwner(
-                f"Branch {self.id} of {self.key} belongs to {self.agent}, who forked it; "
-                f"{session.agent} may not {doing} it (a branch is one agent's private copy). "
-                f"Fork {self.key} for a copy of your own ({call('session.fork', self.key)}), and "
-                "merge the branches at synthesis. Nothing was changed.",
-                key=self.key,
-                branch=self.id,
-                owner=self.agent,
-                agent=session.agent,
-            )
+        agent = None if self._session is None else self._session.agent
+        check_owner(self.id, self.key, self.agent, agent, doing)
 
     @property
     def record_key(self) -> str:
@@ -139,12 +123,7 @@ class Branch:
     def _load(self) -> dict[str, Any]:
         rec = self._store.backend.get(self.record_key)
         if rec is None or rec.deleted:
-            raise NotFound(
-                f"Branch {self.id} of {self.key} does not exist in this store. List the open "
-                f"branches with {call('store.branches', self.key)}.",
-                branch=self.id,
-                key=self.key,
-            )
+            raise no_branch(self.id, self.key)
         self._version = rec.version
         data: dict[str, Any] = rec.value
         return data
@@ -157,7 +136,7 @@ class Branch:
     def read(self) -> Value:
         """The branch's current value (text, JSON data or bytes)."""
         data = self._load()
-        return _unpack(data["kind"], data["value"])
+        return unpack(data["kind"], data["value"])
 
     def write(self, value: Value) -> None:
         """Replace the branch's value. No one else is involved: no lock, no check.
@@ -173,42 +152,26 @@ class Branch:
         store = self._store
         kind, data = store.writes.encode(self.key, value)
         if kind != self.kind:
-            raise InvalidValue(
-                f"Branch {self.id} of {self.key} holds {self.kind} (the key's kind), not {kind}: "
-                "a branch must stay mergeable with its base. Write a value of the same kind.",
-                branch=self.id,
-                key=self.key,
-            )
+            raise wrong_kind(self.id, self.key, kind, self.kind)
         current = store.backend.get(self.record_key)
         if current is None or current.deleted:
-            self._load()  # raises NotFound
-        assert current is not None
+            raise no_branch(self.id, self.key)
         meta = current.value
         if meta["status"] != "open":
-            raise _closed(meta)
+            raise closed(meta)
         if self._version and current.version != self._version:
-            raise PreconditionFailed(
-                f"Branch {self.id} of {self.key} was written by another handle since this one "
-                f"read it. Read it again ({call('branch.read')}) and write again.",
-                branch=self.id,
-                key=self.key,
-            )
+            raise written_elsewhere(self.id, self.key)
         meta = dict(meta)
-        meta["value"] = _pack(kind, data)
+        meta["value"] = pack(kind, data)
         result = store.backend.txn(
             [Compare(self.record_key, "version", "==", current.version)],
-            [Put(self.record_key, "json", _json_bytes(meta), self.agent)],
+            [Put(self.record_key, "json", json_bytes(meta), self.agent)],
         )
         if not result.succeeded:
             rec = result.records.get(self.record_key)
             if rec is not None and not rec.deleted and rec.value["status"] != "open":
-                raise _closed(rec.value)
-            raise PreconditionFailed(
-                f"Branch {self.id} of {self.key} changed while it was being written. Read it "
-                f"again ({call('branch.read')}) and write again.",
-                branch=self.id,
-                key=self.key,
-            )
+                raise closed(rec.value)
+            raise changed_while_written(self.id, self.key)
         new = result.records.get(self.record_key)
         self._version = new.version if new is not None else self._version + 1
 
@@ -220,12 +183,12 @@ class Branch:
         self._check_owner("discard")
         data = self._load()
         if data["status"] != "open":
-            raise _closed(data)
+            raise closed(data)
         data = dict(data)
         data["status"] = "discarded"
         result = self._store.backend.txn(
             [Compare(self.record_key, "version", "==", self._version)],
-            [Put(self.record_key, "json", _json_bytes(data), self.agent)],
+            [Put(self.record_key, "json", json_bytes(data), self.agent)],
         )
         if not result.succeeded:
             raise PreconditionFailed(
@@ -233,21 +196,7 @@ class Branch:
             )
 
 
-def _closed(meta: dict[str, Any]) -> PreconditionFailed:
-    if meta["status"] == "merged":
-        how = f"was merged into {meta['key']} version {meta.get('merged_version')}"
-    else:
-        how = "was discarded"
-    return PreconditionFailed(
-        f"Branch {meta['id']} of {meta['key']} {how}; it is closed. Fork {meta['key']} "
-        "again for a new copy.",
-        branch=meta["id"],
-        key=meta["key"],
-        status=meta["status"],
-    )
-
-
-def _branch_from(store: Store, rec: Record, session: Session | None = None) -> Branch:
+def _branch_from(store: StoreLike, rec: Record, session: SessionLike | None = None) -> Branch:
     data = rec.value
     return Branch(
         id=data["id"],
@@ -261,7 +210,7 @@ def _branch_from(store: Store, rec: Record, session: Session | None = None) -> B
     )
 
 
-def fork(session: Session, key: str) -> Branch:
+def fork(session: SessionLike, key: str) -> Branch:
     """A private copy of ``key``, based on its current version, persisted in the store.
 
     Raises :class:`NotFound` if the key does not exist (create it first).
@@ -270,15 +219,11 @@ def fork(session: Session, key: str) -> Branch:
     """
     validate_key(key)
     store = session.store
-    session.store.writes.intercept(session, "fork", key)
+    store.writes.intercept(session, "fork", key)
     try:
         doc = session.read(key)
     except NotFound as exc:
-        raise NotFound(
-            f"Cannot fork {key}: it does not exist. Create it first with "
-            f"{call('write', key, var('value'), expect=0)}, then fork it.",
-            key=key,
-        ) from exc
+        raise cannot_fork(key) from exc
     kind, data = store.writes.encode(key, doc.value)
     branch_id = "b-" + uuid.uuid4().hex[:12]
     meta = {
@@ -287,11 +232,11 @@ def fork(session: Session, key: str) -> Branch:
         "agent": session.agent,
         "base_version": doc.version,
         "kind": kind,
-        "value": _pack(kind, data),
+        "value": pack(kind, data),
         "status": "open",
         "created": store.backend.now(),
     }
-    lamport, vector = session.clock.tick()
+    lamport, vector = session._tick()
     event = make_event(
         session.agent,
         "fork",
@@ -307,7 +252,7 @@ def fork(session: Session, key: str) -> Branch:
         Put(
             branch_prefix(key) + branch_id,
             "json",
-            _json_bytes(meta),
+            json_bytes(meta),
             session.agent,
             lamport,
             encode_clock(vector),
@@ -325,43 +270,26 @@ def fork(session: Session, key: str) -> Branch:
     return _branch_from(store, rec, session)
 
 
-def branches(store: Store, key: str, session: Session | None = None) -> list[Branch]:
+def branches(store: StoreLike, key: str, session: SessionLike | None = None) -> list[Branch]:
     """The open branches of ``key``, oldest fork first (handles of ``session``'s agent)."""
     validate_key(key)
     prefix = branch_prefix(key)
-    found = []
-    for rec in store.backend.scan(prefix):
-        # Keys nest ("a" and "a/b" are both keys): keep exactly prefix + id.
-        if "/" in rec.key[len(prefix) :]:
-            continue
-        data = rec.value
-        if data.get("key") == key and data.get("status") == "open":
-            found.append((data.get("created", 0), data["id"], rec))
-    found.sort(key=lambda item: (item[0], item[1]))
-    return [_branch_from(store, rec, session) for _, _, rec in found]
+    found = open_branches(store.backend.scan(prefix), prefix, key)
+    return [_branch_from(store, rec, session) for rec in found]
 
 
-def get_branch(store: Store, key: str, branch_id: str, session: Session | None = None) -> Branch:
+def get_branch(
+    store: StoreLike, key: str, branch_id: str, session: SessionLike | None = None
+) -> Branch:
     """The branch ``branch_id`` of ``key`` (open or closed); :class:`NotFound` if none.
 
     The handle acts as ``session``'s agent (None: it may read but not write).
     """
     validate_key(key)
-    if (
-        not isinstance(branch_id, str)
-        or not branch_id
-        or "/" in branch_id
-        or has_surrogate(branch_id)
-    ):
-        raise UsageError(f"{branch_id!r} is not a branch id; ids look like 'b-3f2a...'.")
+    check_branch_id(branch_id)
     rec = store.backend.get(branch_prefix(key) + branch_id)
     if rec is None or rec.deleted:
-        raise NotFound(
-            f"No branch {branch_id} of {key}. List the open branches with "
-            f"{call('store.branches', key)}.",
-            key=key,
-            branch=branch_id,
-        )
+        raise no_such_branch(branch_id, key)
     return _branch_from(store, rec, session)
 
 
@@ -387,7 +315,7 @@ class Merge:
     branch_ids: list[str] = field(default_factory=list)
     resolved: list[MergeConflict] = field(default_factory=list)
     agent: str | None = None
-    _store: Store | None = field(default=None, repr=False, compare=False)
+    _store: StoreLike | None = field(default=None, repr=False, compare=False)
     _branch_versions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     _kind: str = field(default="text", repr=False, compare=False)
 
@@ -398,26 +326,14 @@ class Merge:
 
     def report(self) -> str:
         """Every unresolved conflict, described for a person or an agent."""
-        if not self.conflicts and self.resolved:
-            where = ", ".join(c.where for c in self.resolved[:5])
-            return (
-                f"Merged {len(self.branch_ids)} branches of {self.key}; resolve settled "
-                f"{len(self.resolved)} conflict(s) ({where}), keeping its answer there and "
-                "dropping what the other sides wrote."
-            )
-        if not self.conflicts:
-            return f"Merged {len(self.branch_ids)} branches of {self.key} cleanly."
-        head = (
-            f"{len(self.conflicts)} conflict(s) merging {len(self.branch_ids)} branches of "
-            f"{self.key} (base v{self.base_version}"
-            + (
-                f", current v{self.current_version}"
-                if self.current_version != self.base_version
-                else ""
-            )
-            + "):"
+        return merge_report(
+            self.key,
+            self.branch_ids,
+            self.conflicts,
+            self.resolved,
+            self.base_version,
+            self.current_version,
         )
-        return "\n".join([head, *(c.describe() for c in self.conflicts)])
 
     def commit(self, agent: str | None = None) -> Doc:
         """Write the merged value to the key and close the merged branches, atomically.
@@ -431,25 +347,15 @@ class Merge:
         branch's agent).
         """
         if self._store is None:
-            raise UsageError(
-                "This Merge is not attached to a store; get it from "
-                f"{call('store.merge', var('key'), var('branches'))}."
-            )
+            raise merge_detached()
         if self.conflicts:
-            where = ", ".join(c.where for c in self.conflicts[:5])
-            raise PreconditionFailed(
-                f"The merge of {self.key} has {len(self.conflicts)} unresolved conflict(s) "
-                f"({where}); nothing was written. Settle them with "
-                f"{call('store.merge', self.key, var('branches'), resolve=var('fn'))}, or edit "
-                "the branches so they agree and merge again.",
-                key=self.key,
-                conflicts=len(self.conflicts),
-            )
+            raise unresolved(self.key, self.conflicts)
         store = self._store
+        backend = store.backend
         name = agent or self.agent
         if name is None:
             first = self.branch_ids[0]
-            rec = store.backend.get(branch_prefix(self.key) + first)
+            rec = backend.get(branch_prefix(self.key) + first)
             name = rec.value["agent"] if rec is not None and not rec.deleted else "merge"
         session = store.session(name)
         key = self.key
@@ -458,8 +364,8 @@ class Merge:
             raise InvalidValue(
                 f"The merged value of {key} is {kind}, but the key holds {self._kind}."
             )
-        session.store.writes.intercept(session, "merge", key, branches=list(self.branch_ids))
-        lamport, vector = session.clock.tick()
+        store.writes.intercept(session, "merge", key, branches=list(self.branch_ids))
+        lamport, vector = session._tick()
         clock_text = encode_clock(vector)
         event = make_event(
             session.agent,
@@ -483,13 +389,13 @@ class Merge:
         closing: list[Put] = []
         for branch_id, version in self._branch_versions.items():
             bkey = branch_prefix(key) + branch_id
-            rec = store.backend.get(bkey)
+            rec = backend.get(bkey)
             if rec is None or rec.deleted or rec.version != version:
-                raise _branch_moved(key, branch_id, rec)
+                raise branch_moved(key, branch_id, rec)
             meta = dict(rec.value)
             meta["status"] = "merged"
             meta["merged_version"] = self.current_version + 1
-            closing.append(Put(bkey, "json", _json_bytes(meta), rec.author))
+            closing.append(Put(bkey, "json", json_bytes(meta), rec.author))
             # Re-checked inside the transaction: a branch written after the
             # merge was computed must not be closed with its change left out.
             compares.append(Compare(bkey, "version", "==", version))
@@ -508,9 +414,9 @@ class Merge:
                 bkey = branch_prefix(key) + branch_id
                 rec = result.records.get(bkey)
                 if rec is None or rec.deleted or rec.version != version:
-                    raise _branch_moved(key, branch_id, rec)
+                    raise branch_moved(key, branch_id, rec)
             rec = result.records.get(key)
-            raise session.store.writes.conflict(session, key, self.current_version, rec)
+            raise store.writes.conflict(session, key, self.current_version, rec)
         ev = result.events[0]
         session.seen.remember(key, ev["version"], self.value)
         return Doc(
@@ -525,39 +431,21 @@ class Merge:
         )
 
 
-def _branch_moved(key: str, branch_id: str, rec: Record | None) -> PreconditionFailed:
-    if rec is not None and not rec.deleted and rec.value["status"] != "open":
-        return _closed(rec.value)
-    return PreconditionFailed(
-        f"Branch {branch_id} of {key} was written after this merge was computed; nothing was "
-        "written. Merge again to include its latest value.",
-        key=key,
-        branch=branch_id,
-    )
-
-
-def _deleted_since(store: Store, key: str, base_version: int, current: int) -> int | None:
+def _deleted_since(store: StoreLike, key: str, base_version: int) -> int | None:
     """The version of a delete of ``key`` after ``base_version`` (the latest), or None.
 
-    A key's lineage is the run of versions since its last create: a delete
-    ends it and a re-create starts another, whose versions continue the
-    count (versions are never reused) but whose content has nothing to do
-    with the old one. Walks the key's changes back from ``current`` to
-    ``base_version``: only the changes made since the fork.
+    Walks the key's changes back to ``base_version``: only the changes made
+    since the fork (see :func:`accord._core.branch.lineage_step`).
     """
     for ev in store.backend.changes(key):
-        version = ev.get("version")
-        if not isinstance(version, int):
-            continue  # a lease event listed by an older store
-        if version <= base_version:
-            return None
-        if ev.get("op") == "delete":
-            return version
+        stop, deleted_at = lineage_step(ev, base_version)
+        if stop:
+            return deleted_at
     return None
 
 
 def merge(
-    store: Store,
+    store: StoreLike,
     key: str,
     branch_list: Sequence[Branch],
     *,
@@ -575,105 +463,38 @@ def merge(
     ``Merge.commit()``.
     """
     validate_key(key)
-    if isinstance(branch_list, Branch) or not isinstance(branch_list, Sequence):
-        raise UsageError(
-            f"{call('store.merge', key, var('branches'))} takes a list of branches, such as "
-            "[b1, b2]."
-        )
-    if not branch_list:
-        raise UsageError(
-            f"Nothing to merge: pass the branches of {key} (list them with "
-            f"{call('store.branches', key)})."
-        )
+    check_merge_list(key, branch_list, Branch)
+    backend = store.backend
     seen: set[str] = set()
     metas: list[tuple[Branch, Record]] = []
     for branch in branch_list:
-        if not isinstance(branch, Branch):
-            raise UsageError(
-                f"{call('store.merge', key, var('branches'))} takes Branch objects (from "
-                f"{call('session.fork', key)} or {call('store.branches', key)}), not "
-                f"{type(branch).__name__}."
-            )
-        if branch.key != key:
-            raise UsageError(
-                f"Branch {branch.id} is a branch of {branch.key}, not {key}: merge the branches "
-                "of one key at a time. Nothing was changed.",
-                key=key,
-                branch=branch.id,
-            )
-        if branch.id in seen:
-            raise UsageError(f"Branch {branch.id} is listed twice; list each branch once.")
-        seen.add(branch.id)
-        rec = store.backend.get(branch.record_key)
+        check_merge_item(key, branch, Branch, seen)
+        rec = backend.get(branch.record_key)
         if rec is None or rec.deleted:
             raise NotFound(f"Branch {branch.id} of {key} does not exist in this store.")
         if rec.value["status"] != "open":
-            raise _closed(rec.value)
+            raise closed(rec.value)
         metas.append((branch, rec))
-    bases = {int(rec.value["base_version"]) for _, rec in metas}
-    if len(bases) > 1:
-        by_base = "; ".join(
-            f"v{v}: " + ", ".join(b.id for b, r in metas if int(r.value["base_version"]) == v)
-            for v in sorted(bases)
-        )
-        raise UsageError(
-            f"The branches of {key} have different bases ({by_base}). A three-way merge needs "
-            "one common base: merge the branches of one base, commit, then merge the others "
-            "(the committed value becomes their 'current' side). Nothing was changed.",
-            key=key,
-        )
-    base_version = bases.pop()
-    base_rec = store.backend.get(base_key(key, base_version))
+    base_version = one_base(key, [(b.id, rec) for b, rec in metas])
+    base_rec = backend.get(base_key(key, base_version))
     if base_rec is None or base_rec.deleted:
-        raise BackendUnavailable(
-            f"The base of {key} at version {base_version} is missing from the store, so the "
-            "branches cannot be merged three-way. Fork again.",
-            key=key,
-        )
+        raise missing_base(key, base_version)
     kind = base_rec.kind
     base_value = decode_value(base_rec.kind, base_rec.data)
     sides: list[tuple[str, Any]] = []
     for branch, rec in metas:
         data = rec.value
-        if data["kind"] != kind:
-            raise InvalidValue(
-                f"Branch {branch.id} holds {data['kind']} but {key} held {kind} at version "
-                f"{base_version}: not mergeable. Write a {kind} value to the branch.",
-                key=key,
-                branch=branch.id,
-            )
-        sides.append((branch.id, _unpack(data["kind"], data["value"])))
-    current = store.backend.get(key)
+        side_kind(branch.id, key, kind, data["kind"], base_version)
+        sides.append((branch.id, unpack(data["kind"], data["value"])))
+    current = backend.get(key)
     if current is None or current.deleted:
-        raise PreconditionFailed(
-            f"{key} was deleted after the branches forked from version {base_version}; there "
-            "is nothing to merge into. Re-create it "
-            f"({call('write', key, var('value'), expect=0)}) and merge again, or discard the "
-            "branches.",
-            key=key,
-        )
+        raise deleted_key(key, base_version)
     if current.version != base_version:
-        deleted_at = _deleted_since(store, key, base_version, current.version)
+        deleted_at = _deleted_since(store, key, base_version)
         if deleted_at is not None:
-            raise PreconditionFailed(
-                f"{key} was deleted (version {deleted_at}) after the branches forked from "
-                f"version {base_version}, and created again: it is at version "
-                f"{current.version} now, a new document that the branches are not edits of. "
-                "Merging them would apply their changes to it. Nothing was changed. Discard "
-                "the branches (or merge them into a key of their own), and fork the new "
-                f"{key} for new work.",
-                key=key,
-                base_version=base_version,
-                deleted_at=deleted_at,
-                current=current.version,
-            )
+            raise recreated(key, base_version, deleted_at, current.version)
         if current.kind != kind:
-            raise InvalidValue(
-                f"{key} now holds {current.kind} (version {current.version}) but the branches "
-                f"hold {kind}: not mergeable. Write a {kind} value to {key} first, or discard "
-                "the branches.",
-                key=key,
-            )
+            raise kind_moved(key, current.kind, current.version, kind)
         sides.append(("current", decode_value(current.kind, current.data)))
     outcome = merge_values(kind, base_value, sides, resolve)
     return Merge(
