@@ -83,6 +83,7 @@ LAYERS: Sequence[tuple[str, Sequence[str]]] = (
             "accord._aio_strategies",
             "accord.aio",
             "accord.watch",
+            "accord._watch",
         ),
     ),
     # What reads histories and manifests: the race checker, the plan, the
@@ -127,6 +128,16 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         ("format and result", ("accord.history.format", "accord.history.result")),
         # Foreign operations (read, write, cas, append) read from lines.
         ("foreign", ("accord.history.foreign",)),
+        # The native checker's parts: what it remembers, how it reads an
+        # event's fields, its findings in words.
+        (
+            "native parts",
+            (
+                "accord.history.native_state",
+                "accord.history.native_fields",
+                "accord.history.native_explain",
+            ),
+        ),
         # The checkers and the importers: each one job, none imports another.
         (
             "checkers",
@@ -147,6 +158,36 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
         # The timeline marks what check() found.
         ("pictures", ("accord.history.timeline",)),
         ("package", ("accord.history",)),
+    ),
+    "accord.backends": (
+        # The contract (the Protocols) and the drivers' shared helpers.
+        ("contract", ("accord.backends.base",)),
+        # PostgreSQL without I/O, for both faces: the URL, the SQL, rows and
+        # arguments, errors and the retry rule.
+        (
+            "postgres without I/O",
+            (
+                "accord.backends._pg_config",
+                "accord.backends._pg_sql",
+                "accord.backends._pg_rows",
+                "accord.backends._pg_errors",
+            ),
+        ),
+        # PostgreSQL's own I/O parts: the schema's migration, the LISTEN
+        # connection (generated from its async source).
+        ("postgres parts", ("accord.backends._pg_schema", "accord.backends._pg_listener")),
+        # The drivers (postgres_async, their async source, sits with postgres)
+        # and the thread-offload adapter.
+        (
+            "drivers",
+            (
+                "accord.backends.memory",
+                "accord.backends.sqlite",
+                "accord.backends.postgres",
+                "accord.backends.thread",
+            ),
+        ),
+        ("package", ("accord.backends",)),
     ),
     "accord.policy": (
         ("patterns", ("accord.policy.patterns",)),

@@ -337,16 +337,16 @@ def test_schema_from_a_newer_accord_is_refused(url: str) -> None:
 
 
 def _open_counting_scripts(url: str, barrier: Any, results: Any) -> None:
-    from accord.backends import postgres as pg
+    from accord.backends import _pg_schema
 
     ran: list[bool] = []
-    create = pg.PostgresBackend._create
+    create = _pg_schema.create
 
-    def counting(self: Any, *args: Any) -> None:
+    def counting(*args: Any) -> None:
         ran.append(True)
-        create(self, *args)
+        create(*args)
 
-    pg.PostgresBackend._create = counting  # type: ignore[method-assign]
+    _pg_schema.create = counting
     barrier.wait(timeout=60)
     accord.open(url).close()
     results.put(len(ran))
@@ -402,10 +402,10 @@ def test_a_store_from_before_the_lease_exclusion_is_brought_up_to_date(
     both write functions (accord_txn and accord_put_if)."""
     from pathlib import Path
 
-    from accord.backends import postgres as pg
+    from accord.backends import _pg_schema
 
     old_script = (Path(__file__).parent / "pg_schema_before_exclusion.sql").read_text()
-    monkeypatch.setattr(pg, "_load_schema_sql", lambda: old_script)
+    monkeypatch.setattr(_pg_schema, "load_schema_sql", lambda: old_script)
     accord.open(url).close()  # made by the old script: old functions, no tokens.failed
     monkeypatch.undo()
     schema = url.split("schema=")[1].split("&")[0]
@@ -545,7 +545,7 @@ def test_listeners_register_and_leave(url: str) -> None:
 
 def test_text_array_literal_round_trips(url: str) -> None:
     """accord_put_if takes its guard lists as text[] literals built in Python."""
-    from accord.backends.postgres import _text_array
+    from accord.backends._pg_rows import text_array as _text_array
 
     items = ["a", 'b"c', "d\\e", None, "NULL", "", "x,y", "{z}", "é ✓", " sp "]
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:

@@ -24,27 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
-from ._store_async import AsyncStore
-from ._writepath_async import AsyncWritePath
+from .aio import AsyncStore
 from .backends.base import AsyncBackend
 from .backends.thread import ThreadBackend
 from .store import Store
 
 __all__ = ["AsyncTwin"]
-
-
-class _BorrowedThreadBackend(ThreadBackend):
-    """The thread-offload adapter over a backend it does not own: closing it
-    stops its worker threads and leaves the backend open."""
-
-    async def close(self) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._closed = True
-        self._pool.shutdown(wait=False)
 
 
 def _native(store: Store) -> bool:
@@ -105,28 +91,18 @@ class AsyncTwin:
 
             backend = await AsyncPostgresBackend.open(store.backend.url)
         else:
-            backend = _BorrowedThreadBackend(store.backend)
-        astore = AsyncStore(
+            # The very backend object of the sync store, which stays open
+            # when the twin closes.
+            backend = ThreadBackend(store.backend, owns=False)
+        # One set of sessions, hooks, guards and policy for both faces: the
+        # async sessions are the sync store's sessions' twins.
+        return AsyncStore(
             backend,
             max_value_size=store.max_value_size,
             record_reads=store.record_reads,
             idempotency_window=store.idempotency_window,
+            twin=store,
         )
-        # One set of sessions, hooks, guards and policy for both faces: the
-        # async sessions are the sync store's sessions' twins.
-        astore.sync = store
-        astore.writes = AsyncWritePath(
-            backend,
-            max_value_size=store.max_value_size,
-            hooks=store.writes.hooks,
-            guards=store.writes.guards,
-        )
-        # The lease exclusion's explanation, native on the async face (the
-        # sync face keeps its own; the guard is the same function).
-        from .strategies import _lease_async
-
-        astore.add_guard(_lease_async.guard, _lease_async.explain)
-        return astore
 
     async def aclose(self) -> None:
         """Close what the twin opened (not the sync store)."""
@@ -155,9 +131,11 @@ def _drop(astore: AsyncStore) -> None:
     # Without its event loop: stop the worker threads, or close the
     # PostgreSQL twin's own sync backend (its async pool's connections go
     # with their loop).
-    backend: Any = astore.backend
-    if isinstance(backend, _BorrowedThreadBackend):
-        backend.stop()
+    backend = astore.backend
+    if isinstance(backend, ThreadBackend):
+        backend.drop()
     else:
-        backend._closed = True
-        backend.sync.close()
+        from .backends.postgres_async import AsyncPostgresBackend
+
+        assert isinstance(backend, AsyncPostgresBackend)
+        backend.drop()

@@ -54,11 +54,11 @@ from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
+    from ._core.watch import WatchEvent
     from ._store_async import AsyncStore
     from .strategies._branch_async import AsyncBranch
     from .strategies._lease_async import AsyncLease, AsyncLeaseSet
     from .strategies._queue_async import AsyncRequest
-    from .watch import WatchEvent
 
     if True:  # ASYNC
         from ._aio_strategies import Leasing
@@ -229,9 +229,9 @@ class AsyncSession:
             PostgreSQL its waits are the ``LISTEN`` task on the loop). ``stop``
             is an ``asyncio.Event`` or a ``threading.Event``. See docs/watch.md.
             """
-            from ._aio_strategies import watch
+            from ._watch_async import watch
 
-            self._twin("watch()")
+            # Native on every store: the loop needs no sync twin.
             return watch(
                 self,
                 key_or_prefix,
@@ -267,7 +267,7 @@ class AsyncSession:
             retries, for up to ``retry_timeout`` seconds, then raises
             :class:`BackendUnavailable`. Arguments are checked at the call.
             """
-            from .watch import watch
+            from ._watch_async import watch
 
             return watch(
                 self,

@@ -96,6 +96,7 @@ class AsyncStore:
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
         sleep: Callable[[float], Any] | None = None,
         random: Callable[[], float] | None = None,
+        twin: Store | None = None,  # ASYNC-ONLY
     ) -> None:
         max_value_size = params.count(
             max_value_size, "max_value_size", minimum=1, example=str(DEFAULT_MAX_VALUE_SIZE)
@@ -119,26 +120,35 @@ class AsyncStore:
         self._sessions: dict[str, AsyncSession] = {}
         self._lock = threading.Lock()
         if True:  # ASYNC
-            twin = getattr(backend, "sync", None)
-            if twin is not None and not isinstance(twin, Backend):
+            if twin is not None and not isinstance(twin, Store):
+                raise UsageError(
+                    f"twin must be the accord.Store over the same store, not {twin!r}: "
+                    "pass the store whose sessions, hooks and guards this one shares."
+                )
+            sync_backend = getattr(backend, "sync", None)
+            if twin is None and sync_backend is not None and not isinstance(sync_backend, Backend):
                 raise UsageError(
                     "An AsyncStore's backend names a sync twin (.sync) that is not a "
-                    f"Backend ({type(twin).__name__}); open one with "
+                    f"Backend ({type(sync_backend).__name__}); open one with "
                     f"{call('accord.aio.open', var('url'))}."
                 )
-            self.sync: Store | None = None
+            self.sync: Store | None = twin
             """The sync twin over the same store (SQLite, memory through a thread,
-            PostgreSQL), or None for an async backend alone (the explorer's)."""
-            if twin is not None:
-                # The sync twin over the same store: the strategies (leases,
-                # queues, branches) run there, in worker threads, and both
-                # faces share one set of hooks and guards.
+            PostgreSQL), or None for an async backend alone (the explorer's).
+            ``twin=`` gives an existing one (the framework adapters' async face
+            of a sync store: one set of sessions, hooks, guards and policy for
+            both faces); by default it is a new Store over ``backend.sync``."""
+            if twin is None and sync_backend is not None:
                 self.sync = Store(
-                    twin,
+                    sync_backend,
                     max_value_size=max_value_size,
                     record_reads=record_reads,
                     idempotency_window=idempotency_window,
                 )
+            if self.sync is not None:
+                # The strategies (leases, queues, branches) run on the twin,
+                # in worker threads, and both faces share one set of hooks
+                # and guards.
                 self.writes = AsyncWritePath(
                     backend,
                     max_value_size=max_value_size,

@@ -56,11 +56,11 @@ from .keys import validate_key
 from .records import Append, Compare, Doc, Put, Record, TxnResult, Value, decode_value, make_doc
 
 if TYPE_CHECKING:
+    from ._core.watch import WatchEvent
     from .store import Store
     from .strategies.branch import Branch
     from .strategies.lease import Lease, LeaseSet
     from .strategies.queue import Request
-    from .watch import WatchEvent
 
 __all__ = ["MAX_VERSION", "Operation", "Session", "decode_clock"]
 
@@ -200,7 +200,7 @@ class Session:
         retries, for up to ``retry_timeout`` seconds, then raises
         :class:`BackendUnavailable`. Arguments are checked at the call.
         """
-        from .watch import watch
+        from ._watch import watch
 
         return watch(
             self,

@@ -1,158 +1,303 @@
-"""PostgreSQL for asyncio: psycopg's ``AsyncConnectionPool``, ``LISTEN`` on the loop.
+"""PostgreSQL backend: many agents on many machines share one database.
 
-The same database, schema and server functions as
-:class:`~accord.backends.postgres.PostgresBackend`: every statement, every
-parameter list and every reading of a result is the sync backend's (this
-class holds one, ``sync``, which also migrates the schema); only the
-round trips differ. Calls never block the event loop and never use a
-thread: connections come from one ``AsyncConnectionPool`` of ``pool_size``
-connections, and waiters share one ``LISTEN`` connection whose
-notifications are read by a task on the loop.
+URL: ``postgresql://user:password@host:5432/dbname?schema=NAME`` (``postgres://``
+works too). accord's own options in the query string:
 
-Retries follow the sync backend: reads, serialization failures, deadlocks
-and lost connections are retried until ``retry_timeout``; a write carries
-its transaction token, so a repeat of a write that committed reports the
-first outcome and applies nothing twice.
+* ``schema``: the schema accord keeps its tables in (default ``accord``), so
+  several stores can share one database. Created on first use.
+* ``pool_size``: the most connections one store object opens for its calls
+  (default 8; it opens 1 up front and grows on demand). ``wait()`` uses one
+  more, a listener, opened the first time something waits.
+* ``retry_timeout``: seconds to keep retrying an operation while the server
+  is unreachable (a restart, a failover, a dropped connection; default 30).
+* ``poll``: seconds between checks of the tables while waiting, when a
+  notification could have been missed (default 1).
+
+Every other query option (``sslmode``, ``connect_timeout``,
+``application_name``, ``target_session_attrs``, ...) goes to libpq as is.
+
+How it keeps the promises (see docs/postgres.md):
+
+* One round trip per transaction: ``Backend.txn`` is one call of the
+  PL/pgSQL function ``accord_txn`` in ``_pg_schema.sql``, which locks,
+  checks, writes, appends history and commits in a single statement. The
+  common optimistic write (``put_if_version``) calls ``accord_put_if``, the
+  same meaning for that one shape in a third of the server time.
+* Writers take a row lock on the revision counter before anything else and
+  hold it to COMMIT: revisions are strictly increasing in commit order, and
+  the version and fencing checks run in the transaction that writes.
+* Every TTL and every ``$now`` compare uses the database clock
+  (``clock_timestamp()`` read after the locks are granted).
+* Every write transaction carries a token the client makes up; the function
+  records it with the commit. When a connection is lost while a write is in
+  flight, the client sends the same transaction again: if the first attempt
+  committed, the function reports its outcome instead of applying it twice.
+  So a write is retried only where that is safe, and every write is.
+* ``wait()`` listens for NOTIFY as a wake-up hint and checks the tables as
+  the truth, with a bounded poll when a notification could have been lost.
+
+It spans processes and hosts.
+
+This module is the I/O layer, written once as async code: the async face
+uses psycopg's async pool and reads ``LISTEN`` on the event loop (no thread
+per waiting agent); the sync backend (``accord.backends.postgres``, a
+psycopg pool and a listener thread) is generated from it by
+``tools/async_to_sync.py``. What has no I/O
+is in modules both faces import: the URL (``_pg_config``), the SQL
+(``_pg_sql``), rows and arguments (``_pg_rows``), errors and the retry rule
+(``_pg_errors``), the schema and its migration (``_pg_schema``); the
+``LISTEN`` listener (``_pg_listener``) is generated from its async source
+the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
+import asyncio  # ASYNC-ONLY
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from ..errors import BackendUnavailable, UsageError
+from ..errors import BackendUnavailable
 from ..records import Compare, Op, Put, Record, TxnResult
-from .base import CLOSED, HISTORY_PAGE, AsyncBackend, LiveRow, put_if_compares, touched_keys
-from .postgres import (
-    _PREFIX_END,
-    PostgresBackend,
-    _event,
-    _is_connection_loss,
-    _matches,
-    _row_to_record,
-    _token,
-    _txn_spec,
-    listener_sql,
+from . import _pg_rows as rows_of
+from ._pg_config import DEFAULT_SCHEMA, PgConfig, parse, redact
+from ._pg_errors import (
+    compare_error,
+    connect_problem,
+    first_line,
+    gave_up,
+    retry_delay,
+    transient,
+    translate,
 )
+from ._pg_listener_async import AsyncListener
+from ._pg_schema import SCHEMA_VERSION, migrate
+from ._pg_sql import CLOCK, CONFIGURE, PREFIX_END, Statements, listener_sql
+from .base import CLOSED, HISTORY_PAGE, AsyncBackend, LiveRow, put_if_compares, touched_keys
+from .postgres import PostgresBackend  # ASYNC-ONLY
 
-T = TypeVar("T")
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "SCHEMA_VERSION",
+    "AsyncPostgresBackend",
+    "listener_sql",
+    "redact",
+]
+
 Conn = psycopg.AsyncConnection[Any]
+
+_TOKEN_HORIZON = 3600.0  # seconds a transaction token is kept for retries
 
 
 async def _configure(conn: Conn) -> None:
-    # As the sync pool's connections: accord_txn relies on Read Committed.
-    await conn.execute("SET default_transaction_isolation = 'read committed'")
+    await conn.execute(CONFIGURE)
 
 
 class AsyncPostgresBackend(AsyncBackend):
-    """A PostgreSQL store for asyncio; open it with :meth:`open` (``accord.aio.open``)."""
+    """A store in one schema of a PostgreSQL database, shared across hosts.
 
-    def __init__(self, sync: PostgresBackend) -> None:
-        self.sync = sync
-        self.url = sync.url
+    URL: ``postgresql://user[:password]@host[:port]/dbname[?schema=NAME&...]``
+    (options in the module docstring and docs/postgres.md). Connections come
+    from a psycopg pool (``pool_size``), plus one listener connection once
+    ``wait()`` is used. Safe to use from many threads (the sync face) or
+    coroutines of one event loop (the async face); not across ``fork()``
+    (open the store in the child). You *must* ``close()`` it when done.
+    """
+
+    spans_processes: ClassVar[bool] = True
+    spans_hosts: ClassVar[bool] = True
+
+    def __init__(self, url: str) -> None:
+        config = parse(url)
+        self.url = url
+        self.config: PgConfig = config
+        self.schema = config.schema
+        self._sql = Statements(config.schema)
+        self._pool_size = config.pool_size
+        self.retried = 0
+        """Operations repeated after a lost connection or a rolled-back conflict."""
+        self.replayed = 0
+        """Write transactions found committed by an earlier attempt (not applied again)."""
+        self._closed = False
+        self._listener: AsyncListener | None = None
+        self._listener_lock = threading.Lock()
+        self._last_token_sweep = time.monotonic()
+        self._sweep_lock = threading.Lock()
+        if True:  # ASYNC
+            pass  # open() migrates (the sync twin), off the event loop, and opens the pool
+        else:
+            migrate(config)
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            sync._conninfo,
+            config.conninfo,
             min_size=1,
-            max_size=sync._pool_size,
+            max_size=config.pool_size,
             kwargs={"autocommit": True},
             configure=_configure,
             open=False,
-            name=f"accord-aio:{sync.schema}",
-            timeout=sync._retry_timeout,
+            name=f"accord:{config.schema}",
+            timeout=config.retry_timeout,
+            reconnect_timeout=max(config.retry_timeout, 60.0),
         )
-        self._closed = False
-        self._listener: _AsyncListener | None = None
+        if True:  # ASYNC
+            pass
+        else:
+            self._pool.open()
 
-    @classmethod
-    async def open(cls, url: str) -> AsyncPostgresBackend:
-        """Connect (and migrate the schema) without blocking the loop."""
-        sync = await asyncio.to_thread(PostgresBackend, url)
-        backend = cls(sync)
-        try:
-            await backend._pool.open(wait=True, timeout=sync._retry_timeout)
-        except BaseException:
-            await asyncio.to_thread(sync.close)
-            raise
-        return backend
+    if True:  # ASYNC
+        sync: PostgresBackend
+        """The sync twin over the same store (its own pool): the strategies
+        (leases, queues, branches) run on it in worker threads."""
+
+        @classmethod
+        async def open(cls, url: str) -> AsyncPostgresBackend:
+            """Connect (and create or upgrade the schema) without blocking the
+            loop: the way to make one (the constructor alone connects nothing,
+            and ``accord.aio.open(url)`` calls this)."""
+            # The sync twin migrates the schema, in a worker thread.
+            sync = await asyncio.to_thread(PostgresBackend, url)
+            try:
+                backend = cls(url)
+                backend.sync = sync
+                try:
+                    await backend._pool.open(wait=True, timeout=backend.config.retry_timeout)
+                except BaseException:
+                    await backend._pool.close()
+                    raise
+            except BaseException:
+                await asyncio.to_thread(sync.close)
+                raise
+            return backend
+
+        def drop(self) -> None:
+            """Close from outside the event loop (it is gone, or runs in
+            another thread): close the sync twin; the async pool's
+            connections belong to their loop and go with it."""
+            self._closed = True
+            self.sync.close()
 
     # --- running statements ---------------------------------------------------
 
-    async def _run(
-        self, fn: Callable[[Conn], Awaitable[T]], doing: str, *, write: bool = False
-    ) -> T:
-        """Run ``fn`` on a pooled connection, retrying while that is safe (see
-        ``PostgresBackend._run``, whose rules these are)."""
+    async def _rows(
+        self,
+        query: bytes,
+        params: Any,
+        doing: str,
+        *,
+        write: bool = False,
+        fetch: bool = True,
+        repeat_at: int | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement on a pooled connection and return its rows,
+        retrying while that is safe.
+
+        Reads are always safe to repeat. A write is safe to repeat because it
+        carries its transaction token (see ``accord_txn``): a repeat of a
+        write that committed reports the first outcome. Serialization
+        failures and deadlocks roll back, so they are retried too.
+        ``repeat_at``: the index in ``params`` of a flag that is True when the
+        statement is sent again (``accord_put_if``: only a repeat can find
+        its token already used).
+        """
         if self._closed:
             raise BackendUnavailable(CLOSED)
-        sync = self.sync
-        deadline = time.monotonic() + sync._retry_timeout
+        config = self.config
+        deadline = time.monotonic() + config.retry_timeout
         attempt = 0
         in_doubt = False
+        direct = tried_direct = False
         last: Exception | None = None
+        sent = 0
         while True:
             attempt += 1
             try:
-                timeout = max(0.05, deadline - time.monotonic())
-                async with self._pool.connection(timeout=timeout) as conn:
-                    return await fn(conn)
+                if direct:
+                    direct = False
+                    try:
+                        conn = await self._connect_direct()
+                    except psycopg.Error as exc:
+                        last = exc  # not connected: nothing was sent
+                    else:
+                        async with conn:
+                            sent += 1
+                            return await _execute(conn, query, _nth(params, repeat_at, sent), fetch)
+                else:
+                    timeout = max(0.05, deadline - time.monotonic())
+                    async with self._pool.connection(timeout=timeout) as conn:
+                        sent += 1
+                        return await _execute(conn, query, _nth(params, repeat_at, sent), fetch)
             except PoolClosed as exc:
                 raise BackendUnavailable(CLOSED) from exc
             except PoolTimeout as exc:
                 last = exc
+                if not tried_direct:
+                    # After failed connections the pool waits out a growing
+                    # backoff (seconds) before it tries the server again, so a
+                    # server that is back may not be used before the deadline.
+                    # One direct attempt settles it, even at the deadline.
+                    direct = tried_direct = True
+                    continue
             except psycopg.Error as exc:
-                state = getattr(exc, "sqlstate", None) or ""
-                if state in ("40001", "40P01"):
-                    last = exc  # rolled back: nothing was applied
-                elif _is_connection_loss(exc):
-                    last = exc
-                    in_doubt = in_doubt or write
-                elif state == "AC001":
-                    raise UsageError(
-                        f"Cannot compare these values: {str(exc).strip().splitlines()[0]}. "
-                        "Ordering compares (< <= > >=) on values work on two numbers, two "
-                        "strings or two byte strings; == and != work on any values."
-                    ) from exc
-                else:
-                    raise sync._translate(exc, doing, wrote=write) from exc
+                why = transient(exc)
+                if why is None:
+                    bad = compare_error(exc)
+                    if bad is not None:
+                        raise bad from exc
+                    raise translate(exc, config, doing, wrote=write) from exc
+                last = exc
+                in_doubt = in_doubt or (why == "lost" and write)
             if self._closed:
                 raise BackendUnavailable(CLOSED)
             left = deadline - time.monotonic()
             assert last is not None
             if left <= 0:
-                raise await asyncio.to_thread(
-                    sync._gave_up, last, doing, write=write, in_doubt=in_doubt
-                ) from last
-            sync.retried += 1
-            await asyncio.sleep(min(left, random.uniform(0, min(1.0, 0.02 * 2**attempt))))
+                raise await self._gave_up(last, doing, write=write, in_doubt=in_doubt) from last
+            self.retried += 1
+            await asyncio.sleep(retry_delay(attempt, left))
 
-    async def _rows(self, query: Any, params: Any, doing: str, *, write: bool = False) -> Any:
-        async def go(conn: Conn) -> list[tuple[Any, ...]]:
-            cur = conn.cursor(binary=True)
-            await cur.execute(query, params)
-            return await cur.fetchall()
+    async def _connect_direct(self) -> Conn:
+        """A connection outside the pool, set up as the pool's are (the caller
+        closes it)."""
+        conn = await psycopg.AsyncConnection.connect(
+            self.config.conninfo, autocommit=True, connect_timeout=3
+        )
+        try:
+            await _configure(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
-        return await self._run(go, doing, write=write)
+    async def _gave_up(
+        self, exc: Exception, doing: str, *, write: bool, in_doubt: bool
+    ) -> BackendUnavailable:
+        reason = first_line(exc)
+        if isinstance(exc, PoolTimeout):
+            # The pool only says it timed out; one direct attempt says why.
+            try:
+                probe = await psycopg.AsyncConnection.connect(
+                    self.config.conninfo, connect_timeout=3
+                )
+                await probe.close()
+                reason = f"no connection became free within {self.config.retry_timeout:g} s"
+            except psycopg.Error as failed:
+                reason = connect_problem(failed, self.config)
+        return gave_up(reason, self.config, doing, write=write, in_doubt=in_doubt)
 
     # --- the contract -------------------------------------------------------
 
     async def now(self) -> float:
-        rows = await self._rows(
-            "SELECT extract(epoch FROM clock_timestamp())::float8", None, "reading the clock"
-        )
-        return float(rows[0][0])
+        # The database clock is the one clock all agents on all hosts share.
+        found = await self._rows(CLOCK, None, "reading the clock")
+        return float(found[0][0])
 
     async def get(self, key: str) -> Record | None:
-        rows = await self._rows(self.sync._sql_get, (key,), f"reading {key!r}")
-        return _row_to_record(rows[0]) if rows else None
+        found = await self._rows(self._sql.get, (key,), f"reading {key!r}")
+        return rows_of.record(found[0]) if found else None
 
     async def read_live(self, key: str) -> LiveRow | None:
         rec = await self.get(key)
@@ -161,46 +306,60 @@ class AsyncPostgresBackend(AsyncBackend):
         return rec.kind, rec.data, rec.version, rec.revision, rec.author, rec.lamport, rec.clock
 
     async def scan(self, prefix: str, limit: int | None = None) -> list[Record]:
-        rows = await self._rows(
-            self.sync._sql_scan, (prefix, prefix + _PREFIX_END, limit), f"scanning {prefix!r}"
+        found = await self._rows(
+            self._sql.scan, (prefix, prefix + PREFIX_END, limit), f"scanning {prefix!r}"
         )
-        return [_row_to_record(r) for r in rows]
+        return [rows_of.record(r) for r in found]
 
     async def revision(self) -> int:
-        rows = await self._rows(self.sync._sql_revision, None, "reading the revision")
-        return int(rows[0][0])
+        found = await self._rows(self._sql.revision, None, "reading the revision")
+        return int(found[0][0])
 
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         has_ops = bool(success) or bool(failure)
-        token: uuid.UUID | None = _token() if has_ops else None
+        return await self._txn(compares, success, failure, rows_of.token() if has_ops else None)
+
+    async def _txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op],
+        token: uuid.UUID | None,
+    ) -> TxnResult:
         keys = touched_keys(compares, success, failure)
-        spec, blobs = _txn_spec(compares, success, failure)
-        rows = await self._rows(
-            self.sync._sql_txn,
+        has_ops = bool(success) or bool(failure)
+        spec, blobs = rows_of.txn_spec(compares, success, failure)
+        found = await self._rows(
+            self._sql.txn,
             (token, spec, blobs),
             "writing" if has_ops else "checking",
             write=has_ops,
         )
-        # Reading the rows is the sync backend's (a replay's "before" rows
-        # may take one more read there, after a lost connection only).
-        return await self._finish(rows, keys, compares, success, failure)
+        result = await self._finish(found, keys, compares, success, failure)
+        await self._maybe_sweep_tokens()
+        return result
 
     async def _finish(
         self,
-        rows: list[tuple[Any, ...]],
+        found: list[tuple[Any, ...]],
         keys: list[str],
         compares: Sequence[Compare],
         success: Sequence[Op],
         failure: Sequence[Op],
     ) -> TxnResult:
-        replay = rows[-1][14]
-        if replay and rows[-1][15] is not None:
-            return await asyncio.to_thread(
-                self.sync._finish, rows, keys, compares, success, failure
-            )
-        return self.sync._finish(rows, keys, compares, success, failure)
+        """The TxnResult of a call of accord_txn or accord_put_if (see
+        ``_pg_rows.txn_result``); a repeat of a transaction that committed
+        reads the keys it only compared again."""
+        if found[-1][14]:
+            self.replayed += 1
+        now_read: dict[str, Record | None] = {}
+        for key in rows_of.read_again(found, keys, success, failure) or ():
+            now_read[key] = await self.get(key)
+        return rows_of.txn_result(
+            found, keys, compares, success, failure, now_read, self.config.where
+        )
 
     async def put_if_version(
         self,
@@ -209,69 +368,92 @@ class AsyncPostgresBackend(AsyncBackend):
         guards: Sequence[Compare] = (),
         failure: Sequence[Op] = (),
     ) -> TxnResult:
-        """See ``PostgresBackend.put_if_version``: one call of ``accord_put_if``."""
-        sync = self.sync
-        plan = sync._put_if_plan(put, expect, guards, failure)
+        """The common optimistic write in one call of ``accord_put_if``.
+
+        Means exactly ``txn([*guards, Compare(put.key, "version", "==",
+        expect)], [put], failure)``, with one difference in the result: when
+        the write succeeds, ``records`` is empty (nothing is read back). Takes
+        the short path for a put with an event and no ``ttl``, ``expect`` >=
+        1, guards that are at most one ``vacant`` compare (first) and
+        ``holder`` compares on other keys, and at most one failure op, an
+        ``Append`` of an event naming the same key as the put's; anything
+        else goes through :meth:`txn`. The transaction token is kept in the
+        event row (see ``accord_put_if``).
+        """
+        plan = rows_of.put_if_plan(put, expect, guards, failure, self.config.retry_timeout)
         if plan is None:
             return await self.txn(put_if_compares(put.key, expect, guards), [put], failure)
-        attempts = 0
-
-        async def go(conn: Conn) -> list[tuple[Any, ...]]:
-            # Only a repeat can find its token already used.
-            nonlocal attempts
-            attempts += 1
-            cur = conn.cursor(binary=True)
-            await cur.execute(sync._sql_put_if, (plan.token, attempts > 1, *plan.params))
-            return await cur.fetchall()
-
-        rows = await self._run(go, "writing", write=True)
-        if not rows[-1][10] and rows[-1][14] and rows[-1][15] is not None:
-            return await asyncio.to_thread(
-                sync._put_if_result, rows, plan, put, expect, guards, failure
+        found = await self._rows(
+            self._sql.put_if, (plan.token, False, *plan.params), "writing", write=True, repeat_at=1
+        )
+        await self._maybe_sweep_tokens()
+        done = rows_of.put_if_done(found, plan, expect)
+        if done is None:
+            return await self._finish(
+                found, plan.keys, put_if_compares(put.key, expect, guards), [put], failure
             )
-        return sync._put_if_result(rows, plan, put, expect, guards, failure)
+        if found[-1][14]:
+            self.replayed += 1  # a first attempt that committed reports the same way
+        return done
+
+    async def _maybe_sweep_tokens(self) -> None:
+        # Tokens only matter while a client may still retry (retry_timeout);
+        # drop old ones now and then, outside any writer's critical section.
+        # The lock is only tried, never waited for (so the loop never blocks).
+        now = time.monotonic()
+        if now - self._last_token_sweep < 60 or not self._sweep_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_token_sweep = now
+            horizon = max(_TOKEN_HORIZON, 10 * self.config.retry_timeout)
+            await self._rows(self._sql.sweep_tokens, (horizon,), "sweeping tokens", fetch=False)
+        except BackendUnavailable:
+            pass  # best effort; the next sweep will do it
+        finally:
+            self._sweep_lock.release()
 
     async def history(
         self, since: int = 0, key: str | None = None, limit: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
+        # In pages, so a long history never sits in memory at once.
         seen = 0
         while True:
             want = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - seen)
             if want <= 0:
                 return
             if key is None:
-                rows = await self._rows(self.sync._sql_history, (since, want), "reading history")
+                found = await self._rows(self._sql.history, (since, want), "reading history")
             else:
-                rows = await self._rows(
-                    self.sync._sql_history_key, (key, since, want), "reading history"
+                found = await self._rows(
+                    self._sql.history_key, (key, since, want), "reading history"
                 )
-            for row in rows:
-                yield _event(*row)
-            if len(rows) < want:
+            for row in found:
+                yield rows_of.event(*row)
+            if found:
+                since = found[-1][0]
+            seen += len(found)
+            if len(found) < want:
                 return
-            since = rows[-1][0]
-            seen += len(rows)
 
     async def changes(self, key: str) -> AsyncIterator[dict[str, Any]]:
         # Newest first, in small pages: callers usually stop after a few.
         before = 2**63 - 1
         page = 16
         while True:
-            rows = await self._rows(
-                self.sync._sql_changes, (key, before, page), f"reading the changes of {key!r}"
+            found = await self._rows(
+                self._sql.changes, (key, before, page), f"reading the changes of {key!r}"
             )
-            for row in rows:
-                yield _event(*row)
+            for row in found:
+                yield rows_of.event(*row)
                 before = row[0]
-            if len(rows) < page:
+            if len(found) < page:
                 return
             page = min(page * 4, 2000)
 
     async def wait(
         self, keys: Sequence[str], prefixes: Sequence[str], since: int, timeout: float
     ) -> int:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = time.monotonic() + timeout
         listener = self._get_listener()
         gen, ready = listener.mark()
         # Check the tables after taking the mark: a change committed after
@@ -281,16 +463,16 @@ class AsyncPostgresBackend(AsyncBackend):
             return rev
         quick = 0.02
         while True:
-            left = deadline - loop.time()
+            left = deadline - time.monotonic()
             if left <= 0:
                 return await self.revision()
             # While the listener is down, notifications can be lost: poll
             # fast, backing off; while it is up, poll only as a safety net.
-            step = self.sync._poll if ready else quick
+            step = self.config.poll if ready else quick
             quick = min(quick * 2, 0.5)
             notes, gen, ready, lost = await listener.wait_after(gen, min(left, step))
             for rev, changed in notes:
-                if rev > since and _matches(changed, keys, prefixes):
+                if rev > since and rows_of.matches(changed, keys, prefixes):
                     return rev
             if lost or not notes:
                 rev = await self._changed(keys, prefixes, since)
@@ -300,146 +482,61 @@ class AsyncPostgresBackend(AsyncBackend):
     async def _changed(
         self, keys: Sequence[str], prefixes: Sequence[str], since: int
     ) -> int | None:
+        """The revision now if a watched record changed after ``since``, else None."""
         params = {
             "since": since,
             "keys": list(keys),
             "lo": list(prefixes),
-            "hi": [p + _PREFIX_END for p in prefixes],
+            "hi": [p + PREFIX_END for p in prefixes],
         }
-        rows = await self._rows(self.sync._sql_changed, params, "waiting for a change")
-        rev, changed = int(rows[0][0]), bool(rows[0][1])
+        found = await self._rows(self._sql.changed, params, "waiting for a change")
+        rev, changed = int(found[0][0]), bool(found[0][1])
         return rev if changed else None
 
-    def _get_listener(self) -> _AsyncListener:
-        if self._closed:
-            raise BackendUnavailable(CLOSED)
-        if self._listener is None:
-            sync = self.sync
-            self._listener = _AsyncListener(sync._conninfo, sync._channel, sync.schema)
-        return self._listener
+    def _get_listener(self) -> AsyncListener:
+        with self._listener_lock:
+            if self._closed:
+                raise BackendUnavailable(CLOSED)
+            if self._listener is None:
+                config = self.config
+                self._listener = AsyncListener(config.conninfo, config.channel, config.schema)
+            return self._listener
 
     async def purge_expired(self, prefix: str, before: float) -> int:
         # Find candidates without any lock, so the writers' critical section
         # never includes a scan of the prefix; the function checks them again.
-        sync = self.sync
-
-        async def go(conn: Conn) -> int:
-            cur = await conn.execute(sync._sql_expired, (prefix, prefix + _PREFIX_END, before))
-            keys = [r[0] for r in await cur.fetchall()]
-            if not keys:
-                return 0
-            cur = await conn.execute(sync._sql_purge, (keys, before))
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row[0])
-
-        return await self._run(go, "purging expired records", write=True)
+        found = await self._rows(
+            self._sql.expired, (prefix, prefix + PREFIX_END, before), "purging expired records"
+        )
+        if not found:
+            return 0
+        purged = await self._rows(
+            self._sql.purge, ([r[0] for r in found], before), "purging expired records", write=True
+        )
+        return int(purged[0][0])
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        listener, self._listener = self._listener, None
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
         await self._pool.close(timeout=5)
-        await asyncio.to_thread(self.sync.close)
+        if True:  # ASYNC
+            await asyncio.to_thread(self.sync.close)
 
 
-class _AsyncListener:
-    """The sync backend's ``_Listener``, as a task on the event loop.
+def _nth(params: Any, repeat_at: int | None, sent: int) -> Any:
+    """``params`` for the ``sent``-th sending, with its repeat flag set."""
+    if repeat_at is None:
+        return params
+    return (*params[:repeat_at], sent > 1, *params[repeat_at + 1 :])
 
-    ``gen`` counts events (notifications and connection changes). A waiter
-    takes a mark, checks the tables, then asks for what came after its mark;
-    ``lost`` tells it that notifications may have been missed, so it must
-    check the tables again: the tables are the truth, notifications a hint.
-    """
 
-    _BUFFER = 4096
-
-    def __init__(self, conninfo: str, channel: str, schema: str) -> None:
-        self._conninfo = conninfo
-        self._channel = channel
-        self._sql_register, self._sql_unregister = listener_sql(schema)
-        self._changed = asyncio.Condition()
-        self._gen = 0
-        self._lost_gen = 0
-        self._ready = False
-        self._notes: list[tuple[int, int, list[str] | None]] = []
-        self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def mark(self) -> tuple[int, bool]:
-        return self._gen, self._ready
-
-    async def wait_after(
-        self, gen: int, timeout: float
-    ) -> tuple[list[tuple[int, list[str] | None]], int, bool, bool]:
-        async with self._changed:
-            if self._gen == gen:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-            notes = [(rev, keys) for g, rev, keys in self._notes if g > gen]
-            oldest = self._notes[0][0] if self._notes else self._gen + 1
-            lost = self._lost_gen > gen or (oldest > gen + 1 and self._gen > gen)
-            return notes, self._gen, self._ready, lost
-
-    async def _bump(self, ready: bool) -> None:
-        async with self._changed:
-            self._gen += 1
-            self._lost_gen = self._gen
-            self._ready = ready
-            self._changed.notify_all()
-
-    async def _deliver(self, payload: str) -> None:
-        head, _, rest = payload.partition("\n")
-        try:
-            rev = int(head)
-        except ValueError:
-            return
-        keys = None if rest == "*" else rest.split("\n")
-        async with self._changed:
-            self._gen += 1
-            self._notes.append((self._gen, rev, keys))
-            del self._notes[: -self._BUFFER]
-            self._changed.notify_all()
-
-    async def _run(self) -> None:
-        delay = 0.05
-        while not self._stopping:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            except psycopg.Error:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            try:
-                async with conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-                    # Writers notify only while a listener is registered (see
-                    # the sync listener); one that may not register polls.
-                    try:
-                        async with conn.transaction():
-                            for statement in self._sql_register:
-                                await conn.execute(statement)
-                        registered = True
-                    except psycopg.errors.InsufficientPrivilege:
-                        registered = False
-                    await self._bump(registered)
-                    delay = 0.05
-                    while not self._stopping:
-                        async for note in conn.notifies(timeout=0.25):
-                            await self._deliver(note.payload)
-                    if registered:
-                        await conn.execute(self._sql_unregister)
-            except psycopg.Error:
-                pass
-            await self._bump(False)
-            if not self._stopping:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    async def stop(self) -> None:
-        self._stopping = True
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._task, 5)
+async def _execute(conn: Conn, query: bytes, params: Any, fetch: bool) -> list[tuple[Any, ...]]:
+    # Binary results: bytea values arrive as bytes without hex decoding.
+    cur = conn.cursor(binary=True)
+    await cur.execute(query, params)
+    return await cur.fetchall() if fetch else []

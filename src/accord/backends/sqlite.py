@@ -786,9 +786,7 @@ class SQLiteBackend(Backend):
                 )
             ]
             if doomed:
-                conn.executemany(
-                    "DELETE FROM accord_records WHERE key = ?", [(k,) for k in doomed]
-                )
+                conn.executemany("DELETE FROM accord_records WHERE key = ?", [(k,) for k in doomed])
                 # Like a purge inside txn(): each removed row takes a
                 # revision whose body-less history row names the key, so
                 # wait() on that key (and only on it) wakes.

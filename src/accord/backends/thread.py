@@ -34,11 +34,20 @@ WAIT_SLICE = 0.05
 
 
 class ThreadBackend(AsyncBackend):
-    """Run a sync backend's calls in worker threads. ``sync`` is the backend."""
+    """Run a sync backend's calls in worker threads. ``sync`` is the backend.
 
-    def __init__(self, backend: Backend, *, max_workers: int = DEFAULT_WORKERS) -> None:
+    ``owns``: whether closing the adapter closes the backend too (the
+    default). With ``owns=False`` the caller keeps the backend, open, and
+    *must* close it itself: closing the adapter only stops its worker
+    threads (what the framework adapters' async face of a sync store does).
+    """
+
+    def __init__(
+        self, backend: Backend, *, owns: bool = True, max_workers: int = DEFAULT_WORKERS
+    ) -> None:
         self.sync = backend
         self.url = backend.url
+        self.owns = owns
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="accord-aio")
         # A clock that is only a function of this process (SQLite's, the
         # memory backend's) is read inline: a worker hop would cost more
@@ -143,10 +152,22 @@ class ThreadBackend(AsyncBackend):
         if self._closed:
             return
         try:
-            await self._run(self.sync.close)
+            if self.owns:
+                await self._run(self.sync.close)
         finally:
             self._closed = True
             self._pool.shutdown(wait=False)
+
+    def drop(self) -> None:
+        """Close from outside the event loop (it is gone, or runs in another
+        thread): stop the worker threads without waiting for calls in
+        flight, and close the backend if the adapter owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=False)
+        if self.owns:
+            self.sync.close()
 
 
 def _page(

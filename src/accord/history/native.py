@@ -10,110 +10,57 @@ and agents (not by the history's length): per key it keeps the last
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_right
 from collections import deque
 from datetime import datetime
 from typing import Any
 from zlib import crc32
 
-from .format import NATIVE_OPS, EventStream, clock_time, is_foreign, parse_time
+from .format import NATIVE_OPS, EventStream, clock_time, parse_time
+from .native_explain import (
+    concurrent,
+    duplicate_apply,
+    fenced_write,
+    lost_update,
+    notes,
+    stale_read,
+    unknown_concurrent,
+)
+from .native_fields import LeaseInfo, bad_time, lease_fields, rejected, write_fields
+from .native_state import (
+    AGENT,
+    KEYED,
+    LEASE,
+    LOSTBY,
+    MUTATING,
+    ONPATH,
+    OP,
+    PARENT,
+    REV,
+    TIME,
+    WINDOW_REVISIONS,
+    WINDOW_VERSIONS,
+    KeyState,
+    LeaseState,
+    V,
+    W,
+    clock_leq,
+    lease_after,
+    older,
+    on_runs,
+    push,
+)
 from .result import ANOMALY_NAMES, MAX_REPORTED, Anomaly, CheckResult
 
-WINDOW_VERSIONS = 100_000
-"""Versions of one key remembered for explanations and lost-write accounting."""
-
-WINDOW_REVISIONS = 100_000
-"""Revisions after which a version is forgotten (the memory bound)."""
-
-MUTATING = frozenset({"write", "delete", "accept", "merge"})
-"""Operations that change a key when their outcome is ok."""
-
-KEYED = MUTATING | {"read"}
+__all__ = [
+    "KEYED",
+    "MUTATING",
+    "WINDOW_REVISIONS",
+    "WINDOW_VERSIONS",
+    "NativeChecker",
+    "notes",
+]
 
 _fromiso = datetime.fromisoformat
-
-
-V, REV, TIME, AGENT, OP, PREV, BASED, CHECK, LEASE, LINE, READ, PARENT, ONPATH, LOSTBY = range(14)
-_W = list[Any]
-
-
-def _new_w(
-    version: int,
-    rev: int,
-    time: str,
-    agent: str,
-    op: str,
-    prev: int,
-    based_on: int | None,
-    check: str,
-    lease: Any,
-    line: int,
-    read_time: str | None,
-) -> list[Any]:
-    parent = prev if based_on is None else based_on
-    return [
-        version, rev, time, agent, op, prev, based_on, check, lease, line, read_time, parent,
-        False, None,
-    ]
-
-
-def _summary(w: list[Any], key: str) -> dict[str, Any]:
-    return {
-        "rev": w[REV],
-        "time": w[TIME],
-        "agent": w[AGENT],
-        "op": w[OP],
-        "key": key,
-        "version": w[V],
-        "prev": w[PREV],
-        "based_on": w[BASED],
-        "check": w[CHECK],
-        "line": w[LINE],
-    }
-
-
-def _label(w: list[Any]) -> str:
-    return f"{w[AGENT]}'s {w[OP]} of v{w[V]}"
-
-
-class _Key:
-    """What the checker remembers about one key."""
-
-    __slots__ = ("cur", "deleted", "last", "last_clock", "leases", "path", "reads", "recent")
-
-    def __init__(self) -> None:
-        self.cur = 0
-        self.deleted = False
-        self.last: _W | None = None
-        self.last_clock: dict[str, int] | None = None
-        self.recent: dict[int, _W] = {}
-        # The ancestry of the current version (newest last): the versions
-        # whose changes the current value contains, through based_on links.
-        self.path: list[list[int]] = []
-        self.leases: dict[Any, _Lease] | None = None
-        # agent -> (version, time) of its last read of this key
-        self.reads: dict[str, tuple[int, str]] | None = None
-
-
-class _Lease:
-    __slots__ = (
-        "agent", "end_reason", "end_rev", "end_time", "expires", "mode", "rev", "token",
-        "unreadable",
-    )
-
-    def __init__(self, token: Any, agent: str, rev: int, mode: str) -> None:
-        self.token = token
-        self.agent = agent
-        self.rev = rev
-        self.mode = mode
-        self.expires: float | None = None
-        self.end_time: str | None = None
-        self.end_rev: int | None = None
-        self.end_reason: str | None = None
-        # The line of an acquire or renew whose deadline could not be read
-        # (skipped in lenient mode): writes under this token are undecidable.
-        self.unreadable: int | None = None
 
 
 class NativeChecker:
@@ -142,9 +89,9 @@ class NativeChecker:
         self.window_versions = window_versions
         self.window_revisions = window_revisions
         self.max_reported = max_reported
-        self.keys: dict[str, _Key] = {}
+        self.keys: dict[str, KeyState] = {}
         self.agent_rev: dict[str, int] = {}
-        self.queue: deque[tuple[int, _Key, int]] = deque()
+        self.queue: deque[tuple[int, KeyState, int]] = deque()
         self.idem: dict[str, tuple[int, str, str | None, int]] = {}
         self.requests: dict[str, tuple[int, str, str | None, int]] = {}
         self.last_rev = 0
@@ -213,16 +160,14 @@ class NativeChecker:
             or type(agent) is not str
             or not agent
         ):
-            return self._reject(line, ev, rev, op, agent)
+            return self._fail(line, rejected(ev, rev, op, agent, self.last_rev))
         try:
             _fromiso(time)
         except (TypeError, ValueError):
-            return self._bad_time(line, "time", time)
+            return self._fail(line, bad_time("time", time))
         keyed = op in KEYED
         if keyed and (
-            type(key) is not str
-            or not key
-            or (version is not None and type(version) is not int)
+            type(key) is not str or not key or (version is not None and type(version) is not int)
         ):
             if type(key) is not str or not key:
                 self.stream.fail(line, f"a {op} event without a 'key'.")
@@ -238,14 +183,14 @@ class NativeChecker:
                     try:
                         _fromiso(started)
                     except (TypeError, ValueError):
-                        return self._bad_time(line, "start", started)
+                        return self._fail(line, bad_time("start", started))
             else:
                 outcome = ev.get("outcome", "ok")
                 if outcome == "ok":
                     if version is not None:
-                        fields = self._write_fields(line, ev)
-                        if fields is None:
-                            return False
+                        fields, why = write_fields(ev)
+                        if why is not None:
+                            return self._fail(line, why)
                 elif type(outcome) is not str:
                     self.stream.fail(
                         line,
@@ -283,106 +228,27 @@ class NativeChecker:
             self._sweep(rev)
         return True
 
-    def _bad_time(self, line: int, name: str, value: Any) -> bool:
-        if value is None:
-            self.stream.fail(
-                line,
-                f"an event without '{name}': the checker needs it for lease deadlines, stale "
-                "reads and explanations. Give an RFC 3339 time such as "
-                "2026-11-28T19:00:00.123456Z.",
-            )
-        else:
-            self.stream.fail(
-                line,
-                f"'{name}' must be an RFC 3339 time such as 2026-11-28T19:00:00.123456Z, not "
-                f"{value!r}.",
-            )
-        return False
-
-    def _write_fields(self, line: int, ev: dict[str, Any]) -> tuple[Any, ...] | None:
-        """The fields of a committed write that decide findings, or None if one is unreadable.
-
-        Returns ``(prev, based_on, check, lease, clock, idem, request)``.
-        """
-        try:
-            prev = ev["prev"]
-            based = ev["based_on"]
-            check_kind = ev["check"]
-            lease = ev["lease"]
-            clock = ev["clock"]
-            idem = ev["idem"]
-            request = ev["request"]
-        except KeyError:
-            get = ev.get
-            prev = get("prev")
-            based = get("based_on")
-            check_kind = get("check")
-            lease = get("lease")
-            clock = get("clock")
-            idem = get("idem")
-            request = get("request")
-        # Each of these decides a finding (what was replaced, what the writer
-        # had seen, which lease guarded it, whether two writers had met): one
-        # that cannot be read would silently turn a finding into "clean".
-        why = None
-        if prev is not None and type(prev) is not int:
-            why = (
-                f"'prev' must be the version this write replaced (an integer) or null, not "
-                f"{prev!r}."
-            )
-        elif based is not None and type(based) is not int:
-            why = (
-                f"'based_on' must be the version the writer had read (an integer) or null, not "
-                f"{based!r}."
-            )
-        elif lease is not None and type(lease) is not int and type(lease) is not str:
-            why = (
-                f"'lease' must be the lease's token (an integer or a string) or null, not "
-                f"{lease!r}."
-            )
-        elif clock is not None and type(clock) is not dict:
-            why = (
-                f"'clock' must be a vector clock (an object of agent: count) or null, not "
-                f"{clock!r}."
-            )
-        if why is not None:
-            self.stream.fail(line, why)
-            return None
-        return prev, based, check_kind or "none", lease, clock, idem, request
-
-    def _reject(self, line: int, ev: dict[str, Any], rev: Any, op: Any, agent: Any) -> bool:
-        if type(rev) is not int:
-            if is_foreign(ev):
-                self.stream.fail(
-                    line,
-                    "a foreign event (no rev) in an accord history; a history is either all "
-                    "accord events or all foreign events.",
-                )
-            else:
-                self.stream.fail(line, f"missing or non-integer 'rev' ({rev!r}).")
-        elif rev <= self.last_rev:
-            self.stream.fail(
-                line,
-                f"revision {rev} comes after revision {self.last_rev}: events are out of "
-                "revision order. Sort the file by rev (accord export writes it in order).",
-            )
-        elif type(op) is not str or op not in NATIVE_OPS:
-            self.stream.fail(
-                line,
-                f"unknown op {op!r}; expected one of {', '.join(sorted(NATIVE_OPS))}.",
-            )
-        else:
-            self.stream.fail(line, f"missing or invalid 'agent' ({agent!r}).")
+    def _fail(self, line: int, why: str) -> bool:
+        """Report line ``line`` malformed (``why``): raise, or skip it (lenient)."""
+        self.stream.fail(line, why)
         return False
 
     def _commit(
-        self, line: int, ev: dict[str, Any], rev: int, op: str, agent: str, key: str,
-        version: int, time: str, fields: tuple[Any, ...],
+        self,
+        line: int,
+        ev: dict[str, Any],
+        rev: int,
+        op: str,
+        agent: str,
+        key: str,
+        version: int,
+        time: str,
+        fields: tuple[Any, ...],
     ) -> None:
         prev, based, check_kind, lease, clock, idem, request = fields
         k = self.keys.get(key)
         if k is None:
-            k = self.keys[key] = _Key()
+            k = self.keys[key] = KeyState()
         if prev is None:
             prev = k.cur
         elif k.last is not None and prev != k.cur:
@@ -392,10 +258,22 @@ class NativeChecker:
             held = k.reads.get(agent)
             if held is not None and held[0] == based:
                 read_time = held[1]
-        # The record of this version (see _new_w; built inline: this is hot).
+        # The record of this version (see native_state.W; built inline: this is hot).
         w = [
-            version, rev, time, agent, op, prev, based, check_kind, lease, line, read_time,
-            prev if based is None else based, False, None,
+            version,
+            rev,
+            time,
+            agent,
+            op,
+            prev,
+            based,
+            check_kind,
+            lease,
+            line,
+            read_time,
+            prev if based is None else based,
+            False,
+            None,
         ]
         self.writes += 1
         last = k.last
@@ -410,7 +288,7 @@ class NativeChecker:
                 w[PARENT] = prev
         if lost:
             if self._report("lost-update"):
-                self._add(self._lost_update(key, k, w, based, prev))
+                self._add(lost_update(key, k, w, based, prev))
         elif (
             # A write that names the version it replaced (based_on == prev)
             # knew that version: it came after it. Only a write with no basis
@@ -422,28 +300,13 @@ class NativeChecker:
             and last[AGENT] != agent
             and clock
             and k.last_clock
-            and not _lease_after(lease, last[LEASE])
+            and not lease_after(lease, last[LEASE])
         ):
-            ordered = _clock_leq(k.last_clock, clock)
+            ordered = clock_leq(k.last_clock, clock)
             if ordered is None:
-                self._unknown(
-                    Anomaly(
-                        name="concurrent-writes",
-                        key=key,
-                        certain=False,
-                        explanation=(
-                            f"Unknown: {agent}'s {op} of {key} v{version} (rev {rev}) replaced "
-                            f"{_label(last)} (rev {last[REV]}) without having read it, and their "
-                            f"vector clocks cannot be compared (an entry that is not an integer: "
-                            f"{_clock_text(k.last_clock)} and {_clock_text(clock)}). Whether the "
-                            "writer had seen the write it replaced is undecided: fix the clocks."
-                        ),
-                        events=(_summary(last, key), _summary(w, key)),
-                        agents=(last[AGENT], agent),
-                    )
-                )
+                self._unknown(unknown_concurrent(key, last, w, k.last_clock, clock))
             elif not ordered and self._report("concurrent-writes"):
-                self._add(self._concurrent(key, last, w, k.last_clock, clock))
+                self._add(concurrent(key, last, w, k.last_clock, clock))
 
         path = k.path
         if path and path[-1][1] == w[PARENT]:
@@ -484,12 +347,12 @@ class NativeChecker:
                 continue
             self._once(seen, what, ident, line, ev, rev, agent, key)
 
-    def _evict(self, recent: dict[int, _W], w: _W) -> None:
+    def _evict(self, recent: dict[int, W], w: W) -> None:
         del recent[w[V]]
         if w[LOSTBY] is not None and w[OP] != "delete":
             self.lost_final += 1
 
-    def _ancestry(self, k: _Key, w: _W) -> None:
+    def _ancestry(self, k: KeyState, w: W) -> None:
         """Move the current version's ancestry to ``w``'s.
 
         The current value contains the changes of exactly the versions on the
@@ -508,7 +371,7 @@ class NativeChecker:
             if pw is not None and not pw[ONPATH]:
                 # Built on a version that had been erased: its ancestry comes back.
                 branch = []
-                x: _W | None = pw
+                x: W | None = pw
                 while x is not None and not x[ONPATH]:
                     branch.append(x)
                     x = recent.get(x[PARENT]) if x[PARENT] != x[V] else None
@@ -522,15 +385,15 @@ class NativeChecker:
                 for b in reversed(branch):
                     b[ONPATH] = True
                     b[LOSTBY] = None
-                    _push(path, b[V])
+                    push(path, b[V])
             else:
-                if pw is None and parent > 0 and not _on_runs(path, parent):
+                if pw is None and parent > 0 and not on_runs(path, parent):
                     self.approximate = True
                 self._drop(k, w, parent)
-        _push(path, w[V])
+        push(path, w[V])
         w[ONPATH] = True
 
-    def _drop(self, k: _Key, w: _W, floor: int) -> None:
+    def _drop(self, k: KeyState, w: W, floor: int) -> None:
         """Take every version above ``floor`` off the ancestry path: ``w`` erased them."""
         path = k.path
         recent = k.recent
@@ -577,7 +440,7 @@ class NativeChecker:
         if version >= k.cur or not k.recent:
             return  # nothing newer than what it read was ever committed
         started = ev.get("start")
-        newest: _W | None = None
+        newest: W | None = None
         if type(started) is str and started:
             # The read says when it began: every version committed before
             # that (same store clock, same format) was acknowledged before it.
@@ -612,98 +475,36 @@ class NativeChecker:
             "version": version,
             "line": line,
         }
-        got = "absent" if version == 0 else f"v{version}"
-        self._add(
-            Anomaly(
-                name="stale-read",
-                key=key,
-                explanation=(
-                    f"Let W = {_label(newest)} of {key} (rev {newest[REV]}, committed at "
-                    f"{clock_time(newest[TIME])}) and R = {agent}'s read of {key} (rev {rev}). "
-                    f"W was acknowledged before {agent}'s previous operation (rev {before}), "
-                    f"so before R began; yet R returned {got}, older than W's v"
-                    f"{newest[V]}. R read stale state."
-                ),
-                events=(_summary(newest, key), read_ev),
-                agents=tuple(dict.fromkeys((newest[AGENT], agent))),
-                window=(newest[TIME], time),
-            )
-        )
+        self._add(stale_read(key, newest, read_ev, before, version))
 
     def _lease_fields(
         self, line: int, ev: dict[str, Any], op: str, key: Any, time: str
-    ) -> tuple[Any, float | None, str] | None:
-        """A committed lease event's token, deadline and mode; None if unreadable.
-
-        The deadline decides whether a write under the lease came too late,
-        so an acquire or renew must say it: ``expires`` (a time) or ``ttl``
-        (seconds from the event's ``time``).
-        """
-        token = ev.get("lease")
-        if type(token) is not int and type(token) is not str:
-            self.stream.fail(
-                line,
-                f"a {op} needs 'lease': the lease's token (an integer or a string), not {token!r}.",
-            )
-            return None
-        if type(key) is not str or not key:
-            self.stream.fail(line, f"a {op} event without a 'key' (the key the lease is on).")
-            return None
-        mode = ev.get("mode")
-        if mode is None:
-            mode = "exclusive"
-        elif mode not in ("exclusive", "shared"):
-            self.stream.fail(line, f"'mode' must be exclusive or shared, not {mode!r}.")
-            return None
-        if op not in ("lease_acquire", "lease_renew"):
-            return token, None, mode
-        expires = ev.get("expires")
-        ttl = ev.get("ttl")
-        why = None
-        deadline: float | None = None
-        if expires is not None:
-            try:
-                deadline = parse_time(expires)
-            except ValueError:
-                why = (
-                    f"'expires' must be a time (RFC 3339, or seconds since the epoch), not "
-                    f"{expires!r}."
-                )
-        elif ttl is None:
-            why = (
-                f"a {op} without 'ttl' (seconds from its time) or 'expires' (a time): without a "
-                "deadline the checker cannot tell whether a write under this lease came too late."
-            )
-        elif (
-            type(ttl) not in (int, float)
-            or not math.isfinite(ttl)
-            or ttl < 0
-        ):
-            why = f"'ttl' must be a number of seconds (0 or more), not {ttl!r}."
-        else:
-            deadline = parse_time(time)
-            assert deadline is not None
-            deadline += ttl
+    ) -> LeaseInfo | None:
+        """A committed lease event's token, deadline and mode; None if unreadable."""
+        info, why = lease_fields(ev, op, key, time)
         if why is None:
-            return token, deadline, mode
+            return info
         self.stream.fail(line, why)
+        if info is None:
+            return None
         # Lenient mode skipped the line; a write under this token must not
         # then pass as clean: remember that its deadline could not be read.
+        token, _, mode = info
         if not self.shards > 1 or crc32(key.encode()) % self.shards == self.shard:
             k = self.keys.get(key)
             if k is None:
-                k = self.keys[key] = _Key()
+                k = self.keys[key] = KeyState()
             if k.leases is None:
                 k.leases = {}
             lease = k.leases.get(token)
             if lease is None:
-                lease = k.leases[token] = _Lease(token, ev.get("agent") or "?", 0, mode)
+                lease = k.leases[token] = LeaseState(token, ev.get("agent") or "?", 0, mode)
             lease.unreadable = line
         return None
 
     def _lease(
         self,
-        info: tuple[Any, float | None, str],
+        info: LeaseInfo,
         rev: int,
         op: str,
         agent: str,
@@ -713,18 +514,18 @@ class NativeChecker:
         token, deadline, mode = info
         k = self.keys.get(key)
         if k is None:
-            k = self.keys[key] = _Key()
+            k = self.keys[key] = KeyState()
         if k.leases is None:
             k.leases = {}
         leases = k.leases
         lease = leases.get(token)
         if op == "lease_acquire" or (op == "lease_renew" and lease is None):
             if lease is None:
-                lease = leases[token] = _Lease(token, agent, rev, mode)
+                lease = leases[token] = LeaseState(token, agent, rev, mode)
             if mode != "shared":
                 # A newer exclusive grant supersedes every older token.
                 for other in leases.values():
-                    if other is not lease and other.end_reason is None and _older(other, lease):
+                    if other is not lease and other.end_reason is None and older(other, lease):
                         other.end_reason = f"superseded by token {token} granted to {agent}"
                         other.end_time = time
                         other.end_rev = rev
@@ -749,7 +550,7 @@ class NativeChecker:
         self,
         line: int,
         ev: dict[str, Any],
-        k: _Key,
+        k: KeyState,
         key: str,
         token: Any,
         agent: str,
@@ -762,25 +563,7 @@ class NativeChecker:
             return
         why = None
         if lease.unreadable is not None and (lease.end_rev is None or lease.end_rev >= rev):
-            self._unknown(
-                Anomaly(
-                    name="fenced-write-accepted",
-                    key=key,
-                    certain=False,
-                    explanation=(
-                        f"Unknown: {agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
-                        f"{clock_time(time)}) was accepted under lease token {token}, whose "
-                        f"deadline could not be read (line {lease.unreadable} was skipped). "
-                        "Whether the lease was still held is undecided: fix that line and "
-                        "check again."
-                    ),
-                    events=({"rev": rev, "time": time, "agent": agent, "op": ev.get("op"),
-                             "key": key, "version": ev.get("version"), "lease": token,
-                             "line": line},),
-                    agents=tuple(dict.fromkeys((lease.agent, agent))),
-                    details={"token": token, "unreadable_line": lease.unreadable},
-                )
-            )
+            self._unknown(fenced_write(line, ev, key, token, agent, time, rev, lease, None))
             return
         if lease.end_reason is not None and lease.end_rev is not None and lease.end_rev < rev:
             why = f"the lease had been {lease.end_reason} at {clock_time(lease.end_time)}"
@@ -792,23 +575,7 @@ class NativeChecker:
                 why = f"the lease had expired {at - lease.expires:.3f} s earlier"
         if why is None or not self._report("fenced-write-accepted"):
             return
-        w_ev = {k_: ev.get(k_) for k_ in ("rev", "time", "agent", "op", "key", "version", "lease")}
-        w_ev["line"] = line
-        self._add(
-            Anomaly(
-                name="fenced-write-accepted",
-                key=key,
-                explanation=(
-                    f"{agent}'s write of {key} v{ev.get('version')} (rev {rev}, at "
-                    f"{clock_time(time)}) was accepted under lease token {token}, but {why}. "
-                    "The store should have fenced it off: the writer no longer held the key."
-                ),
-                events=(w_ev,),
-                agents=tuple(dict.fromkeys((lease.agent, agent))),
-                window=(lease.end_time or "", time) if lease.end_time else None,
-                details={"token": token, "reason": why},
-            )
-        )
+        self._add(fenced_write(line, ev, key, token, agent, time, rev, lease, why))
 
     def _once(
         self,
@@ -828,24 +595,7 @@ class NativeChecker:
             return
         if not self._report("duplicate-apply"):
             return
-        f_rev, f_agent, f_key, f_line = first
-        self._add(
-            Anomaly(
-                name="duplicate-apply",
-                key=key,
-                explanation=(
-                    f"The {what} {ident!r} was applied twice: first by {f_agent} to {f_key} "
-                    f"(rev {f_rev}), again by {agent} to {key} v{ev.get('version')} "
-                    f"(rev {rev}). A replay must return the first result and apply nothing."
-                ),
-                events=(
-                    {"rev": f_rev, "agent": f_agent, "key": f_key, "line": f_line, what: ident},
-                    {"rev": rev, "agent": agent, "key": key, "line": line, what: ident},
-                ),
-                agents=tuple(dict.fromkeys((f_agent, agent))),
-                details={what.replace(" ", "_"): ident},
-            )
-        )
+        self._add(duplicate_apply(what, ident, first, line, ev, rev, agent, key))
 
     def _sweep(self, rev: int) -> None:
         """Forget the versions older than the revision window.
@@ -861,95 +611,6 @@ class NativeChecker:
             w = k.recent.get(version)
             if w is not None and w is not k.last:
                 self._evict(k.recent, w)
-
-    # --- explanations -------------------------------------------------------
-
-    def _lost_update(self, key: str, k: _Key, w: _W, based: int, prev: int) -> Anomaly:
-        erased_versions = range(based + 1, prev + 1)
-        erased = [k.recent[v] for v in erased_versions if v in k.recent]
-        basis = k.recent.get(based)
-        w_label = f"{w[AGENT]}'s {w[OP]} of {key} v{w[V]}"
-        lines = []
-        first = erased[0] if erased else None
-        if first is not None and first[V] == based + 1:
-            lines.append(
-                f"Let W1 = {first[AGENT]}'s {first[OP]} of {key} v{first[V]} at "
-                f"{clock_time(first[TIME])} (rev {first[REV]}, based on v{first[BASED]}) and "
-                f"W2 = {w_label} at {clock_time(w[TIME])} (rev {w[REV]}, based on v{based})."
-            )
-            hold_w = w[READ] or (basis[TIME] if basis else None)
-            hold_1 = first[READ] or (basis[TIME] if basis else None)
-            if first[BASED] == based:
-                start = max(t for t in (hold_w, hold_1, "") if t is not None)
-                how_1 = "read it at " + clock_time(first[READ]) if first[READ] else "had it"
-                how_w = "read it at " + clock_time(w[READ]) if w[READ] else "had it"
-                lines.append(
-                    f"Both agents held v{based}: {first[AGENT]} {how_1} and {w[AGENT]} {how_w}"
-                    f"; from {clock_time(start)} to {clock_time(first[TIME])} neither had seen "
-                    "the other's change."
-                )
-            else:
-                start = hold_w or ""
-            window: tuple[str, str] | None = (start, first[TIME]) if start else None
-            others = erased[1:]
-            tail = ""
-            if others or prev > first[V]:
-                n_more = prev - first[V]
-                tail = f" and {n_more} later version{'s' if n_more != 1 else ''}" + (
-                    " (" + ", ".join(f"v{x[V]} by {x[AGENT]}" for x in others[:8]) + ")"
-                    if others
-                    else ""
-                )
-            lines.append(
-                f"W1 committed v{first[V]}; W2 then replaced v{prev} while based on "
-                f"v{based}, so W2 erased W1's change{tail} without having seen it."
-            )
-        else:
-            window = None
-            n = prev - based
-            lines.append(
-                f"{w_label} (rev {w[REV]}) replaced v{prev} while based on v{based}, so it "
-                f"erased {n} version{'s' if n != 1 else ''} (v{based + 1}..v{prev}) "
-                "without having seen them; they are not in this part of the history."
-            )
-        agents = tuple(dict.fromkeys([x[AGENT] for x in erased] + [w[AGENT]]))
-        events = (*tuple(_summary(x, key) for x in erased[:20]), _summary(w, key))
-        return Anomaly(
-            name="lost-update",
-            key=key,
-            explanation=" ".join(lines),
-            events=events,
-            agents=agents,
-            window=window,
-            details={
-                "write": {"agent": w[AGENT], "version": w[V], "rev": w[REV]},
-                "based_on": based,
-                "replaced": prev,
-                "erased": [
-                    {"version": x[V], "agent": x[AGENT], "rev": x[REV]} for x in erased[:100]
-                ],
-                "erased_count": prev - based,
-            },
-        )
-
-    def _concurrent(
-        self, key: str, a: _W, b: _W, ca: dict[str, int], cb: dict[str, int]
-    ) -> Anomaly:
-        return Anomaly(
-            name="concurrent-writes",
-            key=key,
-            explanation=(
-                f"Let W1 = {a[AGENT]}'s {a[OP]} of {key} v{a[V]} (rev {a[REV]}, clock "
-                f"{_clock_text(ca)}) and W2 = {b[AGENT]}'s {b[OP]} of {key} v{b[V]} "
-                f"(rev {b[REV]}, clock {_clock_text(cb)}). Neither clock includes the other: "
-                f"{b[AGENT]} replaced W1 without having seen it. Nothing was lost this time "
-                f"(W2 was based on v{b[BASED] if b[BASED] is not None else '?'}), but the "
-                "writes raced; guard them with an expected version, a lease or a queue."
-            ),
-            events=(_summary(a, key), _summary(b, key)),
-            agents=(a[AGENT], b[AGENT]),
-            window=(a[TIME], b[TIME]),
-        )
 
     # --- the end ------------------------------------------------------------
 
@@ -977,73 +638,3 @@ class NativeChecker:
             self.max_reported,
         )
         return r
-
-
-def notes(
-    gaps: int,
-    approximate: bool,
-    counts: dict[str, int],
-    window_versions: int,
-    window_revisions: int,
-    max_reported: int,
-) -> list[str]:
-    notes = []
-    if approximate:
-        notes.append(
-            "Some writes were based on versions older than the checker's window "
-            f"({window_versions} versions or {window_revisions} revisions per "
-            "key); lost_writes is approximate. Every lost update is still reported."
-        )
-    if gaps:
-        notes.append(
-            f"{gaps} writes did not continue from the previous version seen: the "
-            "history is incomplete (exported with --since, or filtered by key)."
-        )
-    for name, n in counts.items():
-        if n > max_reported:
-            notes.append(f"{n} {name} found; the first {max_reported} are listed.")
-    return notes
-
-
-def _lease_after(token: Any, other: Any) -> bool:
-    """True if lease ``token`` was granted after ``other`` (both known tokens)."""
-    try:
-        return token is not None and other is not None and bool(token > other)
-    except TypeError:
-        return False
-
-
-def _clock_leq(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
-    """True if vector clock ``a`` happened before or equals ``b``; None if an entry is
-    not a number (the clocks cannot be compared)."""
-    for clock in (a, b):
-        for n in clock.values():
-            if type(n) is not int:
-                return None
-    return all(n <= b.get(who, 0) for who, n in a.items())
-
-
-def _push(path: list[list[int]], v: int) -> None:
-    if path and path[-1][1] == v - 1:
-        path[-1][1] = v
-    else:
-        path.append([v, v])
-
-
-def _on_runs(path: list[list[int]], v: int) -> bool:
-    i = bisect_right(path, [v, _BIG]) - 1
-    return i >= 0 and path[i][0] <= v <= path[i][1]
-
-
-_BIG = 1 << 62
-
-
-def _older(a: _Lease, b: _Lease) -> bool:
-    try:
-        return bool(a.token < b.token)
-    except TypeError:
-        return a.rev < b.rev
-
-
-def _clock_text(clock: dict[str, int]) -> str:
-    return "{" + ", ".join(f"{a}: {n}" for a, n in sorted(clock.items())) + "}"
