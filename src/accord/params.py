@@ -40,16 +40,19 @@ def seconds(
     above: bool = False,
     example: str = "5",
     hint: str = "",
+    unit: str = "seconds",
 ) -> float:
     """``value`` as a float number of seconds, or :class:`UsageError`.
 
     Accepts int and float (not bool), finite, at least ``minimum`` (more
     than it with ``above``) and at most ``maximum``. ``example`` is shown in
-    the message (``name=example``); ``hint`` is added to a range error.
+    the message (``name=example``); ``hint`` is added to a range error;
+    ``unit`` names what the number counts (``""`` for a plain number).
     """
+    what = f"a number of {unit}" if unit else "a number"
     if not _number(value):
         raise UsageError(
-            f"{argument(name)} must be a number of seconds, not {value!r} "
+            f"{argument(name)} must be {what}, not {value!r} "
             f"({type(value).__name__}). Pass, say, {option(name, _example(example))}. "
             "Nothing was changed.",
             argument=name,
@@ -57,7 +60,7 @@ def seconds(
     number = float(value)  # type: ignore[arg-type]
     if math.isnan(number):
         raise UsageError(
-            f"{argument(name)} must be a number of seconds, not NaN. Pass, say, "
+            f"{argument(name)} must be {what}, not NaN. Pass, say, "
             f"{option(name, _example(example))}. Nothing was changed.",
             argument=name,
         )
@@ -66,7 +69,7 @@ def seconds(
         low = f"more than {minimum:g}" if above else f"at least {minimum:g}"
         high = f" and at most {maximum:g}" if maximum is not None else ""
         raise UsageError(
-            f"{option(name, value)} is out of range: use a finite number of seconds, {low}{high}."
+            f"{option(name, value)} is out of range: use a finite {what[2:]}, {low}{high}."
             + (f" {hint}" if hint else "")
             + " Nothing was changed.",
             argument=name,

@@ -66,7 +66,14 @@ def _bar() -> Any:
     "--synthesis", type=float, default=None, help="Seconds to resolve one merge conflict."
 )
 @click.option("--op-latency", type=float, default=None, help="Seconds one store operation takes.")
-@click.option("--cost", type=float, default=None, help="Price of one second of model time.")
+@click.option(
+    "--cost",
+    "--cost-per-second",
+    "cost",
+    type=float,
+    default=None,
+    help="Price of one second of model time.",
+)
 @click.option("--currency", default=None, help="The price's currency label (default $).")
 @click.option(
     "--strategies",

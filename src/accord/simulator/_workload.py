@@ -162,7 +162,7 @@ class Workload:
         params.count(self.agents, "agents", minimum=1, maximum=MAX_AGENTS, example="8")
         params.count(self.resources, "resources", minimum=1, maximum=100_000, example="1")
         params.seconds(
-            self.skew, "skew", maximum=10, example="1.0", hint="It is the Zipf exponent s."
+            self.skew, "skew", maximum=10, example="1.0", hint="It is the Zipf exponent s.", unit=""
         )
         if not isinstance(self.think, Think):
             object.__setattr__(self, "think", Think.parse(self.think))
@@ -193,6 +193,7 @@ class Workload:
             "cost_per_second",
             example="0.001",
             hint="It is what one second of model time costs.",
+            unit="",
         )
         if not isinstance(self.currency, str) or not self.currency or len(self.currency) > 8:
             raise UsageError(
