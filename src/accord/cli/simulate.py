@@ -155,6 +155,9 @@ def simulate(
 
         ensure_matplotlib()
         sweep = True
+    # Checked whether or not --sweep is given: a bad list is never ignored.
+    agent_counts = _numbers(sweep_agents, "--sweep-agents", int)
+    conflict_rates = _numbers(sweep_conflicts, "--sweep-conflicts", float)
     base = named(shape) if shape else Workload()
     fields: dict[str, Any] = {
         "agents": agents,
@@ -179,8 +182,8 @@ def simulate(
         if sweep:
             return run_sweep(
                 base,
-                agents=_numbers(sweep_agents, "--sweep-agents", int),
-                conflicts=_numbers(sweep_conflicts, "--sweep-conflicts", float),
+                agents=agent_counts,
+                conflicts=conflict_rates,
                 strategies=names,
                 seeds=seeds,
                 seed=seed,
