@@ -239,14 +239,9 @@ STACKS: Mapping[str, Sequence[tuple[str, Sequence[str]]]] = {
 # (importing module, imported module): every import of that module from that
 # file. Delete an entry when its import is gone; a stale entry fails.
 ALLOWED_UPWARD: Mapping[tuple[str, str], str] = {
-    # The strategies name Session and Store for their types and reach into
-    # their private names (_event, _intercept, _remember, _conflict, ...).
-    # Issue 13: strategies import the core, never session/store.
-    ("accord.strategies.crdt", "accord.session"): "type-only: SharedText(session, key)",
-    # The manifest is a hook on the Store that checks a Session's Operation;
-    # issue 13 registers it one way with the lease's and the queue's guards.
-    ("accord.policy.enforce", "accord.session"): "type-only: Policy.check(operation)",
-    ("accord.policy.enforce", "accord.store"): "type-only: Policy.install(store)",
+    # Empty since issue 13: the strategies type their session and store
+    # against Protocols (_core.faces, the lease's own, crdt's), and the
+    # manifest's Policy against a Protocol of what it installs on. Keep it so.
 }
 
 

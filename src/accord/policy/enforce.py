@@ -26,7 +26,7 @@ session for any other agent name is refused.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import (
     NotWriter,
@@ -41,8 +41,17 @@ from ..errors import (
 from .manifest import Manifest, Resource, load_manifest
 
 if TYPE_CHECKING:
-    from ..session import Operation
-    from ..store import Store
+    from .._core.write import Hook, Operation
+
+
+class Hookable(Protocol):
+    """What :meth:`Policy.install` needs of a store (``Store`` and
+    ``AsyncStore`` both are): a ``policy`` to set and ``add_hook``."""
+
+    policy: Any
+
+    def add_hook(self, hook: Hook) -> None: ...
+
 
 _WRITES = frozenset({"write", "delete"})
 _WRITER_ONLY = frozenset({"accept", "reject", "requests", "serve", "claim"})
@@ -69,7 +78,7 @@ class Policy:
         """The ``[store] url`` of the manifest, or None."""
         return self.manifest.store_url
 
-    def install(self, store: Store) -> None:
+    def install(self, store: Hookable) -> None:
         """Enforce this policy on ``store`` (sets ``store.policy`` and a hook)."""
         store.policy = self
         store.add_hook(self.check)
@@ -223,8 +232,10 @@ class Policy:
                 key=key,
                 strategy=strategy,
             )
-        if resource.submitters and agent not in resource.submitters and (
-            agent not in resource.writers
+        if (
+            resource.submitters
+            and agent not in resource.submitters
+            and (agent not in resource.writers)
         ):
             raise PolicyViolation(
                 f"{agent} may not submit changes to {key}: {self.manifest.name} lets "
@@ -297,7 +308,5 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     manifest, before any store is opened.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise UsageError(
-            f"{argument('manifest')} takes the path of an accord.toml, not {path!r}."
-        )
+        raise UsageError(f"{argument('manifest')} takes the path of an accord.toml, not {path!r}.")
     return Policy(load_manifest(path))

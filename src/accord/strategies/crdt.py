@@ -17,15 +17,26 @@ Needs the optional dependency pycrdt: ``pip install 'accord[crdt]'``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from difflib import SequenceMatcher
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidValue, NotFound, UsageError
 from ..keys import validate_key
 
 if TYPE_CHECKING:
-    from ..records import Doc
-    from ..session import Session
+    from ..records import Doc, Value
+
+
+class Session(Protocol):
+    """What a shared text needs of a session (``accord.Session`` is one)."""
+
+    agent: str
+
+    def read(self, key: str) -> Doc: ...
+
+    def update(self, key: str, fn: Callable[[Any], Value], *, retries: int = ...) -> Doc: ...
+
 
 __all__ = ["HEADER", "SharedText"]
 
