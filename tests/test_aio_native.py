@@ -289,13 +289,15 @@ def test_a_sync_store_refuses_a_coroutine_hook() -> None:
         store.add_guard(_always_refuses, explain)
 
 
-def test_a_strategy_not_native_yet_is_refused_and_the_queue_runs(no_threads: None) -> None:
+def test_watch_the_queue_and_branches_run_natively(no_threads: None) -> None:
     async def main() -> None:
         store = native()
         a = store.session("agent-a")
         await a.write("doc", 1)
-        with pytest.raises(accord.UsageError, match=r"watch\(\) does not run yet"):
-            a.watch("doc")
+        # Watch is one async source that needs no twin: it runs here too.
+        async for event in a.watch("doc", since=0):
+            assert (event.key, event.version, event.value) == ("doc", 1, 1)
+            break
         assert (await a.read("doc")).value == 1
         # The queue and branches are native: they run here, in the loop.
         request = await a.submit("queued", "change")
