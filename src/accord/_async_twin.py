@@ -11,9 +11,9 @@ records one history per agent, as if one face had been used:
 * SQLite and memory: the thread-offload adapter over the very backend object
   of the sync store (a second ``memory://`` store would be another store).
 
-The twin never closes the sync store's backend: :meth:`AsyncTwin.close`
-closes what the twin opened (the async pool, the worker threads), and the
-adapter closes the sync store if it opened it.
+The twin closes the sync store only when it owns it (``owns_store``: the
+adapter opened it from a URL); :meth:`AsyncTwin.close` always closes what the
+twin opened (the async pool, the worker threads).
 
 A psycopg async pool belongs to the event loop it was opened on: when the
 adapter is used from a new loop (``asyncio.run`` twice), the twin of the old
@@ -44,8 +44,11 @@ def _native(store: Store) -> bool:
 class AsyncTwin:
     """The lazily opened async face of ``store`` (see the module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, owns_store: bool = False) -> None:
         self.store = store
+        self.owns_store = owns_store
+        """Whether :meth:`close` also closes ``store`` (the adapter opened it
+        from a URL)."""
         self._astore: AsyncStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
@@ -105,26 +108,35 @@ class AsyncTwin:
         )
 
     async def aclose(self) -> None:
-        """Close what the twin opened (not the sync store)."""
+        """Close what the twin opened, and the sync store if it owns it."""
         with self._lock:
             astore, loop, self._astore, self._loop = self._astore, self._loop, None, None
-        if astore is None:
-            return
-        if loop is asyncio.get_running_loop() or not self.native:
-            await astore.close()
-        else:
-            await asyncio.to_thread(_drop, astore)
+        try:
+            if astore is None:
+                pass
+            elif loop is asyncio.get_running_loop() or not self.native:
+                await astore.close()
+            else:
+                await asyncio.to_thread(_drop, astore)
+        finally:
+            if self.owns_store:
+                self.store.close()
 
     def close(self) -> None:
-        """Close what the twin opened, from sync code."""
+        """Close what the twin opened, and the sync store if it owns it; from
+        sync code."""
         with self._lock:
             astore, loop, self._astore, self._loop = self._astore, self._loop, None, None
-        if astore is None:
-            return
-        if loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(astore.close())
-        else:
-            _drop(astore)
+        try:
+            if astore is None:
+                pass
+            elif loop is not None and not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(astore.close())
+            else:
+                _drop(astore)
+        finally:
+            if self.owns_store:
+                self.store.close()
 
 
 def _drop(astore: AsyncStore) -> None:

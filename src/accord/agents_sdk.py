@@ -285,13 +285,13 @@ class AccordSession:
             raise UsageError(f"session_id must be a string, not {type(session_id).__name__}.")
         self.session_id = session_id
         self.session_settings: SessionSettings | None = session_settings or SessionSettings()
-        self._owned = isinstance(store, str)
+        owned = isinstance(store, str)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.key = f"{prefix}/{encode_segment(session_id)}"
         self.agent = agent
         self.retries = retries
         self._session = self.store.session(agent)
-        self._twin = AsyncTwin(self.store)
+        self._twin = AsyncTwin(self.store, owns_store=owned)
 
     def __repr__(self) -> str:
         return f"AccordSession({self.session_id!r}, key={self.key!r}, agent={self.agent!r})"
@@ -299,19 +299,11 @@ class AccordSession:
     def close(self) -> None:
         """Close the async face (if opened), and the accord store if this
         object opened it from a URL."""
-        try:
-            self._twin.close()
-        finally:
-            if self._owned:
-                self.store.close()
+        self._twin.close()
 
     async def aclose(self) -> None:
         """:meth:`close` from async code."""
-        try:
-            await self._twin.aclose()
-        finally:
-            if self._owned:
-                self.store.close()
+        await self._twin.aclose()
 
     async def asession(self) -> AsyncSession:
         """The :class:`accord.aio.AsyncSession` this session writes as (``agent``).

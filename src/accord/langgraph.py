@@ -333,12 +333,12 @@ class AccordStore(BaseStore):
         if not isinstance(prefix, str) or not prefix:
             raise UsageError("prefix must be a non-empty key prefix such as 'langgraph'.")
         validate_key(prefix)
-        self._owned = isinstance(store, str)
+        owned = isinstance(store, str)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self.prefix = prefix
         self.on_overwrite: OnOverwrite = on_overwrite
         self._agent = agent
-        self._twin = AsyncTwin(self.store)
+        self._twin = AsyncTwin(self.store, owns_store=owned)
 
     def __repr__(self) -> str:
         return (
@@ -349,19 +349,11 @@ class AccordStore(BaseStore):
     def close(self) -> None:
         """Close the async face (if opened), and the accord store if this
         object opened it from a URL."""
-        try:
-            self._twin.close()
-        finally:
-            if self._owned:
-                self.store.close()
+        self._twin.close()
 
     async def aclose(self) -> None:
         """:meth:`close` from async code."""
-        try:
-            await self._twin.aclose()
-        finally:
-            if self._owned:
-                self.store.close()
+        await self._twin.aclose()
 
     def __enter__(self) -> AccordStore:
         return self
