@@ -130,14 +130,6 @@ class AsyncSession:
             clock.resume_with(await stored_agent_clock(self.store.backend, self.agent))
         return clock.tick()
 
-    if True:  # ASYNC
-
-        def _twin(self, what: str) -> Session:
-            """The sync twin a strategy not yet native runs on (see
-            :meth:`AsyncStore.needs_twin`)."""
-            self.store.needs_twin(what)
-            return self.sync
-
     # --- reads -------------------------------------------------------------
 
     async def read(self, key: str) -> Doc:

@@ -205,18 +205,16 @@ class AsyncStore:
             _queue_async.install(self)
 
         def needs_twin(self, what: str) -> Store:
-            """The sync twin the strategy ``what`` still runs on; a
-            :class:`UsageError` on a store with no twin.
-
-            Transitional: leases and watch run natively on the async face
-            once they are rewritten (queues and branches do already); until then they need a
-            store opened with ``accord.aio.open``.
+            """The sync twin (``store.sync``) for ``what``, which needs the
+            sync face of the same store; a :class:`UsageError` on a store with
+            no twin. Every call of the async face runs without one: only code
+            that asks for the sync view itself (a test's, an adapter's) does.
             """
             if self.sync is None:
                 raise NotNativeYet(
-                    f"{what} does not run yet on an AsyncStore without a sync twin "
-                    f"({type(self.backend).__name__}): read, scan, write, delete, update, "
-                    "history, the queue and branches do. Use those here, or open a store with "
+                    f"{what} needs the sync face of this store, and an AsyncStore over "
+                    f"{type(self.backend).__name__} has none (every call of the async "
+                    "face runs without it). Open a store with "
                     f"{call('accord.aio.open', var('url'))} for {what}."
                 )
             return self.sync
@@ -354,8 +352,8 @@ class AsyncStore:
 if True:  # ASYNC
 
     class NotNativeYet(UsageError):
-        """A strategy that still needs the store's sync twin, on a store with
-        none (transitional: it goes once the strategy is native)."""
+        """A call that needs the store's sync twin (``store.sync``), on a
+        store with none."""
 
 else:
 
