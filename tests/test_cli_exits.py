@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,42 @@ def test_click_parse_errors_in_json(args: list[str], words: str) -> None:
     assert "--help" in data["message"]
     plain = CliRunner().invoke(cli, args, input="x")
     assert plain.exit_code == 1 and words in plain.output and "{" not in plain.output
+
+
+def test_ctrl_c_stops_an_exploration(tmp_path: Path) -> None:
+    """A schedule never waits on the event loop; Ctrl-C still stops a long
+    ``accord explore`` at once (exit 130), not after its last schedule."""
+    started = tmp_path / "started"
+    (tmp_path / "long_flow.py").write_text(
+        "import pathlib\n"
+        "\n"
+        "async def workflow(world):\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+        "\n"
+        "    async def agent(session):\n"
+        "        for _ in range(20):\n"
+        "            await session.update('k', lambda v: (v or 0) + 1)\n"
+        "\n"
+        "    await world.run({'a': agent, 'b': agent})\n"
+    )
+    with subprocess.Popen(
+        [*ACCORD, "explore", "long_flow:workflow", "--schedules", "1000000"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_reaches_child,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + BOUND
+            while not started.exists():
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the exploration never started"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=BOUND) == 130
+            assert proc.stderr is not None
+            assert "Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()

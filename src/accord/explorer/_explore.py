@@ -13,9 +13,11 @@ its timeline and a replay token that reproduces it exactly.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import inspect
+import itertools
 import random
 import secrets
 import time
@@ -510,6 +512,11 @@ def _classify(index: int, run: RunResult, world: World, max_steps: int) -> _Outc
     return _Outcome(index, run, None, None, "ok", history)
 
 
+YIELD_EVERY = 16
+"""Schedules between two turns of the event loop (where a Ctrl-C lands)."""
+_RUNS = itertools.count()
+
+
 async def _run_one(
     workflow: Workflow,
     strategy: Strategy,
@@ -517,6 +524,11 @@ async def _run_one(
     o: _Options,
     record: bool,
 ) -> _Outcome | None:
+    if next(_RUNS) % YIELD_EVERY == 0:
+        # A schedule never waits on the event loop, so without this an
+        # exploration would never let it run: a Ctrl-C (asyncio.run cancels
+        # its main task) would wait for the last schedule.
+        await asyncio.sleep(0)
     if not strategy.begin(index):
         return None
     sched = Scheduler(strategy, max_steps=o.max_steps, record=record)
@@ -736,7 +748,6 @@ def run_explore(
         o.schedules = 1
     else:
         chosen = _make_strategy(o, strategy)
-    import asyncio
 
     coro = _explore(workflow, wf_name, o, chosen, replay is not None, progress, keep_runs)
     try:
