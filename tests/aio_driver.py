@@ -66,6 +66,11 @@ class Loop:
         asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.thread.is_alive():
+            # A call another thread scheduled after the first sweep (it was
+            # still calling in): cancel it too, or it is destroyed pending
+            # with the loop and warns in whichever later test collects it.
+            self.loop.run_until_complete(_cancel_pending())
         self.loop.close()
 
 
